@@ -107,6 +107,11 @@ class LossConfig:
     arcface_weight: float = 1.0
     triplet_weight: float = 1.0
     triplet_margin: float = 0.3
+    #: start each class's sub-centres at the mean embedding of its training images
+    #: (weight imprinting, Qi et al. 2018) instead of random vectors: with hundreds of
+    #: classes each seen once every few dozen steps, random class weights leave the
+    #: ArcFace loss flat for epochs; imprinted ones give useful gradients from step one
+    imprint: bool = True
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,9 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
         cfg.loss.arcface_weight,
         cfg.loss.triplet_weight,
     )
+    if cfg.loss.imprint and not resume:
+        n = _imprint(model, loss.arcface, dataset, cfg, d, show)
+        echo(f"class weights imprinted from the mean embeddings of {n} flanks")
     # channels_last from the start: much faster convolutions on CPU, and the format
     # reid.embed's inference switches the model to, so evaluating between epochs does
     # not change the numerics of the epochs after it (resumed runs stay bit-identical)
@@ -320,6 +323,54 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
         "best": best,
         "last": history[-1] if history else None,
     }
+
+
+@torch.no_grad()
+def _imprint(
+    model: EmbeddingModel, arcface: SubCenterArcFace, dataset: FlankDataset, cfg, d: Dist, show
+) -> int:
+    """Embed every training image (not augmented) and imprint the ArcFace sub-centres.
+
+    The embeddings are taken in training mode (batch statistics in the normalisation
+    layers, batches in a seeded random order), because that is what the loss sees: the
+    fresh neck's running statistics are still at their initial values, and eval-mode
+    vectors would point elsewhere. Rank 0 computes; the weights are then broadcast so
+    that every rank starts alike.
+    """
+    from torchvision.transforms import v2
+
+    mc = cfg.model
+    prep = v2.Compose(
+        [
+            v2.Resize(tuple(mc.input_size), antialias=True),
+            v2.ToDtype(torch.float32, scale=True),
+            v2.Normalize(list(mc.mean), list(mc.std)),
+        ]
+    )
+    n = 0
+    if d.is_main:
+        model.to(d.device).train()
+        total = len(dataset)
+        order = torch.randperm(total, generator=torch.Generator().manual_seed(cfg.run.seed))
+        feats = torch.empty(total, model.embedding_dim)
+        batch = max(2, cfg.sampler.identities * cfg.sampler.images)
+        with progress_bar(total, "imprinting", enabled=show) as advance:
+            for start in range(0, total, batch):
+                idx = order[start : start + batch]
+                x = torch.stack([prep(dataset.image(int(i))) for i in idx]).to(
+                    d.device, memory_format=torch.channels_last
+                )
+                feats[idx] = model(x).float().cpu()
+                advance(len(idx))
+        labels = torch.as_tensor(dataset.labels)
+        n = arcface.imprint(feats, labels, seed=cfg.run.seed)
+    if d.enabled:
+        import torch.distributed as dist
+
+        weight = arcface.weight.data.to(d.device)
+        dist.broadcast(weight, src=0)
+        arcface.weight.data.copy_(weight.to(arcface.weight.device))
+    return n
 
 
 def _train_one_epoch(train_step, loader, optimizer, scheduler, scaler, amp_dtype, cfg, d, bar):

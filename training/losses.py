@@ -67,6 +67,36 @@ class SubCenterArcFace(nn.Module):
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(self.logits(embeddings, labels), labels)
 
+    @torch.no_grad()
+    def imprint(
+        self, embeddings: torch.Tensor, labels: torch.Tensor, jitter: float = 0.05, seed: int = 0
+    ) -> int:
+        """Set each class's sub-centres to the normalised mean of its ``embeddings``.
+
+        The sub-centres of a class start as that mean plus a little seeded noise
+        (``jitter``, relative to the unit mean) so that they can drift apart to different
+        modes (day and night shots, say). Classes without an embedding keep their weights.
+        Returns the number of classes imprinted.
+        """
+        x = F.normalize(embeddings.float(), dim=1)
+        labels = labels.long()
+        if len(x) != len(labels):
+            raise ValueError(f"{len(x)} embeddings but {len(labels)} labels")
+        if len(labels) and (labels.min() < 0 or labels.max() >= self.num_classes):
+            raise ValueError(f"labels must lie in [0, {self.num_classes})")
+        sums = torch.zeros(self.num_classes, x.shape[1], dtype=x.dtype, device=x.device)
+        sums.index_add_(0, labels, x)
+        present = torch.bincount(labels, minlength=self.num_classes) > 0
+        means = F.normalize(sums, dim=1)
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        noise = torch.randn(self.num_classes, self.subcenters, x.shape[1], generator=g)
+        centres = means[:, None, :] + jitter * noise.to(x.device) / x.shape[1] ** 0.5
+        centres = F.normalize(centres, dim=2).reshape(-1, x.shape[1])
+        keep = present.repeat_interleave(self.subcenters)
+        w = self.weight.data
+        w[keep] = centres[keep].to(w.dtype)
+        return int(present.sum())
+
 
 class BatchHardTriplet(nn.Module):
     """Batch-hard triplet loss on Euclidean distances between the given embeddings.

@@ -109,3 +109,40 @@ def test_reid_loss_is_the_weighted_sum_of_its_parts():
     assert parts["triplet"].item() == pytest.approx(tri(e, y).item())
     expected = 0.5 * parts["arcface"] + 2.0 * parts["triplet"]
     assert total.item() == pytest.approx(expected.item())
+
+
+def test_imprint_puts_each_class_at_its_mean_embedding():
+    arc = SubCenterArcFace(4, num_classes=3, subcenters=2, margin=0.0)
+    x = torch.tensor([[1.0, 0, 0, 0], [1.0, 1.0, 0, 0], [0, 0, 2.0, 0], [0, 0, 0, -1.0]])
+    labels = torch.tensor([0, 0, 1, 1])
+    before = arc.weight.detach().clone()
+    assert arc.imprint(x, labels, jitter=0.0) == 2
+    w = F.normalize(arc.weight.detach(), dim=1).view(3, 2, 4)
+    mean0 = F.normalize(torch.tensor([1 + 2**-0.5, 2**-0.5, 0, 0]), dim=0)
+    mean1 = F.normalize(torch.tensor([0, 0, 1.0, -1.0]), dim=0)
+    for k in range(2):
+        assert torch.allclose(w[0, k], mean0, atol=1e-6)
+        assert torch.allclose(w[1, k], mean1, atol=1e-6)
+    # class 2 had no embedding: untouched
+    assert torch.equal(arc.weight.detach()[4:], before[4:])
+    # each sample's cosine to its own class is now its best
+    cos = arc.cosine(x)
+    assert (cos[:, :2].argmax(dim=1) == labels).all()
+
+
+def test_imprint_jitter_separates_sub_centres_reproducibly():
+    x = torch.randn(12, 8, generator=torch.Generator().manual_seed(1))
+    labels = torch.arange(12) % 4
+    a, b = SubCenterArcFace(8, 4, subcenters=3), SubCenterArcFace(8, 4, subcenters=3)
+    a.imprint(x, labels, jitter=0.1, seed=5)
+    b.imprint(x, labels, jitter=0.1, seed=5)
+    assert torch.equal(a.weight, b.weight)
+    w = F.normalize(a.weight.detach(), dim=1).view(4, 3, 8)
+    assert not torch.allclose(w[0, 0], w[0, 1])
+    assert (w[0] @ w[0].T).min() > 0.95  # still near the class mean
+
+
+def test_imprint_refuses_labels_out_of_range():
+    arc = SubCenterArcFace(4, num_classes=2)
+    with pytest.raises(ValueError, match="labels"):
+        arc.imprint(torch.ones(1, 4), torch.tensor([2]))
