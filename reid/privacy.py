@@ -1,0 +1,69 @@
+"""Who may see where an animal was: exact coordinates or a generalised location.
+
+Exact coordinates of tigers and leopards are what a poacher needs, so a caller sees them
+only with the ``precise_location`` permission; everyone else gets every coordinate snapped
+to the centre of a 0.25° grid cell, everywhere (queries, CSV/GeoJSON/Camtrap DP exports,
+maps). Why that scheme:
+
+- a 0.25° cell is about 28 × 28 km at the equator and 28 × 24 km at 30° N (≈ 600-780
+  km²), the size of one tiger home range (≈ 100-1,000 km²) or a leopard's: the
+  country, the protected area and the movement pattern between areas stay visible, the
+  camera, the waterhole and the trail do not;
+- a fixed grid (not random jitter) gives the same answer every time, so repeated
+  queries or exports cannot be averaged to recover the point, and two sightings at one
+  camera stay together;
+- a plain latitude/longitude grid needs no library and every GIS reads it; the
+  uncertainty that goes with it is published (``coordinateUncertainty`` in Camtrap DP).
+
+Distances of movements are rounded to 10 km for generalised callers, so that an exact
+distance between two cell centres does not narrow down the endpoints.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+#: Grid cell size in degrees for generalised locations.
+CELL_DEG = 0.25
+#: Half the diagonal of a cell at the equator, in metres: the uncertainty of a generalised point.
+CELL_UNCERTAINTY_M = round(math.hypot(CELL_DEG, CELL_DEG) / 2 * 111_320)
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking: their organisation, roles, and whether they may see exact places."""
+
+    organisation: str | None = None
+    roles: frozenset[str] = field(default_factory=frozenset)
+    precise_location: bool = False
+
+    def locate(self, lat: float | None, lon: float | None) -> tuple[float | None, float | None]:
+        """The coordinates this viewer may see: exact, or the centre of their grid cell."""
+        if lat is None or lon is None or self.precise_location:
+            return lat, lon
+        return generalise(lat, lon)
+
+    def distance_km(self, km: float) -> float:
+        """A distance this viewer may see: exact to 0.1 km, or rounded to 10 km."""
+        return round(km, 1) if self.precise_location else float(round(km / 10.0) * 10)
+
+    @property
+    def uncertainty_m(self) -> int | None:
+        """Coordinate uncertainty added by generalisation (None for exact coordinates)."""
+        return None if self.precise_location else CELL_UNCERTAINTY_M
+
+
+#: The command line on one's own machine: a local administrator who sees exact places.
+LOCAL_ADMIN = Viewer(organisation=None, roles=frozenset({"admin"}), precise_location=True)
+#: Anyone without the permission.
+PUBLIC = Viewer()
+
+
+def generalise(lat: float, lon: float, cell: float = CELL_DEG) -> tuple[float, float]:
+    """The centre of the ``cell``-degree grid cell holding (lat, lon)."""
+    if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+        raise ValueError(f"coordinates out of range: {lat}, {lon}")
+    row = min(math.floor(lat / cell), math.floor(90 / cell) - 1)
+    col = min(math.floor(lon / cell), math.floor(180 / cell) - 1)
+    return round((row + 0.5) * cell, 6), round((col + 0.5) * cell, 6)

@@ -1,0 +1,66 @@
+"""The registry commands end to end on a SQLite registry in a temporary data home."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from reid.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("REID_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("REID_DATABASE_URL", raising=False)
+    photo = tmp_path / "t.jpg"
+    photo.write_bytes(b"not really a jpeg, but hashed all the same")
+    return tmp_path, photo
+
+
+def run(*args):
+    result = runner.invoke(app, [str(a) for a in args])
+    return result
+
+
+def test_record_move_list_export_import_map(home):
+    tmp, photo = home
+    common = ["sightings", "add", photo, "--species", "tiger", "--individual", "T-9"]
+    assert run(*common, "--site", "bardia", "--country", "NP", "--lat", 28.40,
+               "--lon", 81.30, "--at", "2025-01-01T06:00:00Z", "--side", "left",
+               "--by", "ana").exit_code == 0  # fmt: skip
+    assert run(*common, "--site", "katarniaghat", "--country", "IN", "--lat", 28.25,
+               "--lon", 81.15, "--at", "2025-01-03T06:00:00+05:30").exit_code == 0  # fmt: skip
+    moved = run("movements", "--from", "NP", "--to", "IN", "--json")
+    assert moved.exit_code == 0, moved.output
+    (m,) = json.loads(moved.output)
+    assert (m["individual"], m["from_country"], m["to_country"]) == ("T-9", "NP", "IN")
+    assert m["to_time"] == "2025-01-03T00:30:00Z" and m["from_lat"] == 28.4
+    coarse = json.loads(run("movements", "--json", "--generalise").output)[0]
+    assert coarse["from_lat"] == 28.375
+    assert json.loads(run("movements", "--from", "IN", "--json").output) == []
+    shown = run("individuals", "show", "T-9")
+    assert "NP -> IN" in shown.output and "confirm" in shown.output
+    assert "T-9" in run("individuals", "list").output
+    assert run("export", "geojson", "--out", tmp / "a.geojson").exit_code == 0
+    kinds = [f["geometry"]["type"] for f in json.loads((tmp / "a.geojson").read_text())["features"]]
+    assert sorted(kinds) == ["LineString", "Point", "Point"]
+    assert run("export", "csv", "--out", tmp / "a").exit_code == 0
+    assert (tmp / "a-movements.csv").read_text().count("\n") == 2
+    assert run("export", "camtrap-dp", "--out", tmp / "pkg").exit_code == 0
+    assert run("map", "T-9", "--out", tmp / "t9.png").exit_code == 0
+    assert (tmp / "t9.png").read_bytes()[:4] == b"\x89PNG"
+    assert run("map", "--movements", "--out", tmp / "all.png").exit_code == 0
+
+
+def test_user_errors_are_one_line(home):
+    tmp, photo = home
+    bad = run("sightings", "add", photo, "--species", "tiger", "--site", "nowhere",
+              "--at", "2025-01-01")  # fmt: skip
+    assert bad.exit_code == 2 and "error: site 'nowhere' is new" in bad.output
+    assert "not an ISO 3166-1" in run("movements", "--from", "XX").output
+    (tmp / "pkg").mkdir()
+    bad = run("import", "camtrap-dp", tmp / "pkg")
+    assert bad.exit_code == 2 and "datapackage.json: missing" in bad.output
+    assert "give an INDIVIDUAL or --movements" in run("map", "--out", tmp / "m.png").output

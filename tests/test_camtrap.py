@@ -1,0 +1,126 @@
+"""Camtrap DP: export then import gives the same records; a bad package is refused whole."""
+
+import csv
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from reid.camtrap import CamtrapError, import_package, read_package, species_of, write_package
+from reid.privacy import LOCAL_ADMIN, PUBLIC
+from reid.registry import Registry, list_sightings
+from reid.registry.models import Sighting
+from tests.registry.helpers import sight, tiger, world
+
+
+def _fill(s):
+    w = world(s)
+    a, b = tiger(s, "T-A", w["np"]), tiger(s, "T-B", w["in"])
+    a.sex = "female"
+    sight(s, w, a, "NP", 0, side="left")
+    sight(s, w, a, "IN", 3, side="right")
+    sight(s, w, b, "IN", 4, status="proposed")
+
+
+def _snapshot(s):
+    return [
+        (v.code, v.individual, v.species, v.side, v.status, v.captured_at, v.country, v.site,
+         v.protected_area, v.lat, v.lon, v.media, v.file_path, v.box)
+        for v in list_sightings(s, LOCAL_ADMIN)
+    ]  # fmt: skip
+
+
+def test_round_trip_gives_the_same_records(registry, tmp_path):
+    with registry.session() as s:
+        _fill(s)
+        before = _snapshot(s)
+        write_package(s, tmp_path / "pkg", LOCAL_ADMIN)
+    descriptor, tables = read_package(tmp_path / "pkg")
+    assert descriptor["profile"].endswith("camtrap-dp/1.0/camtrap-dp-profile.json")
+    assert len(tables["observations"]) == 3
+    other = Registry(f"sqlite:///{tmp_path / 'other.sqlite'}")
+    with other.session() as s:
+        stats = import_package(s, tmp_path / "pkg", decided_by="importer")
+        assert (stats.deployments, stats.media, stats.sightings, stats.individuals) == (2, 3, 3, 2)
+        assert _snapshot(s) == before
+    with other.session() as s:  # importing again adds nothing
+        assert import_package(s, tmp_path / "pkg", decided_by="importer").sightings == 0
+
+
+def test_generalised_export_hides_the_camera(registry, tmp_path):
+    with registry.session() as s:
+        _fill(s)
+        write_package(s, tmp_path / "pkg", PUBLIC)
+    with open(tmp_path / "pkg" / "deployments.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert {(r["latitude"], r["longitude"]) for r in rows} == {("28.375", "81.375"),
+                                                             ("28.375", "81.125")}
+    assert all(int(r["coordinateUncertainty"]) > 10_000 for r in rows)
+    assert "28.4012" not in (tmp_path / "pkg" / "deployments.csv").read_text()
+
+
+def _break(pkg, table, line, field, value):
+    path = pkg / f"{table}.csv"
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+        header = list(rows[0])
+    rows[line - 2][field] = value
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, header)
+        w.writeheader()
+        w.writerows(rows)
+
+
+@pytest.mark.parametrize(
+    ("table", "line", "field", "value", "message"),
+    [
+        ("observations", 4, "bboxX", "1.5", "observations.csv:4: field 'bboxX': 1.5 is above 1"),
+        ("media", 3, "timestamp", "yesterday", "media.csv:3: field 'timestamp'"),
+        ("deployments", 2, "latitude", "", "deployments.csv:2: field 'latitude': is required"),
+        ("observations", 3, "mediaID", "nope", "observations.csv:3: field 'mediaID': 'nope'"),
+        ("observations", 2, "observationType", "ghost", "observations.csv:2: field 'observ"),
+    ],
+)  # fmt: skip
+def test_invalid_package_is_rejected_and_nothing_imported(
+    registry, tmp_path, table, line, field, value, message
+):
+    with registry.session() as s:
+        _fill(s)
+        write_package(s, tmp_path / "pkg", LOCAL_ADMIN)
+    _break(tmp_path / "pkg", table, line, field, value)
+    other = Registry(f"sqlite:///{tmp_path / 'other.sqlite'}")
+    with pytest.raises(CamtrapError) as err, other.session() as s:
+        import_package(s, tmp_path / "pkg", decided_by="importer")
+    assert message in str(err.value)
+    with other.session() as s:
+        assert s.scalar(select(func.count()).select_from(Sighting)) == 0
+
+
+def test_late_error_rolls_back_rows_already_added(tmp_path, registry):
+    with registry.session() as s:
+        _fill(s)
+        write_package(s, tmp_path / "pkg", LOCAL_ADMIN)
+    # valid row by row, but the last observation names a leopard as a tiger's individual
+    _break(tmp_path / "pkg", "observations", 4, "individualID", "T-A")
+    _break(tmp_path / "pkg", "observations", 4, "scientificName", "Panthera pardus")
+    other = Registry(f"sqlite:///{tmp_path / 'other.sqlite'}")
+    with pytest.raises(CamtrapError, match=r"observations.csv:4: individual T-A is a tiger"), \
+            other.session() as s:  # fmt: skip
+        import_package(s, tmp_path / "pkg", decided_by="importer")
+    with other.session() as s:
+        assert s.scalar(select(func.count()).select_from(Sighting)) == 0
+
+
+def test_subspecies_names_are_tigers_and_leopards():
+    assert species_of("Panthera tigris altaica") == "tiger"
+    assert species_of("panthera pardus orientalis") == "leopard"
+    assert species_of("Panthera leo") is None and species_of(None) is None
+
+
+def test_missing_descriptor_is_named(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    with pytest.raises(CamtrapError, match="datapackage.json: missing"):
+        read_package(tmp_path / "pkg")
+    (tmp_path / "pkg" / "datapackage.json").write_text(json.dumps({"resources": []}))
+    with pytest.raises(CamtrapError, match="no 'deployments' resource"):
+        read_package(tmp_path / "pkg")
