@@ -7,6 +7,7 @@ line and re-raise as :class:`reid.errors.ManifestError`.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,8 +93,10 @@ class ImageRecord:
         """The record as manifest CSV cells; ``path`` relative to ``root`` when given."""
         path = self.path
         if root is not None:
+            # absolute on both sides: a relative image path (data/x/a.jpg, from the
+            # working directory) must still come out relative to the manifest's folder
             try:
-                path = self.path.relative_to(root)
+                path = Path(os.path.abspath(self.path)).relative_to(os.path.abspath(root))
             except ValueError:
                 path = self.path
         b = self.bbox

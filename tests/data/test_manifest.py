@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 from reid.data.manifest import read_manifest, write_manifest
 from reid.data.records import MANIFEST_COLUMNS, BBox, ImageRecord
@@ -255,3 +256,14 @@ def test_messages_are_one_line(tmp_path):
     assert re.fullmatch(
         r".*manifest\.csv:2: country 'XX' is not an ISO 3166-1 alpha-2 code.*", str(info.value)
     )
+
+
+def test_relative_image_paths_are_written_relative_to_the_manifest(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    folder = Path("data") / "cat"
+    (folder / "a").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(folder / "a" / "x.jpg")
+    rec = ImageRecord(path=folder / "a" / "x.jpg", individual_id="A", species="tiger", side="left")
+    write_manifest([rec], folder / "manifest.csv")
+    assert (folder / "manifest.csv").read_text().splitlines()[1].startswith("a/x.jpg,")
+    assert read_manifest(folder / "manifest.csv")[0].path.resolve() == rec.path.resolve()
