@@ -1,0 +1,217 @@
+"""Bulk jobs of the API: a Camtrap DP package (zip) or a list of images, matched by the
+season runner (:func:`reid.bulk.run_bulk`) in a background worker, one job at a time.
+
+A job is a folder ``JOBS_DIR/<id>/``: ``job.json`` (owner, state, counts, error),
+``input/`` (the upload, unpacked) and ``run/`` (the season run: journal, outputs).
+Progress is the number of encounters in the run's journal. A job belongs to its
+organisation; nobody else can see it. Jobs survive a restart: queued and running ones
+are queued again and the run resumes from its journal.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import uuid
+import zipfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from fastapi import UploadFile
+
+from reid.errors import ReidError
+from serve.problems import Problem
+
+JOB_FILE = "job.json"
+ZIP_MEMBERS = 100_000
+
+
+class JobRunner:
+    """Keeps job folders and runs them in one worker thread."""
+
+    def __init__(self, root: Path, state) -> None:
+        self.root = Path(root)
+        self.state = state
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        if self.root.is_dir():
+            for p in sorted(self.root.iterdir()):
+                job = self._read(p.name)
+                if job and job["state"] in ("queued", "running"):
+                    self._queue.put(p.name)
+
+    # -- submission -----------------------------------------------------------------
+
+    def submit(self, organisation: str, files: list[UploadFile], species: str | None,
+               max_bytes: int) -> dict:  # fmt: skip
+        """Unpack the upload into a new job folder and queue it; 4xx for a bad upload."""
+        job_id = uuid.uuid4().hex[:16]
+        folder = self.root / job_id
+        inbox = folder / "input"
+        inbox.mkdir(parents=True)
+        try:
+            total = 0
+            if len(files) == 1 and (files[0].filename or "").lower().endswith(".zip"):
+                total = _unzip(files[0], inbox, max_bytes)
+            else:
+                sub = inbox / (species or "")
+                sub.mkdir(parents=True, exist_ok=True)
+                for n, f in enumerate(files):
+                    name = Path(f.filename or f"image-{n}.jpg").name
+                    if not name or name.startswith("."):
+                        raise Problem(422, f"file {n}: bad name {f.filename!r}", field="files")
+                    data = f.file.read(max_bytes + 1 - total)
+                    total += len(data)
+                    if total > max_bytes:
+                        raise Problem(413, f"the job is over {max_bytes:,} bytes", field="files",
+                                      kind="upload-too-large")  # fmt: skip
+                    (sub / f"{n:05d}-{name}").write_bytes(data)
+            from reid.bulk.sources import read_source
+
+            try:
+                source = read_source(_source_root(inbox), species=species)
+            except ReidError as e:
+                raise Problem(422, str(e), field="files") from None
+            if not source.captures:
+                raise Problem(422, "the job holds no tiger or leopard images", field="files")
+        except BaseException:
+            import shutil
+
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        job = {
+            "id": job_id, "organisation": organisation, "state": "queued",
+            "submitted_at": datetime.now(UTC).replace(tzinfo=None).isoformat(),
+            "frames": len(source.captures), "encounters": 0, "error": None, "species": species,
+        }  # fmt: skip
+        self._write(job)
+        self._queue.put(job_id)
+        self._start()
+        return job
+
+    # -- reading --------------------------------------------------------------------
+
+    def get(self, job_id: str, organisation: str) -> dict:
+        """The job, or 404 when absent or another organisation's."""
+        job = self._read(job_id) if job_id.isalnum() else None
+        if job is None or job["organisation"] != organisation:
+            raise Problem(404, f"no job {job_id!r}", field="job_id", kind="not-found")
+        job["done"] = self._done(job_id)
+        return job
+
+    def results(self, job_id: str) -> list[dict]:
+        import csv
+
+        path = self.root / job_id / "run" / "encounters.csv"
+        with path.open(newline="", encoding="utf-8") as f:
+            return list(csv.DictReader(f))
+
+    def _done(self, job_id: str) -> int:
+        from reid.bulk.journal import JOURNAL_FILE
+
+        path = self.root / job_id / "run" / JOURNAL_FILE
+        try:
+            with path.open("rb") as f:
+                return max(0, sum(1 for _ in f) - 1)  # the first line is the header
+        except FileNotFoundError:
+            return 0
+
+    def _read(self, job_id: str) -> dict | None:
+        try:
+            return json.loads((self.root / job_id / JOB_FILE).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def _write(self, job: dict) -> None:
+        path = self.root / job["id"] / JOB_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(job, indent=1), encoding="utf-8")
+        os.replace(tmp, path)
+        counts: dict[str, int] = {}
+        for p in self.root.iterdir():
+            j = self._read(p.name)
+            if j:
+                counts[j["state"]] = counts.get(j["state"], 0) + 1
+        for s in ("queued", "running", "done", "failed"):
+            self.state.metrics.jobs.labels(s).set(counts.get(s, 0))
+
+    # -- the worker -----------------------------------------------------------------
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._work, name="reid-jobs", daemon=True)
+                self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job_id = self._queue.get()
+            if job_id is None:
+                return
+            job = self._read(job_id)
+            if job is None:
+                continue
+            job["state"] = "running"
+            self._write(job)
+            try:
+                summary = self._run(job)
+                job.update(state="done", encounters=summary.encounters, frames=summary.frames)
+            except Exception as e:  # a job's failure is the job's, not the server's
+                job.update(state="failed", error=str(e).splitlines()[0] if str(e) else repr(e))
+            self._write(job)
+
+    def _run(self, job: dict):
+        from reid.bulk import BulkOptions, run_bulk
+
+        folder = self.root / job["id"]
+        settings = self.state.settings
+        opts = BulkOptions(model=settings.model, device=settings.device, species=job["species"],
+                           show_progress=False, report=False)  # fmt: skip
+        return run_bulk(_source_root(folder / "input"), settings.index, folder / "run", opts)
+
+    def close(self) -> None:
+        if self._thread is not None and self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join(timeout=5)
+
+
+def _source_root(inbox: Path) -> Path:
+    """A Camtrap DP package's folder (the one holding datapackage.json), else the inbox."""
+    found = sorted(inbox.rglob("datapackage.json"), key=lambda p: len(p.parts))
+    return found[0].parent if found else inbox
+
+
+def _unzip(upload: UploadFile, into: Path, max_bytes: int) -> int:
+    """Unpack a zip safely: no paths outside ``into``, no links, at most ``max_bytes``."""
+    try:
+        archive = zipfile.ZipFile(upload.file)
+    except zipfile.BadZipFile:
+        raise Problem(422, f"{upload.filename}: not a zip file", field="files") from None
+    infos = archive.infolist()
+    if len(infos) > ZIP_MEMBERS:
+        raise Problem(413, f"the zip has over {ZIP_MEMBERS:,} members", field="files")
+    if sum(i.file_size for i in infos) > max_bytes:
+        raise Problem(413, f"the zip unpacks to over {max_bytes:,} bytes", field="files",
+                      kind="upload-too-large")  # fmt: skip
+    root = into.resolve()
+    total = 0
+    for info in infos:
+        target = (into / info.filename).resolve()
+        if not target.is_relative_to(root) or info.filename.startswith("/"):
+            raise Problem(422, f"zip member {info.filename!r} points outside the package",
+                          field="files")  # fmt: skip
+        if info.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with archive.open(info) as src, target.open("wb") as dst:
+            while block := src.read(1 << 20):
+                total += len(block)
+                if total > max_bytes:
+                    raise Problem(413, f"the zip unpacks to over {max_bytes:,} bytes",
+                                  field="files", kind="upload-too-large")  # fmt: skip
+                dst.write(block)
+    return total

@@ -1,0 +1,192 @@
+"""Registry reads and writes as a caller may do them: ownership, visibility, exactness.
+
+A sighting belongs to the organisation of its site; an individual to its organisation
+(or, without one, to those of its sightings); a movement is visible when both of its
+sightings are. Exact coordinates are given per owner (:meth:`Scope.locate`), so one
+answer can hold exact points of the caller's own cameras and generalised ones of a
+partner's.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from reid.movements import movements as registry_movements
+from reid.privacy import LOCAL_ADMIN
+from reid.registry import (
+    Individual,
+    Organisation,
+    Sighting,
+    Site,
+    decisions_of,
+    get_individual,
+    list_sightings,
+)
+from reid.registry.models import Deployment, Media
+from reid.registry.services import SightingView
+from serve.access import Caller, Scope
+from serve.problems import Problem
+from serve.schemas import (
+    DecisionOut,
+    IndividualOut,
+    Location,
+    MovementOut,
+    SightingDetailOut,
+    SightingOut,
+)
+
+
+def sighting_owners(session: Session, codes: list[str] | None = None) -> dict[str, str | None]:
+    """sighting code -> owning organisation code (the site's)."""
+    q = (
+        select(Sighting.code, Organisation.code)
+        .join(Media, Sighting.media_id == Media.id)
+        .join(Deployment, Media.deployment_id == Deployment.id)
+        .join(Site, Deployment.site_id == Site.id)
+        .outerjoin(Organisation, Site.organisation_id == Organisation.id)
+    )
+    if codes is not None:
+        q = q.where(Sighting.code.in_(codes))
+    return {a: b for a, b in session.execute(q)}
+
+
+def site_owners(session: Session) -> dict[str, str | None]:
+    """site code -> owning organisation code."""
+    q = select(Site.code, Organisation.code).outerjoin(
+        Organisation, Site.organisation_id == Organisation.id
+    )
+    return {a: b for a, b in session.execute(q)}
+
+
+def sighting_out(view: SightingView, owner: str | None, scope: Scope) -> tuple[SightingOut, bool]:
+    """The API form of a sighting (read with exact coordinates) and whether it stays exact."""
+    lat, lon, exact = scope.locate(owner, view.lat, view.lon)
+    return SightingOut(
+        code=view.code, individual=view.individual, species=view.species, side=view.side,
+        status=view.status, captured_at=view.captured_at, organisation=owner,
+        location=Location(country=view.country, site=view.site, lat=lat, lon=lon, exact=exact),
+        image_url=f"/v1/media/{view.code}/thumbnail", box=list(view.box) if view.box else None,
+    ), exact  # fmt: skip
+
+
+def visible_sightings(
+    session: Session, scope: Scope, **filters
+) -> tuple[list[SightingOut], bool]:
+    """Sightings the caller may see (filters as :func:`reid.registry.list_sightings`), and
+    whether any exact coordinates are among them."""
+    owners = sighting_owners(session)
+    out, any_exact = [], False
+    for v in list_sightings(session, LOCAL_ADMIN, **filters):
+        owner = owners.get(v.code)
+        if owner in scope.view:
+            s, exact = sighting_out(v, owner, scope)
+            out.append(s)
+            any_exact |= exact
+    return out, any_exact
+
+
+def visible_sighting(session: Session, scope: Scope, code: str) -> tuple[Sighting, str]:
+    """The sighting ``code`` and its owner, or 404 when absent or not visible."""
+    owner = sighting_owners(session, [code]).get(code, "\0absent")
+    if owner not in scope.view:
+        raise Problem(404, f"no sighting {code!r}", field="code", kind="not-found")
+    return session.scalar(select(Sighting).where(Sighting.code == code)), owner  # type: ignore[return-value]
+
+
+def sighting_detail(session: Session, scope: Scope, code: str) -> tuple[SightingDetailOut, bool]:
+    sig, owner = visible_sighting(session, scope, code)
+    (view,) = [v for v in list_sightings(session, LOCAL_ADMIN, individual=None)
+               if v.code == code] or [None]  # fmt: skip
+    if view is None:  # pragma: no cover - the sighting exists
+        raise Problem(404, f"no sighting {code!r}", field="code", kind="not-found")
+    base, exact = sighting_out(view, owner, scope)
+    trail = [
+        DecisionOut(action=d.action, decided_by=d.decided_by, decided_at=d.decided_at,
+                    reason=d.reason, model_version=d.model_version)  # fmt: skip
+        for d in decisions_of(session, sig)
+    ]
+    return SightingDetailOut(**base.model_dump(), decisions=trail), exact
+
+
+def individual_owners(session: Session) -> dict[str, set[str | None]]:
+    """individual code -> organisations that own it or one of its sightings."""
+    out: dict[str, set[str | None]] = {}
+    for code, org in session.execute(
+        select(Individual.code, Organisation.code).outerjoin(
+            Organisation, Individual.organisation_id == Organisation.id
+        )
+    ):
+        out.setdefault(code, set()).add(org)
+    q = (
+        select(Individual.code, Organisation.code)
+        .join(Sighting, Sighting.individual_id == Individual.id)
+        .join(Media, Sighting.media_id == Media.id)
+        .join(Deployment, Media.deployment_id == Deployment.id)
+        .join(Site, Deployment.site_id == Site.id)
+        .join(Organisation, Site.organisation_id == Organisation.id)
+        .where(Individual.organisation_id.is_(None))
+    )
+    for code, org in session.execute(q):
+        out.setdefault(code, set()).add(org)
+    return out
+
+
+def individual_out(ind: Individual) -> IndividualOut:
+    return IndividualOut(
+        code=ind.code, species=ind.species, sex=ind.sex,
+        organisation=ind.organisation.code if ind.organisation else None,
+        first_seen=ind.first_seen, last_seen=ind.last_seen,
+    )  # fmt: skip
+
+
+def visible_individual(session: Session, scope: Scope, code: str) -> Individual | None:
+    """The individual ``code`` (following merges) if the caller may see it, else None."""
+    from reid.errors import ReidError
+
+    try:
+        ind = get_individual(session, code)
+    except ReidError:
+        return None
+    owners = individual_owners(session).get(ind.code, set())
+    return ind if owners & scope.view else None
+
+
+def visible_movements(session: Session, scope: Scope, **filters) -> tuple[list[MovementOut], bool]:
+    """Movements whose both ends the caller may see, exact per owner."""
+    owners = site_owners(session)
+    out, any_exact = [], False
+    for m in registry_movements(session, LOCAL_ADMIN, **filters):
+        a, b = owners.get(m.from_site), owners.get(m.to_site)
+        if a not in scope.view or b not in scope.view:
+            continue
+        alat, alon, aex = scope.locate(a, m.from_lat, m.from_lon)
+        blat, blon, bex = scope.locate(b, m.to_lat, m.to_lon)
+        exact = aex and bex
+        any_exact |= aex or bex
+        out.append(
+            MovementOut(
+                individual=m.individual, species=m.species,
+                start=Location(country=m.from_country, site=m.from_site, lat=alat, lon=alon,
+                               exact=aex),
+                end=Location(country=m.to_country, site=m.to_site, lat=blat, lon=blon, exact=bex),
+                from_time=m.from_time, to_time=m.to_time,
+                distance_km=m.distance_km if exact else float(round(m.distance_km / 10.0) * 10),
+                days=m.days,
+            )
+        )  # fmt: skip
+    return out, any_exact
+
+
+def own_site(session: Session, caller: Caller, code: str):
+    """The site ``code`` if it exists; a 404 when it belongs to an organisation the caller
+    cannot see, 403 when to another organisation (a caller records only at its own sites
+    or unowned ones)."""
+    site = session.scalar(select(Site).where(Site.code == code))
+    if site is None:
+        return None
+    owner = site.organisation.code if site.organisation else None
+    if owner not in (None, caller.organisation):
+        raise Problem(403, f"site {code!r} belongs to {owner}: record at your own sites",
+                      field="site", kind="foreign-site")  # fmt: skip
+    return site

@@ -1,0 +1,160 @@
+"""Sightings: list, read with the decision trail, and decide (confirm, new, reject)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from reid.registry import Individual, Organisation, add_individual, confirm, reject
+from reid.registry.services import check_country
+from serve.access import Caller, Scope, audit
+from serve.deps import AppState, CallerScope, DbSession, Reviewer, State, Viewer
+from serve.problems import COMMON, Problem, responses
+from serve.records import sighting_detail, visible_individual, visible_sighting, visible_sightings
+from serve.schemas import DecisionIn, SightingDetailOut, SightingOut
+
+router = APIRouter(prefix="/v1/sightings", tags=["sightings"])
+
+
+@router.get("", response_model=list[SightingOut], responses=responses(*COMMON, 404))
+def list_(
+    session: DbSession,
+    caller: Viewer,
+    scope: CallerScope,
+    individual: Annotated[str | None, Query(max_length=128, description="Individual code.")] = None,
+    country: Annotated[str | None, Query(description="ISO 3166-1 alpha-2 code.")] = None,
+    status: Annotated[
+        Literal["proposed", "confirmed", "rejected"] | None, Query(description="Status.")
+    ] = None,
+    since: Annotated[datetime | None, Query(description="Captured at or after (UTC).")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
+) -> list[SightingOut]:
+    """Sightings of the caller's organisation and of those sharing theirs, oldest first;
+    exact coordinates only where the key and the owner allow (every such read audited)."""
+    if individual is not None and visible_individual(session, scope, individual) is None:
+        raise Problem(404, f"no individual {individual!r}", field="individual", kind="not-found")
+    if country is not None:
+        try:
+            country = check_country(country)
+        except Exception as e:
+            raise Problem(422, str(e), field="country") from None
+    views, exact = visible_sightings(
+        session, scope, individual=individual, country=country, status=status,
+        since=since.replace(tzinfo=None) if since and since.tzinfo is None else since,
+    )  # fmt: skip
+    views = views[:limit]
+    if exact:
+        audit(session, caller, "read.precise", "sightings", precise=True,
+              detail={"count": sum(v.location.exact for v in views)})  # fmt: skip
+    return views
+
+
+@router.get("/{code}", response_model=SightingDetailOut, responses=responses(*COMMON, 404))
+def read(code: str, session: DbSession, caller: Viewer, scope: CallerScope) -> SightingDetailOut:
+    """One sighting with its decision trail."""
+    out, exact = sighting_detail(session, scope, code)
+    if exact:
+        audit(session, caller, "read.precise", f"sighting:{code}", precise=True)
+    return out
+
+
+@router.post(
+    "/{code}/decision",
+    response_model=SightingDetailOut,
+    responses=responses(*COMMON, 404, 409),
+)
+def decide(
+    code: str,
+    body: DecisionIn,
+    state: State,
+    session: DbSession,
+    caller: Reviewer,
+    scope: CallerScope,
+) -> SightingDetailOut:
+    """Decide a sighting of the caller's organisation: confirm it as a candidate (or the
+    proposed individual), name a new individual, or reject it. The decision, who made it
+    and why go into the sighting's decision trail and the audit log."""
+    apply_decision(state, session, caller, scope, code, body)
+    out, _ = sighting_detail(session, scope, code)
+    return out
+
+
+def apply_decision(
+    state: AppState, session, caller: Caller, scope: Scope, code: str, body: DecisionIn
+) -> None:
+    """The decision of ``body`` on sighting ``code`` (shared by the API and review page)."""
+    sig, owner = visible_sighting(session, scope, code)
+    if owner != caller.organisation:
+        raise Problem(403, f"sighting {code} belongs to {owner}: only its reviewers decide",
+                      kind="foreign-sighting")  # fmt: skip
+    trail = [d for d in sig_decisions(session, sig) if d.action == "propose"]
+    shown = trail[0].candidates if trail else None
+    model_version = trail[0].model_version if trail else None
+    if body.action == "reject":
+        reject(session, sig, caller.who, body.reason)
+        target = None
+    elif body.action == "confirm":
+        target = _known(state, session, scope, body.individual, sig)
+        confirm(session, sig, caller.who, individual=target, reason=body.reason,
+                candidates=shown, model_version=model_version)  # fmt: skip
+    else:
+        target = _new(session, caller, body.individual, sig.species)
+        confirm(session, sig, caller.who, individual=target,
+                reason=body.reason or "new individual", candidates=shown,
+                model_version=model_version)  # fmt: skip
+    audit(session, caller, f"decision.{body.action}", f"sighting:{code}",
+          detail={"individual": None if target is None else target.code,
+                  "reason": body.reason})  # fmt: skip
+    if body.enrol and target is not None:
+        from serve.routers.gallery import enrol_sighting
+
+        enrol_sighting(state, session, caller, sig, target.code)
+
+
+def sig_decisions(session, sig):
+    from reid.registry import decisions_of
+
+    return decisions_of(session, sig)
+
+
+def _known(state: AppState, session, scope: Scope, code: str | None, sig) -> Individual:
+    """The individual to confirm: visible in the registry, or a candidate from the gallery
+    that the caller may match against (then registered now)."""
+    if code is None:
+        if sig.individual is None:
+            raise Problem(422, "no individual was proposed: name one", field="individual")
+        return sig.individual
+    ind = visible_individual(session, scope, code)
+    if ind is not None:
+        if ind.species != sig.species:
+            raise Problem(422, f"individual {code} is a {ind.species}, not a {sig.species}",
+                          field="individual")  # fmt: skip
+        return ind
+    matcher = state.matcher
+    entries = [] if matcher is None else [
+        e for e in matcher.index.entries().values()
+        if e.individual == code and e.organisation in scope.match
+    ]  # fmt: skip
+    taken = session.scalar(select(Individual.id).where(Individual.code == code)) is not None
+    if not entries or taken:  # a registry individual the caller may not see is unknown too
+        raise Problem(422, f"unknown individual {code!r}", field="individual")
+    owner = session.scalar(select(Organisation).where(Organisation.code == entries[0].organisation))
+    if entries[0].species != sig.species:
+        raise Problem(422, f"individual {code} is a {entries[0].species}, not a {sig.species}",
+                      field="individual")  # fmt: skip
+    return add_individual(session, code, sig.species, organisation=owner)
+
+
+def _new(session, caller: Caller, code: str | None, species: str) -> Individual:
+    org = session.get(Organisation, caller.organisation_id)
+    if code is None:
+        prefix = {"tiger": "T", "leopard": "L"}[species]
+        code = f"{prefix}-{caller.organisation}-{uuid.uuid4().hex[:6]}"
+    if session.scalar(select(Individual.id).where(Individual.code == code)) is not None:
+        raise Problem(409, f"individual {code!r} already exists", field="individual",
+                      kind="individual-exists")  # fmt: skip
+    return add_individual(session, code, species, organisation=org)

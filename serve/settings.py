@@ -1,0 +1,61 @@
+"""Service configuration: environment variables ``REID_SERVE_*`` or an env file.
+
+Every field can be set as ``REID_SERVE_<FIELD>`` (e.g. ``REID_SERVE_INDEX=/srv/gallery``)
+or in the file named by ``$REID_SERVE_ENV_FILE`` (default ``.env`` in the working
+directory, if present). The registry location follows the rest of the package
+(``$REID_DATABASE_URL``, else the SQLite file in the data home) unless ``database_url``
+is given.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from reid.images import MAX_BYTES, MAX_PIXELS
+from reid.paths import data_home
+
+
+class Settings(BaseSettings):
+    """What the service serves and its limits."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="REID_SERVE_",
+        env_file=os.environ.get("REID_SERVE_ENV_FILE", ".env"),
+        extra="ignore",
+    )
+
+    index: Path | None = Field(
+        None, description="Gallery index folder (reid enroll); without it /v1/match answers 503."
+    )
+    model: Path | None = Field(
+        None, description="Model release (default: the index's model, else the shipped one)."
+    )
+    database_url: str | None = Field(
+        None, description="Registry URL (default: $REID_DATABASE_URL or the data-home SQLite)."
+    )
+    media_dir: Path = Field(
+        default_factory=lambda: data_home() / "media",
+        description="Where uploaded photos are kept (content-addressed by SHA-256).",
+    )
+    jobs_dir: Path = Field(
+        default_factory=lambda: data_home() / "jobs", description="Bulk job folders."
+    )
+    device: str = Field("cpu", description="cpu or cuda.")
+    max_upload_bytes: int = Field(
+        min(MAX_BYTES, 20_000_000), ge=1, description="Largest image upload accepted."
+    )
+    max_pixels: int = Field(MAX_PIXELS, ge=1, description="Most pixels an image may claim.")
+    max_job_bytes: int = Field(500_000_000, ge=1, description="Largest bulk job upload.")
+    rate_limit_per_minute: float = Field(
+        120.0, gt=0, description="Sustained requests per minute per API key."
+    )
+    rate_limit_burst: int = Field(30, ge=1, description="Requests a key may make at once.")
+    top: int = Field(5, ge=1, le=50, description="Candidates returned by default.")
+    match_workers: int = Field(
+        2, ge=1, description="Matches computed at once (the rest queue; CPU-bound work)."
+    )
+    thumbnail_px: int = Field(480, ge=32, le=2048, description="Longer side of thumbnails.")
