@@ -1,0 +1,174 @@
+"""Season bulk matching on this machine: throughput, peak memory, Ray overhead, accuracy.
+
+    .venv/bin/python bench/bench_bulk.py [--model runs/interim-release] [--data DIR]
+
+Renders (or reuses) the benchmark season (:data:`reid.synthetic.season.SEASON_BENCH`:
+5,000 frames in 1,000 bursts, 40 known + 10 new individuals of each species, as a
+Camtrap DP package), enrols its gallery with ``--model``, then measures, each run in a
+fresh child process (so its peak RSS is its own):
+
+- the model's bare forward throughput (tensors in memory, batch 32, channels_last);
+- ``reid bulk`` on the first half of the season and on the whole season, local engine:
+  frames/s, ratio to the bare forward, peak RSS (must not grow with season size);
+- the whole season on a local Ray instance (2 CPUs): time, and whether encounters.csv
+  is identical to the local engine's;
+- accuracy against the known truth (:func:`reid.synthetic.season.score_run`).
+
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def child(args: argparse.Namespace) -> None:
+    """Run one measured job in this process and print its result with peak RSS."""
+    out: dict = {}
+    if args.child == "forward":
+        import torch
+
+        from reid.release import load_release
+
+        model, _ = load_release(Path(args.model))
+        h, w = model.config.input_size
+        x = torch.randn(256, 3, h, w).contiguous(memory_format=torch.channels_last)
+        model = model.to(memory_format=torch.channels_last).eval()
+        with torch.inference_mode():
+            model(x[:32])
+            best = float("inf")
+            for _ in range(2):
+                t = time.perf_counter()
+                for i in range(0, len(x), 32):
+                    model(x[i : i + 32])
+                best = min(best, time.perf_counter() - t)
+        out["images_per_s"] = len(x) / best
+    else:
+        from reid.bulk import BulkOptions, run_bulk
+
+        opts = BulkOptions(
+            model=Path(args.model), engine=args.engine, ray_cpus=2, show_progress=False
+        )
+        t = time.perf_counter()
+        s = run_bulk(args.source, args.index, args.run, opts)
+        out = s.to_dict()
+        out["wall_s"] = time.perf_counter() - t
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps(out))
+
+
+def spawn(*extra: str) -> dict:
+    cmd = [sys.executable, __file__, *extra]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def half_source(season: Path, out: Path) -> Path:
+    """The first half of the season's frames (by time) as a manifest source."""
+    from reid.data.manifest import read_manifest, write_manifest
+
+    records = sorted(read_manifest(season / "season.csv"), key=lambda r: (r.captured_at, r.path))
+    cut = records[len(records) // 2].captured_at
+    write_manifest([r for r in records if r.captured_at < cut], out / "manifest.csv")
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="runs/interim-release")
+    ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "bench-season")
+    ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--child")
+    ap.add_argument("--source")
+    ap.add_argument("--index")
+    ap.add_argument("--run")
+    ap.add_argument("--engine", default="local")
+    args = ap.parse_args()
+    if args.child:
+        return child(args)
+
+    import shutil
+
+    from reid.data.manifest import read_manifest
+    from reid.match import enroll
+    from reid.synthetic.season import SEASON_BENCH, score_run, write_season
+
+    data = args.data
+    result: dict = {"frames": SEASON_BENCH.frames, "model": args.model}
+    if not (data / "season.csv").exists():
+        t = time.perf_counter()
+        write_season(data, SEASON_BENCH, workers=2)
+        result["render_s"] = round(time.perf_counter() - t, 1)
+    index = data / "index"
+    if not (index / "CURRENT").exists():
+        shutil.rmtree(index, ignore_errors=True)
+        t = time.perf_counter()
+        enroll(
+            read_manifest(data / "gallery" / "manifest.csv"), index, args.model, show_progress=False
+        )
+        result["enroll_s"] = round(time.perf_counter() - t, 1)
+    bare = spawn("--child", "forward", "--model", args.model)["images_per_s"]
+    result["forward_images_per_s"] = round(bare, 1)
+    runs = data / "runs"
+    shutil.rmtree(runs, ignore_errors=True)
+    half = half_source(data, runs / "half-source")
+    for name, source in (("half", half), ("full", data / "season")):
+        r = spawn(
+            "--child",
+            "bulk",
+            "--model",
+            args.model,
+            "--source",
+            str(source),
+            "--index",
+            str(index),
+            "--run",
+            str(runs / name),
+        )
+        result[name] = {
+            "frames": r["frames"],
+            "encounters": r["encounters"],
+            "wall_s": round(r["wall_s"], 1),
+            "frames_per_s": r["frames_per_s"],
+            "over_forward": round(r["frames_per_s"] / bare, 3),
+            "peak_rss_mb": round(r["peak_rss_mb"]),
+        }
+    result["accuracy"] = score_run(data, runs / "full")
+    if not args.skip_ray:
+        r = spawn(
+            "--child",
+            "bulk",
+            "--model",
+            args.model,
+            "--source",
+            str(data / "season"),
+            "--index",
+            str(index),
+            "--run",
+            str(runs / "ray"),
+            "--engine",
+            "ray",
+        )
+        same = (runs / "ray" / "encounters.csv").read_text() == (
+            runs / "full" / "encounters.csv"
+        ).read_text()
+        result["ray"] = {
+            "wall_s": round(r["wall_s"], 1),
+            "frames_per_s": r["frames_per_s"],
+            "identical_to_local": same,
+            "overhead": round(r["wall_s"] / result["full"]["wall_s"] - 1, 3),
+        }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()

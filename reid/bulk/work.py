@@ -1,0 +1,266 @@
+"""One unit of season work, the same in every engine: decode, embed, match encounters.
+
+An :class:`EncounterWorker` holds one opened :class:`~reid.match.Matcher` (model +
+gallery) and a pool of decoding threads. :meth:`EncounterWorker.decode` reads the frames
+of some encounters (safe decode, crop to the box, letterbox, normalise: PIL and numpy
+release the GIL, so threads decode in parallel and nothing is forked after OpenCV's or
+torch's thread pools have started); :meth:`EncounterWorker.process` runs the network
+on all their frames in batches and matches each encounter, its frames as one burst, with
+the fused, calibrated matcher. Results are plain JSON-ready dicts (:func:`result_row`),
+which is what the journal stores and what the Ray engine ships back.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from reid.bulk.bursts import Encounter
+from reid.bulk.sources import Capture
+from reid.data.records import BBox, format_timestamp
+from reid.embed import inference, preprocess
+from reid.errors import ImageError
+from reid.images import crop, load_image
+
+#: Longer side of a frame without a box, as decoded (the verifier works at <= 480 px).
+FRAME_MAX_SIDE = 1024
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What every worker needs to rebuild the same matcher: plain values, picklable."""
+
+    index_dir: str
+    model: str | None = None
+    device: str = "cpu"
+    batch_size: int = 32
+    decode_threads: int = 2
+    top: int = 5
+
+    def settings(self) -> dict:
+        """The settings that change results (the journal header keeps them)."""
+        return {"top": self.top}
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def load_capture(capture: Capture) -> np.ndarray:
+    """A capture's pixels: RGB uint8, cropped to its box (pixels or fractions)."""
+    name = str(capture.path)
+    if capture.bbox is None:
+        return load_image(capture.path, max_side=FRAME_MAX_SIDE)
+    image = load_image(capture.path)
+    box = capture.bbox
+    if capture.bbox_relative:
+        h, w = image.shape[:2]
+        box = BBox(box.x * w, box.y * h, box.w * w, box.h * h)
+    return crop(image, box, name=name)
+
+
+def input_settings(matcher) -> tuple:
+    """(input_size, mean, std) of a matcher's model: what decoding needs."""
+    cfg = matcher.model.config
+    return tuple(cfg.input_size), tuple(cfg.mean), tuple(cfg.std)
+
+
+def model_version(matcher) -> str:
+    """Release name and the start of its fingerprint, e.g. ``interim@3f2a9c01b7de``."""
+    return str(matcher.model_version)
+
+
+def decode_capture(capture: Capture, settings: tuple):
+    """(image, model input, "") of one capture, or (None, None, reason) when unreadable."""
+    try:
+        image = load_capture(capture)
+    except ImageError as e:
+        return None, None, str(e) or "unreadable image"
+    size, mean, std = settings
+    return image, preprocess(image, size, mean, std), ""
+
+
+def decode_encounters(encounters: Sequence[Encounter], settings: tuple, threads: int = 2):
+    """Decode the frames of ``encounters`` in a pool of ``threads`` (for Ray tasks)."""
+    with ThreadPoolExecutor(max(1, threads), "reid-decode") as pool:
+        futures = [[pool.submit(decode_capture, f, settings) for f in e.frames] for e in encounters]
+        return _collect(list(encounters), futures)
+
+
+def _collect(encounters: list[Encounter], futures) -> Decoded:
+    images, tensors, errors = [], [], []
+    for fs in futures:
+        got = [f.result() for f in fs]
+        images.append([g[0] for g in got])
+        tensors.append([g[1] for g in got])
+        errors.append([g[2] for g in got])
+    return Decoded(encounters, images, tensors, errors)
+
+
+@dataclass
+class Decoded:
+    """The frames of some encounters, decoded: images, model inputs, or an error each."""
+
+    encounters: list[Encounter]
+    images: list[list[np.ndarray | None]]
+    tensors: list[list[torch.Tensor | None]]
+    errors: list[list[str]]
+
+
+class EncounterWorker:
+    """Decode, embed and match encounters with one matcher (see the module text)."""
+
+    def __init__(self, spec: JobSpec, matcher=None) -> None:
+        if matcher is None:
+            from reid.match import Matcher
+
+            matcher = Matcher.open(spec.index_dir, model=spec.model, device=spec.device)
+        self.spec = spec
+        self.matcher = matcher
+        self.input = input_settings(matcher)
+        self._pool = ThreadPoolExecutor(max(1, spec.decode_threads), "reid-decode")
+
+    @property
+    def model_version(self) -> str:
+        return model_version(self.matcher)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _decode_one(self, capture: Capture):
+        return decode_capture(capture, self.input)
+
+    def decode_async(self, encounters: Sequence[Encounter]):
+        """Start decoding the frames of ``encounters`` in the threads; returns a callable
+        that waits for them and gives the :class:`Decoded`."""
+        encounters = list(encounters)
+        futures = [[self._pool.submit(self._decode_one, f) for f in e.frames] for e in encounters]
+
+        def wait() -> Decoded:
+            return _collect(encounters, futures)
+
+        return wait
+
+    def decode(self, encounters: Sequence[Encounter]) -> Decoded:
+        return self.decode_async(encounters)()
+
+    def embed(self, decoded: Decoded) -> list[np.ndarray]:
+        """Each encounter's frame embeddings (n_good_frames, d), in batches."""
+        flat = [t for ts in decoded.tensors for t in ts if t is not None]
+        d = self.matcher.model.embedding_dim
+        out = np.empty((len(flat), d), np.float32)
+        bs = max(1, self.spec.batch_size)
+        with inference(self.matcher.model, self.spec.device) as dev:
+            for start in range(0, len(flat), bs):
+                batch = torch.stack(flat[start : start + bs]).to(dev)
+                batch = batch.contiguous(memory_format=torch.channels_last)
+                out[start : start + len(batch)] = self.matcher.model(batch).float().cpu().numpy()
+        per, i = [], 0
+        for ts in decoded.tensors:
+            n = sum(t is not None for t in ts)
+            per.append(out[i : i + n])
+            i += n
+        return per
+
+    def process(self, decoded: Decoded) -> list[dict]:
+        """Embed and match decoded encounters; one result row each, in order."""
+        embeddings = self.embed(decoded)
+        rows = []
+        for k, enc in enumerate(decoded.encounters):
+            good = [j for j, im in enumerate(decoded.images[k]) if im is not None]
+            skipped = {
+                enc.frames[j].key: decoded.errors[k][j]
+                for j in range(len(enc.frames))
+                if decoded.images[k][j] is None
+            }
+            if not good:
+                rows.append(result_row(enc, None, None, None, None, skipped, self.model_version))
+                continue
+            images = [decoded.images[k][j] for j in good]
+            emb = embeddings[k]
+            side = None if enc.side == "unknown" else enc.side
+            result = self.matcher.match_encounter(
+                images, embeddings=emb, side=side, species=enc.species, top=self.spec.top
+            )
+            rep = max(range(len(good)), key=lambda j: (images[j].shape[0] * images[j].shape[1], -j))
+            rows.append(result_row(enc, result, emb, good, rep, skipped, self.model_version))
+        return rows
+
+
+def result_row(
+    enc: Encounter,
+    result,
+    embeddings: np.ndarray | None,
+    good: list[int] | None,
+    rep: int | None,
+    skipped: dict[str, str],
+    model_version: str,
+) -> dict:
+    """One encounter's journal record: JSON-ready, probabilities rounded to 6 places.
+
+    Encounters that match nobody keep their representative frame (the largest crop) and
+    its embedding, plus the burst's mean embedding, for clustering new individuals."""
+    frame = enc.frames[0]
+    row: dict = {
+        "id": enc.id,
+        "deployment": enc.deployment,
+        "species": enc.species,
+        "side": enc.side,
+        "start": format_timestamp(enc.start) if enc.start else "",
+        "end": format_timestamp(enc.end) if enc.end else "",
+        "site": frame.site or "",
+        "country": frame.country or "",
+        "lat": frame.lat,
+        "lon": frame.lon,
+        "frames": [f.key for f in enc.frames],
+        "media": [str(f.path) for f in enc.frames],
+        "skipped": skipped,
+        "model_version": model_version,
+    }
+    if result is None:
+        row.update(
+            decision="unreadable",
+            individual=None,
+            matched_side=None,
+            probability=None,
+            new_probability=None,
+            candidates=[],
+        )
+        return row
+    row.update(
+        decision=result.decision,
+        individual=result.individual,
+        matched_side=result.side,
+        probability=round(float(result.probability), 6),
+        new_probability=round(float(result.new_probability), 6),
+        candidates=[
+            {
+                "individual": c.individual,
+                "side": c.side,
+                "probability": round(float(c.probability), 6),
+                "fused_score": round(float(c.fused_score), 6),
+                "evidence": c.evidence[0].image if c.evidence else "",
+            }
+            for c in result.candidates[:3]
+        ],
+    )
+    if result.decision != "known":
+        mean = embeddings.mean(axis=0)
+        mean /= max(float(np.linalg.norm(mean)), 1e-12)
+        row["representative"] = enc.frames[good[rep]].key
+        row["embedding"] = encode_vector(mean)
+        row["representative_embedding"] = encode_vector(embeddings[rep])
+    return row
+
+
+def encode_vector(v: np.ndarray) -> str:
+    """A float32 vector as base64 text (exact: the journal must round-trip it)."""
+    return base64.b64encode(np.asarray(v, "<f4").tobytes()).decode("ascii")
+
+
+def decode_vector(text: str) -> np.ndarray:
+    return np.frombuffer(base64.b64decode(text), "<f4").copy()

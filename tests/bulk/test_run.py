@@ -1,0 +1,160 @@
+"""Season runs end to end with the real matcher: outputs, accuracy, and crash safety."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from typer.testing import CliRunner
+
+from reid.bulk import BulkOptions, run_bulk
+from reid.bulk.journal import JOURNAL_FILE
+from reid.cli import app
+from reid.errors import ReidError
+from reid.synthetic.season import score_run
+
+
+def rows(run_dir):
+    with (run_dir / "encounters.csv").open() as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def reference(season, gallery, release, tmp_path_factory):
+    run = tmp_path_factory.mktemp("reference")
+    opts = BulkOptions(model=release, batch_size=2, show_progress=False)
+    summary = run_bulk(season / "season", gallery, run, opts)
+    return run, summary
+
+
+def test_outputs_of_a_season_run(season, reference, spec):
+    SPEC = spec
+    run, summary = reference
+    table = rows(run)
+    bursts = SPEC.passes * 2 * (SPEC.known + SPEC.new)
+    assert summary.complete and summary.encounters == len(table) == bursts
+    assert sorted(r["encounter"] for r in table) == sorted({r["encounter"] for r in table})
+    assert all(r["decision"] in ("known", "new") for r in table)
+    for r in table:
+        assert len(r["media"].split("|")) == int(r["frames"]) == SPEC.frames_per_burst
+        assert 0.0 <= float(r["probability"]) <= 1.0
+        assert bool(r["proposed_individual"]) == (r["decision"] == "new")
+    score = score_run(season, run)
+    assert score["correct"] >= 0.75  # SIFT verification carries a random tiny model here
+    html = (run / "report.html").read_text()
+    assert "Cross-border movements" in html and "Proposed new individuals" in html
+    assert (run / "map.png").stat().st_size > 1000
+    with (run / "camtrap-dp" / "observations.csv").open() as f:
+        obs = list(csv.DictReader(f))
+    assert len(obs) == summary.frames and all(o["individualID"] for o in obs)
+    assert {o["classificationMethod"] for o in obs} == {"machine"}
+    media = (run / "camtrap-dp" / "media.csv").read_text().splitlines()[1].split(",")
+    assert (run / "camtrap-dp" / media[4]).resolve().is_file()  # filePath still resolves
+
+
+def test_sightings_are_loaded_into_the_registry_as_proposed(
+    season, gallery, release, reference, tmp_path
+):
+    from sqlalchemy import select
+
+    from reid.bulk.run import load_registry
+    from reid.bulk.sources import read_source
+    from reid.match import Matcher
+    from reid.registry import Registry
+    from reid.registry.models import Sighting
+
+    run, summary = reference
+    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    matcher = Matcher.open(gallery, model=release)
+    source = read_source(season / "season")
+    for _ in range(2):  # loading twice adds nothing the second time
+        load_registry(run, source, url, matcher)
+    reg = Registry(url)
+    with reg.session() as s:
+        sightings = s.scalars(select(Sighting)).all()
+        assert len(sightings) == summary.frames
+        assert {x.status for x in sightings} == {"proposed"}
+        assert all(x.individual_id is not None for x in sightings)
+    reg.close()
+
+
+def test_rerun_of_a_finished_run_does_nothing(season, gallery, release, reference):
+    run, _ = reference
+    before = rows(run)
+    again = run_bulk(
+        season / "season",
+        gallery,
+        run,
+        BulkOptions(model=release, batch_size=2, show_progress=False),
+    )
+    assert again.matched_now == 0 and rows(run) == before
+
+
+def test_resume_refuses_another_season(season, gallery, release, reference):
+    run, _ = reference
+    with pytest.raises(ReidError, match="another"):
+        run_bulk(
+            season / "season",
+            gallery,
+            run,
+            BulkOptions(model=release, gap_s=1.0, show_progress=False),
+        )
+
+
+@pytest.mark.slow
+def test_kill_9_then_resume_equals_an_uninterrupted_run(
+    season, gallery, release, reference, tmp_path
+):
+    run = tmp_path / "run"
+    cmd = [
+        sys.executable,
+        "-m",
+        "reid.cli",
+        "bulk",
+        str(season / "season"),
+        "--index",
+        str(gallery),
+        "--out",
+        str(run),
+        "--model",
+        str(release),
+        "--batch-size",
+        "2",
+        "--json",
+        "--no-registry",
+    ]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    journal = run / JOURNAL_FILE
+    deadline = time.monotonic() + 120
+    done = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = journal.read_text().count('"kind":"encounter"') if journal.exists() else 0
+        if done >= 3:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    total = len(rows(reference[0]))
+    assert 3 <= done < total
+    assert not (run / "encounters.csv").exists()
+    complete = journal.read_bytes().count(b"\n") - 1  # lines after the header
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    summary = json.loads(out.stdout)
+    assert summary["matched_now"] == total - complete
+    lines = [json.loads(x) for x in journal.read_text().splitlines()[1:]]
+    ids = [x["id"] for x in lines]
+    assert len(ids) == len(set(ids)) == total  # none lost, none twice
+    assert rows(run) == rows(reference[0])
+
+
+def test_cli_refuses_a_missing_source(gallery, tmp_path):
+    result = CliRunner().invoke(
+        app,
+        ["bulk", str(tmp_path / "nope"), "--index", str(gallery), "--out", str(tmp_path / "run")],
+    )
+    assert result.exit_code == 2 and "error:" in result.output and "no such folder" in result.output
