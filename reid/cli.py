@@ -58,6 +58,9 @@ def info() -> None:
     typer.echo(f"python {sys.version.split()[0]}")
     typer.echo(f"package {Path(__file__).parent}")
     typer.echo(f"data    {data_home()}  (set REID_HOME to move it)")
+    from reid.registry.db import database_url, hidden_password
+
+    typer.echo(f"registry {hidden_password(database_url())}  (set REID_DATABASE_URL to move it)")
 
 
 @app.command()
@@ -128,11 +131,18 @@ def demo(
         Path | None, typer.Option(help="Where to put the demo data (default: the data home).")
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 2,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Model release folder for matching (default: the shipped model)."),
+    ] = None,
 ) -> None:
     """Run the demo on the built-in demo catalogue of synthetic tigers and leopards.
 
-    Builds the catalogue (or reuses it), draws a contact sheet, and measures how well
-    the training-free sift method re-identifies the individuals.
+    Builds the catalogue (or reuses it) and draws a contact sheet; then enrolls six
+    tigers and six leopards in a gallery index and matches new photos of them and of
+    two animals never enrolled, printing each decision ("known" individual or "new")
+    with its calibrated probability. Without a model release (none installed and no
+    --model) it measures the training-free sift method instead.
     """
     from reid.contact_sheet import save_contact_sheet
     from reid.data.load import load_catalogue
@@ -151,6 +161,17 @@ def demo(
         typer.echo(f"demo catalogue: {catalogue} ({len(records)} images, {p.purpose})")
     sheet = save_contact_sheet(records, folder / "contact_sheet.png")
     typer.echo(f"contact sheet:  {sheet}")
+    try:
+        from reid.match import resolve_model
+
+        release = resolve_model(model)
+    except ReidError as e:
+        if model is not None:
+            raise
+        typer.echo(f"\nno model for matching ({e}); showing the training-free sift method")
+    else:
+        _demo_matching(records, folder, release, workers)
+        return
     result = evaluate(records, get_method("sift", workers=workers))
     typer.echo("")
     typer.echo("re-identification with method sift (every photo against all others of its side)")
@@ -158,6 +179,46 @@ def demo(
     for name, m in [*result["species"].items(), ("all", result)]:
         typer.echo(f"{name:<10}{m['queries']:>8}{m['top1']:>8.3f}{m['top5']:>8.3f}{m['mAP']:>8.3f}")
     typer.echo(f"\n{result['images']} images in {result['seconds']:.1f} s")
+
+
+def _demo_matching(records: list, folder: Path, release: Path, workers: int) -> None:
+    """Enroll individuals 1-6 of each species (all but one photo per flank) and match the
+    held-out photos and photos of individuals 7-8, which were never enrolled."""
+    from collections import defaultdict
+
+    from reid.images import load_image
+    from reid.match import Matcher, enroll
+    from reid.release import read_manifest
+
+    flanks: dict[tuple, list] = defaultdict(list)
+    for r in records:
+        flanks[(r.species, r.individual_id, r.side)].append(r)
+    enrolled = sorted({k[1] for k in flanks if not k[1].endswith(("7", "8"))})
+    gallery = [r for k, rs in flanks.items() if k[1] in enrolled for r in rs[:-1]]
+    queries = [rs[-1] for k, rs in flanks.items() if k[1] in enrolled]
+    queries += [rs[0] for k, rs in flanks.items() if k[1] not in enrolled]
+    index_dir = folder / f"index-{read_manifest(release)['sha256'][:12]}"
+    summary = enroll(gallery, index_dir, release, workers=workers)
+    typer.echo(f"gallery index:  {index_dir} ({summary.total} photos of {len(enrolled)} "
+               f"individuals, model {release})")
+    matcher = Matcher.open(index_dir, release)
+    typer.echo("\nmatching new photos (side and species given; known = enrolled individual)")
+    typer.echo(
+        f"{'species':<9}{'photo':<34}{'truth':<12}{'decision':<18}{'P(right)':>9}{'P(new)':>8}"
+    )
+    right = {"known": [0, 0], "new": [0, 0]}
+    for r in queries:
+        truth = r.individual_id if r.individual_id in enrolled else "new"
+        res = matcher.match(load_image(r.path), side=r.side, species=r.species)
+        said = res.individual if res.decision == "known" else "new"
+        tally = right["new" if truth == "new" else "known"]
+        tally[0] += said == truth
+        tally[1] += 1
+        name = f"{r.path.parent.name}/{r.path.name}"[-33:]
+        typer.echo(f"{r.species:<9}{name:<34}{truth:<12}{said:<18}{res.probability:>9.2f}"
+                   f"{res.new_probability:>8.2f}")
+    typer.echo(f"\nenrolled animals named right: {right['known'][0]}/{right['known'][1]}; "
+               f"never-enrolled animals called new: {right['new'][0]}/{right['new'][1]}")
 
 
 @app.command(name="eval")
@@ -170,7 +231,9 @@ def eval_(
             "nyala-dev's labels.csv or an ATRW annotation file."
         ),
     ],
-    method: Annotated[str, typer.Option(help="Scoring method: sift or embedding.")] = "sift",
+    method: Annotated[
+        str, typer.Option(help="Scoring method: sift, embedding or fused.")
+    ] = "sift",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     workers: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 2,
     limit: Annotated[
@@ -191,12 +254,32 @@ def eval_(
             help="Model release folder for --method embedding (default: the shipped model)."
         ),
     ] = None,
+    open_set: Annotated[
+        bool,
+        typer.Option(
+            "--open-set",
+            help="Open-set evaluation of the matcher instead: enroll part of the flanks, "
+            "hold the others out of the gallery, and score the known/new decisions on the "
+            "remaining photos (BAKS, BAUS, their geometric mean, calibration error).",
+        ),
+    ] = False,
+    gallery_ratio: Annotated[
+        float, typer.Option(help="--open-set: share of the images enrolled in the gallery.")
+    ] = 0.5,
+    unknown_ratio: Annotated[
+        float,
+        typer.Option(help="--open-set: share of the images from flanks never enrolled."),
+    ] = 0.3,
+    verify_top: Annotated[
+        int, typer.Option(min=1, help="--open-set: candidates verified geometrically per query.")
+    ] = 10,
 ) -> None:
     """Measure re-identification accuracy of a method on a catalogue.
 
     Every image is a query against all other images of the same species and side; a
     query counts when its individual has another image there. Prints top-1, top-5, mAP
-    and the number of queries.
+    and the number of queries (methods: sift, embedding, fused). With --open-set, the
+    matcher's decisions are scored instead (see --open-set).
     """
     from reid.data.load import load_catalogue
     from reid.evaluate import evaluate
@@ -214,6 +297,10 @@ def eval_(
             )
     if limit is not None:
         records = records[:limit]
+    if open_set:
+        _eval_open_set(records, model, gallery_ratio, unknown_ratio, split_seed, verify_top,
+                       workers, as_json)
+        return
     scorer = _method_with_model(method, workers, model)
     result = evaluate(records, scorer, show_progress=not as_json)
     if as_json:
@@ -226,6 +313,147 @@ def eval_(
     typer.echo(f"top-5    {result['top5']:.3f}")
     typer.echo(f"mAP      {result['mAP']:.3f}")
     typer.echo(f"time     {result['seconds']:.1f} s")
+
+
+def _eval_open_set(
+    records: list,
+    model: Path | None,
+    gallery_ratio: float,
+    unknown_ratio: float,
+    seed: int,
+    verify_top: int,
+    workers: int,
+    as_json: bool,
+) -> None:
+    from reid.evaluate import evaluate_open_set
+    from reid.match import MatchConfig
+
+    for name, v in (("--gallery-ratio", gallery_ratio), ("--unknown-ratio", unknown_ratio)):
+        if not 0 < v < 1:
+            raise ReidError(f"{name} must be between 0 and 1, got {v}")
+    result = evaluate_open_set(
+        records,
+        model,
+        train_ratio=gallery_ratio,
+        unknown_ratio=unknown_ratio,
+        seed=seed,
+        workers=workers,
+        config=MatchConfig(verify_top=verify_top),
+        show_progress=not as_json,
+    )
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"gallery  {result['gallery']} images; queries {result['queries']} "
+               f"({result['n_known']} of enrolled flanks, {result['n_unknown']} of new ones)")
+    for key in ("BAKS", "BAUS", "gm", "ECE", "top1_known"):
+        typer.echo(f"{key:<9}{result[key]:.3f}")
+    typer.echo(f"time     {result['seconds']:.1f} s")
+
+
+@app.command()
+@_user_errors
+def enroll(
+    catalogue: Annotated[
+        Path, typer.Argument(help="A catalogue in any format reid eval accepts.")
+    ],
+    index: Annotated[Path, typer.Option(help="Gallery index folder to create or extend.")],
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Model release (default: the index's model, else the shipped one)."),
+    ] = None,
+    organisation: Annotated[
+        str, typer.Option(help="Organisation that owns these images (for filtered search).")
+    ] = "",
+    workers: Annotated[int, typer.Option(min=1, help="Parallel workers.")] = 2,
+    calibration_sample: Annotated[
+        int, typer.Option(min=10, help="Gallery images used as held-out calibration queries.")
+    ] = 1000,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Enroll a catalogue's identified flank photos in a gallery index (build or extend).
+
+    Embeds each new image, caches its keypoints for geometric verification, refits the
+    calibration of match probabilities on the whole gallery and saves the index
+    atomically. Images already enrolled, unidentified ones and those of an unknown side
+    are skipped. An index built with another model is refused.
+    """
+    from reid.data.load import load_catalogue
+    from reid.match import enroll as enroll_catalogue
+
+    records = load_catalogue(catalogue)
+    summary = enroll_catalogue(
+        records, index, model, organisation=organisation, workers=workers,
+        calibration_sample=calibration_sample, show_progress=not as_json,
+    )
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+        return
+    skipped = ", ".join(f"{n} {why}" for why, n in summary.skipped.items() if n) or "none"
+    typer.echo(f"enrolled {summary.added} images into {index} ({summary.total} in all; "
+               f"skipped: {skipped})")
+    cal = summary.calibration
+    typer.echo(f"calibrated on {cal['queries']} held-out gallery queries "
+               f"(best candidate right for {cal['top1_known']:.1%} of known ones)")
+
+
+@app.command()
+@_user_errors
+def match(
+    images: Annotated[list[Path], typer.Argument(help="Flank photos (crops) to identify.")],
+    index: Annotated[Path, typer.Option(help="Gallery index folder (from reid enroll).")],
+    side: Annotated[
+        str, typer.Option(help="Flank shown: left, right or unknown (searches both).")
+    ] = "unknown",
+    species: Annotated[
+        str | None, typer.Option(help="Species to search (default: all).")
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, help="Candidates to show.")] = 5,
+    encounter: Annotated[
+        bool,
+        typer.Option("--encounter", help="The images are frames of one animal: match as one."),
+    ] = False,
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Model release (default: the index's model, else the shipped one)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (a list per image).")] = False,
+) -> None:
+    """Identify flank photos against a gallery: known individual or new, with probability.
+
+    Prints for each photo the decision and a ranked table of candidates with their
+    embedding (global), keypoint (local, RANSAC inliers) and fused scores and calibrated
+    probabilities. --json adds the evidence: the best gallery images and the matched
+    keypoint coordinates.
+    """
+    from reid.images import load_image
+    from reid.match import Matcher, write_json
+
+    if side not in ("left", "right", "unknown"):
+        raise ReidError(f"--side {side!r} is not left, right or unknown")
+    matcher = Matcher.open(index, model)
+    pictures = [load_image(p) for p in images]
+    kw = dict(side=None if side == "unknown" else side, species=species, top=top)
+    if encounter:
+        results = [matcher.match_encounter(pictures, **kw)]
+        names = [", ".join(p.name for p in images)]
+    else:
+        results = [matcher.match(pic, **kw) for pic in pictures]
+        names = [str(p) for p in images]
+    if as_json:
+        typer.echo(write_json(results))
+        return
+    for name, res in zip(names, results, strict=True):
+        said = f"known: {res.individual} ({res.side} flank)" if res.decision == "known" else "new"
+        typer.echo(f"{name}: {said}  P(right) {res.probability:.2f}  "
+                   f"P(new) {res.new_probability:.2f}")
+        typer.echo(f"  {'#':<3}{'individual':<16}{'side':<7}{'global':>8}{'inliers':>9}"
+                   f"{'fused':>8}{'P(same)':>9}  best gallery image")
+        for k, c in enumerate(res.candidates, 1):
+            best = Path(c.evidence[0].image).name if c.evidence else ""
+            typer.echo(f"  {k:<3}{c.individual:<16}{c.side:<7}{c.global_score:>8.3f}"
+                       f"{c.local_score:>9.0f}{c.fused_score:>8.2f}{c.probability:>9.2f}  {best}")
+    typer.echo(f"model {results[0].model_version}")
 
 
 def _method_with_model(method: str, workers: int, model: Path | None):
@@ -246,7 +474,6 @@ def _method_with_model(method: str, workers: int, model: Path | None):
         ) from None
 
 
-@app.command()
 @_user_errors
 def export(
     checkpoint: Annotated[Path, typer.Argument(help="A training checkpoint (.pt) to release.")],
@@ -355,6 +582,138 @@ def train(
             f"best: epoch {best['epoch']}  top-1 {best['top1']:.3f}  mAP {best['mAP']:.3f}  "
             f"({run_dir / 'best.pt'})"
         )
+
+
+# Registry commands (sightings, individuals, movements, export/import, map); `reid export`
+# keeps exporting model releases (reid export CHECKPOINT --out DIR).
+from reid.cli_registry import register as _register_registry  # noqa: E402
+
+_register_registry(app, _user_errors, export)
+
+@app.command()
+@_user_errors
+def bulk(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="The season: a Camtrap DP package folder, a folder with manifest.csv (or "
+            "a manifest CSV), or a folder tree of images (time and place from EXIF)."
+        ),
+    ],
+    index: Annotated[Path, typer.Option(help="Gallery index folder to match against.")],
+    out: Annotated[Path, typer.Option(help="Run folder (rerun the same command to resume).")],
+    model: Annotated[
+        Path | None, typer.Option(help="Model release (default: the gallery's, else shipped).")
+    ] = None,
+    engine: Annotated[str, typer.Option(help="local (this machine) or ray.")] = "local",
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster address (auto, HOST:6379, ray://HOST:10001); "
+                     "default: a local Ray instance."),
+    ] = None,
+    ray_workers: Annotated[
+        int | None, typer.Option(min=1, help="Ray matcher actors (default: CPUs / 2).")
+    ] = None,
+    ray_cpus: Annotated[
+        int | None, typer.Option(min=1, help="CPUs of a local Ray instance (default 2).")
+    ] = None,
+    gpus_per_worker: Annotated[
+        float, typer.Option(min=0, help="GPUs per Ray matcher actor (with --device cuda).")
+    ] = 0.0,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    gap: Annotated[
+        float, typer.Option(min=0, help="Longest pause (s) between frames of one burst.")
+    ] = 60.0,
+    batch_size: Annotated[int, typer.Option(min=1, help="Frames per model batch.")] = 32,
+    decode_threads: Annotated[int, typer.Option(min=1, help="Image decoding threads.")] = 2,
+    top: Annotated[int, typer.Option(min=1, help="Candidates kept per encounter.")] = 5,
+    new_threshold: Annotated[
+        float,
+        typer.Option(help="Calibrated P(same flank) at which unmatched encounters are "
+                     "grouped into one proposed new individual."),
+    ] = 0.5,
+    species: Annotated[
+        str | None, typer.Option(help="Species of images whose folder/file name says none.")
+    ] = None,
+    utc_offset: Annotated[
+        float, typer.Option(help="Camera clock offset from UTC (h) where EXIF gives none.")
+    ] = 0.0,
+    report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
+    registry: Annotated[
+        bool,
+        typer.Option("--registry/--no-registry",
+                     help="Load the sightings into the registry as proposed, for review "
+                     "(Camtrap DP sources; REID_DATABASE_URL, else the data home's SQLite)."),
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Match a whole season of camera-trap captures against the gallery (crash-safe).
+
+    Frames of one deployment within --gap seconds form one encounter, matched as one.
+    Encounters that match nobody are clustered into proposed new individuals. Results are
+    journalled as they are produced: after a crash or kill, the same command resumes.
+    Writes OUT/encounters.csv, OUT/new_individuals.csv, OUT/report.html (+ map.png),
+    OUT/summary.json and, for a Camtrap DP source, OUT/camtrap-dp/ with individualID filled.
+    """
+    from reid.bulk import BulkOptions, run_bulk
+
+    opts = BulkOptions(
+        model=model, engine=engine, address=address, ray_workers=ray_workers,
+        ray_cpus=ray_cpus, gpus_per_worker=gpus_per_worker, device=device, gap_s=gap,
+        batch_size=batch_size, decode_threads=decode_threads, top=top,
+        new_threshold=new_threshold, species=species, utc_offset_h=utc_offset, report=report,
+        registry="" if registry else None, show_progress=not as_json,
+    )
+    summary = run_bulk(source, index, out, opts, echo=None if as_json else typer.echo)
+    if as_json:
+        typer.echo(json.dumps(summary.to_dict(), indent=2))
+        return
+    typer.echo(
+        f"{summary.encounters} encounters ({summary.frames} frames): {summary.known} known, "
+        f"{summary.new} new in {summary.proposals} proposed individuals, "
+        f"{summary.unreadable} unreadable; {summary.matched_now} matched now at "
+        f"{summary.frames_per_s} frames/s"
+    )
+    for name, path in summary.outputs.items():
+        typer.echo(f"{name:<16}{path}")
+
+
+@app.command(name="synth-season")
+@_user_errors
+def synth_season(
+    out: Annotated[Path, typer.Option(help="Folder for gallery/, season/ and season.csv.")],
+    bench: Annotated[
+        bool, typer.Option("--bench", help="The benchmark season (5,000 frames).")
+    ] = False,
+    known: Annotated[int, typer.Option(min=1, help="Gallery individuals per species.")] = 10,
+    new: Annotated[int, typer.Option(min=0, help="New individuals per species.")] = 4,
+    passes: Annotated[int, typer.Option(min=1, help="Passes per individual.")] = 3,
+    frames_per_burst: Annotated[int, typer.Option(min=1, help="Frames per burst.")] = 3,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 11,
+    workers: Annotated[int, typer.Option(min=1, help="Parallel rendering processes.")] = 2,
+) -> None:
+    """Generate a synthetic camera-trap season with known truth for reid bulk.
+
+    OUT/gallery/ holds the known individuals (enroll it into an index), OUT/season/ the
+    season as a Camtrap DP package, OUT/season.csv the same frames with the truth.
+    """
+    from reid.progress import progress_bar
+    from reid.synthetic.season import SEASON_BENCH, SeasonSpec, write_season
+
+    spec = SEASON_BENCH if bench else SeasonSpec(
+        known=known, new=new, passes=passes, frames_per_burst=frames_per_burst, seed=seed
+    )
+    total = spec.frames + len(spec.species) * spec.known * spec.gallery_per_side * 2
+    with progress_bar(total, "rendering season") as adv:
+        records = write_season(out, spec, workers=workers, progress=adv)
+    typer.echo(f"wrote {len(records)} season frames to {out / 'season'} and the gallery to "
+               f"{out / 'gallery'}")
+
+
+# The matching API (reid serve) and its keys (reid keys create|revoke|list).
+from reid.cli_serve import register as _register_serve  # noqa: E402
+
+_register_serve(app, _user_errors)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -93,3 +93,133 @@ def evaluate(records: Sequence[ImageRecord], method: Method, show_progress: bool
 
 def _plain(v):
     return v.item() if isinstance(v, np.generic) else v
+
+
+def evaluate_open_set(
+    records: Sequence[ImageRecord],
+    model=None,
+    *,
+    train_ratio: float = 0.5,
+    unknown_ratio: float = 0.3,
+    seed: int = 0,
+    new_prior: float | None = None,
+    workers: int = 2,
+    config=None,
+    calibration_sample: int = 1000,
+    show_progress: bool = True,
+) -> dict:
+    """Open-set evaluation of the matcher: enroll a gallery, match new photos, score the
+    decisions.
+
+    Flanks (individual + side) are split with :func:`reid.splits.open_set_split`
+    (``train_ratio`` of the images to the gallery, about ``unknown_ratio`` of them from
+    flanks held out of the gallery entirely). The gallery is enrolled and calibrated
+    exactly as ``reid enroll`` does (in memory); every other image is matched with its
+    species and side given. A query of an enrolled flank is right when the decision names
+    its individual; one of a held-out flank, when it says "new". ``new_prior`` (default:
+    the share of held-out-flank queries, the survey's base rate) sets P(new)'s prior.
+
+    Keys: ``BAKS``, ``BAUS``, ``gm`` (their geometric mean), ``AKS``, ``AUS``,
+    ``n_known``, ``n_unknown``, ``ECE`` (of the decision probability against whether the
+    decision was right), ``ECE_new`` (of P(new) against the flank being new),
+    ``top1_known`` (best candidate right, enrolled flanks), ``gallery``, ``queries``,
+    ``seconds``, ``calibration``.
+    """
+    from dataclasses import replace
+
+    from reid.embed import embed_records
+    from reid.index import SIDES, GalleryIndex
+    from reid.match import (
+        FeatureStore,
+        Matcher,
+        entry_of,
+        extract_records,
+        fit_calibration,
+        resolve_model,
+    )
+    from reid.metrics import expected_calibration_error, open_set_scores
+    from reid.release import load_release, model_fingerprint
+    from reid.splits import open_set_split
+
+    flanks = [
+        replace(r, individual_id=f"{r.individual_id}/{r.side}")
+        for r in records
+        if r.individual_id and r.side in SIDES
+    ]
+    if len({r.individual_id for r in flanks}) < 3:
+        raise ReidError("open-set evaluation needs at least three flanks with a known side")
+    split = open_set_split(flanks, train_ratio, unknown_ratio, seed)
+    started = time.perf_counter()
+    net, manifest = load_release(resolve_model(model))
+    everything = [*split.train, *split.test]
+    with progress_bar(len(everything), "embedding", enabled=show_progress) as advance:
+        vectors = embed_records(net, everything, workers=workers, progress=advance)
+    index = GalleryIndex.create(
+        model_fingerprint(manifest), net.embedding_dim, model_name=manifest["name"]
+    )
+    matcher = Matcher(net, manifest, index, FeatureStore(None), config)
+    with progress_bar(len(everything), "keypoints", enabled=show_progress) as advance:
+        feats = extract_records(everything, matcher.config.sift, workers, advance)
+    n_train = len(split.train)
+
+    def original(r: ImageRecord) -> ImageRecord:
+        return replace(r, individual_id=r.individual_id.rsplit("/", 1)[0])
+
+    ids = index.add(vectors[:n_train], [entry_of(original(r)) for r in split.train])
+    for i, f in zip(ids, feats[:n_train], strict=True):
+        matcher.features.put(i, f)
+    truth = [r.individual_id for r in split.test]
+    is_new = np.array([t not in split.known for t in truth])
+    prior = float(is_new.mean()) if new_prior is None else new_prior
+    calibration = fit_calibration(
+        matcher,
+        calibration_sample,
+        seed=seed,
+        new_prior=prior,
+        workers=workers,
+        show_progress=show_progress,
+    )
+    matcher.calibration = calibration
+
+    def one(j: int):
+        r = split.test[j]
+        raw = matcher.candidates(
+            vectors[n_train + j : n_train + j + 1],
+            [feats[n_train + j]],
+            side=r.side,
+            species=r.species,
+        )
+        return matcher._result(raw, calibration, top=5)
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with (
+        progress_bar(len(split.test), "matching", enabled=show_progress) as advance,
+        ThreadPoolExecutor(max(1, workers)) as pool,
+    ):
+        results = []
+        for res in pool.map(one, range(len(split.test))):
+            results.append(res)
+            advance(1)
+    predicted = [f"{r.individual}/{r.side}" if r.decision == "known" else "new" for r in results]
+    expected = [t if t in split.known else "new" for t in truth]
+    correct = np.array([p == e for p, e in zip(predicted, expected, strict=True)])
+    top1 = [
+        bool(r.candidates) and f"{r.candidates[0].individual}/{r.candidates[0].side}" == t
+        for r, t, n in zip(results, truth, is_new, strict=True)
+        if not n
+    ]
+    out = dict(open_set_scores(truth, predicted, split.known, new_label="new"))
+    out.update(
+        ECE=expected_calibration_error(np.array([r.probability for r in results]), correct),
+        ECE_new=expected_calibration_error(np.array([r.new_probability for r in results]), is_new),
+        accuracy=float(correct.mean()),
+        top1_known=float(np.mean(top1)) if top1 else float("nan"),
+        new_prior=prior,
+        gallery=n_train,
+        queries=len(split.test),
+        seconds=round(time.perf_counter() - started, 3),
+        calibration=calibration.stats,
+        model=manifest.get("name"),
+    )
+    return out

@@ -1,0 +1,225 @@
+"""Score calibration: turning match scores into probabilities that mean what they say.
+
+Two calibrators, both plain numpy and both stored as JSON with the gallery index:
+
+- :class:`LogisticCalibrator`: logistic regression on a few features (Platt scaling is
+  the one-feature case), fitted by iteratively reweighted least squares with a small
+  ridge penalty. Features are standardised inside, so the penalty treats them alike.
+  With ``monotone=True`` no feature may lower the probability as it grows: a feature
+  that would get a negative weight is dropped and the model refitted (a higher
+  similarity must never make a match less likely, whatever a small sample says).
+- :class:`IsotonicCalibrator`: the monotone step function of one score that fits the
+  outcomes best in least squares (pool-adjacent-violators), interpolated linearly
+  between the blocks and clipped away from exactly 0 and 1.
+
+``fit(x, y)`` takes features ``x`` (N, F) (or (N,) for one feature) and outcomes
+``y`` in {0, 1}; ``predict(x)`` returns probabilities. :func:`calibrator_from_dict`
+reads either kind back from :meth:`to_dict`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from reid.errors import ReidError
+
+#: Probabilities are kept within [EPS, 1 - EPS]: no finite evidence is certainty.
+EPS = 1e-4
+
+
+def _features(x: np.ndarray | Sequence, n_features: int | None = None) -> np.ndarray:
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 1:
+        a = a[:, None]
+    if a.ndim != 2:
+        raise ValueError(f"features must be (N, F), got shape {a.shape}")
+    if n_features is not None and a.shape[1] != n_features:
+        raise ValueError(f"expected {n_features} features, got {a.shape[1]}")
+    if not np.all(np.isfinite(a)):
+        raise ValueError("features must be finite")
+    return a
+
+
+def _outcomes(y: np.ndarray | Sequence, n: int) -> np.ndarray:
+    b = np.asarray(y).ravel()
+    if b.shape != (n,):
+        raise ValueError(f"{n} samples but {b.size} outcomes")
+    if not np.all((b == 0) | (b == 1)):
+        raise ValueError("outcomes must be 0/1 or booleans")
+    return b.astype(np.float64)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # stable for large |z|
+
+
+@dataclass
+class LogisticCalibrator:
+    """P(y = 1 | x) = sigmoid(bias + weights · x), on raw (unstandardised) features."""
+
+    names: tuple[str, ...] = ()
+    weights: list[float] = field(default_factory=list)
+    bias: float = 0.0
+    l2: float = 1e-2
+    monotone: bool = True
+    n_samples: int = 0
+    positives: int = 0
+
+    kind = "logistic"
+
+    def fit(self, x: np.ndarray | Sequence, y: np.ndarray | Sequence) -> LogisticCalibrator:
+        """Fit on features ``x`` (N, F) and outcomes ``y``; returns self."""
+        a = _features(x)
+        b = _outcomes(y, len(a))
+        if not self.names:
+            self.names = tuple(f"x{i}" for i in range(a.shape[1]))
+        if len(self.names) != a.shape[1]:
+            raise ValueError(f"{len(self.names)} feature names for {a.shape[1]} features")
+        self.n_samples, self.positives = len(b), int(b.sum())
+        if self.positives in (0, len(b)):
+            # One class only: the best calibrated answer is its (smoothed) frequency.
+            self.weights = [0.0] * a.shape[1]
+            p = (self.positives + 0.5) / (len(b) + 1.0)
+            self.bias = float(np.log(p / (1 - p)))
+            return self
+        active = list(range(a.shape[1]))
+        while True:
+            w, bias = self._irls(a[:, active], b)
+            if not self.monotone or np.all(w >= 0) or not active:
+                break
+            del active[int(np.argmin(w))]  # the most negative weight goes; refit
+        self.weights = [0.0] * a.shape[1]
+        for j, wj in zip(active, w, strict=True):
+            self.weights[j] = float(wj)
+        self.bias = float(bias)
+        return self
+
+    def _irls(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, float]:
+        mu = a.mean(axis=0) if a.shape[1] else np.zeros(0)
+        sd = a.std(axis=0) if a.shape[1] else np.zeros(0)
+        sd = np.where(sd > 1e-12, sd, 1.0)
+        z = np.hstack([np.ones((len(a), 1)), (a - mu) / sd])
+        theta = np.zeros(z.shape[1])
+        penalty = np.full(z.shape[1], self.l2)
+        penalty[0] = 0.0  # the intercept is not shrunk
+        for _ in range(100):
+            p = _sigmoid(z @ theta)
+            grad = z.T @ (p - b) + penalty * theta
+            hess = (z * (p * (1 - p))[:, None]).T @ z + np.diag(penalty + 1e-9)
+            step = np.linalg.solve(hess, grad)
+            theta -= step
+            if np.max(np.abs(step)) < 1e-9:
+                break
+        w = theta[1:] / sd
+        return w, float(theta[0] - np.dot(w, mu))
+
+    def logit(self, x: np.ndarray | Sequence) -> np.ndarray:
+        """The log-odds for features ``x`` (N, F): a score on which ranking is well defined."""
+        a = _features(x, len(self.weights))
+        return a @ np.asarray(self.weights, np.float64) + self.bias
+
+    def predict(self, x: np.ndarray | Sequence) -> np.ndarray:
+        return np.clip(_sigmoid(self.logit(x)), EPS, 1 - EPS)
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "names": list(self.names),
+            "weights": list(self.weights),
+            "bias": self.bias,
+            "l2": self.l2,
+            "monotone": self.monotone,
+            "n_samples": self.n_samples,
+            "positives": self.positives,
+        }
+
+
+@dataclass
+class IsotonicCalibrator:
+    """A non-decreasing map of one score to a probability (pool-adjacent-violators)."""
+
+    x: list[float] = field(default_factory=list)  # block centres, increasing
+    y: list[float] = field(default_factory=list)  # fitted probability of each block
+    n_samples: int = 0
+    positives: int = 0
+
+    kind = "isotonic"
+
+    def fit(self, x: np.ndarray | Sequence, y: np.ndarray | Sequence) -> IsotonicCalibrator:
+        s = _features(x, 1)[:, 0]
+        b = _outcomes(y, len(s))
+        if len(s) == 0:
+            raise ValueError("cannot fit a calibrator on no samples")
+        self.n_samples, self.positives = len(b), int(b.sum())
+        order = np.argsort(s, kind="stable")
+        s, b = s[order], b[order]
+        # Equal scores form one block from the start: ties cannot be split by the map.
+        _, start = np.unique(s, return_index=True)
+        counts = np.diff(np.r_[start, len(s)]).astype(np.float64)
+        sums = np.add.reduceat(b, start)
+        xs = np.add.reduceat(s, start)
+        # Pool adjacent violators over a stack of blocks (value, weight, x sum).
+        val: list[float] = []
+        wt: list[float] = []
+        xsum: list[float] = []
+        for v, w, xx in zip(sums / counts, counts, xs, strict=True):
+            val.append(float(v))
+            wt.append(float(w))
+            xsum.append(float(xx))
+            while len(val) > 1 and val[-2] >= val[-1]:
+                w2 = wt[-2] + wt[-1]
+                v2 = (val[-2] * wt[-2] + val[-1] * wt[-1]) / w2
+                x2 = xsum[-2] + xsum[-1]
+                del val[-1], wt[-1], xsum[-1]
+                val[-1], wt[-1], xsum[-1] = v2, w2, x2
+        self.x = [xx / w for xx, w in zip(xsum, wt, strict=True)]
+        self.y = val
+        return self
+
+    def predict(self, x: np.ndarray | Sequence) -> np.ndarray:
+        if not self.x:
+            raise ReidError("the isotonic calibrator is not fitted")
+        s = _features(x, 1)[:, 0]
+        return np.clip(np.interp(s, self.x, self.y), EPS, 1 - EPS)
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "x": list(self.x),
+            "y": list(self.y),
+            "n_samples": self.n_samples,
+            "positives": self.positives,
+        }
+
+
+Calibrator = LogisticCalibrator | IsotonicCalibrator
+
+
+def calibrator_from_dict(data: dict) -> Calibrator:
+    """Read a calibrator written by ``to_dict``; a :class:`ReidError` for anything else."""
+    try:
+        kind = data["kind"]
+        if kind == "logistic":
+            return LogisticCalibrator(
+                names=tuple(data["names"]),
+                weights=[float(w) for w in data["weights"]],
+                bias=float(data["bias"]),
+                l2=float(data.get("l2", 1e-2)),
+                monotone=bool(data.get("monotone", True)),
+                n_samples=int(data.get("n_samples", 0)),
+                positives=int(data.get("positives", 0)),
+            )
+        if kind == "isotonic":
+            x = [float(v) for v in data["x"]]
+            y = [float(v) for v in data["y"]]
+            if len(x) != len(y) or not x:
+                raise ValueError("x and y differ in length or are empty")
+            return IsotonicCalibrator(
+                x, y, int(data.get("n_samples", 0)), int(data.get("positives", 0))
+            )
+    except (KeyError, TypeError, ValueError) as e:
+        raise ReidError(f"calibration data is malformed: {e}") from None
+    raise ReidError(f"unknown calibrator kind {kind!r} (known: logistic, isotonic)")

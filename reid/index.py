@@ -1,0 +1,564 @@
+"""The gallery index: FAISS inner-product search over L2-normalised embeddings.
+
+Every vector has a record (:class:`GalleryEntry`: image, individual, species, side,
+owning organisation, box) and an integer id that never changes and is never reused
+while the index lives. Vectors are kept in one FAISS index per (species, side)
+*partition*: a left flank is never even compared with a right flank, and a search for
+one species and side touches only that partition. Organisation filters are FAISS ID
+selectors inside a partition.
+
+Exact by default: a partition is an ``IndexFlatIP`` (every vector scored; memory-bound,
+0.3 s per query at 1M 512-d vectors on 2 cores, see BENCHMARKS.md). When a partition
+grows above ``approximate_above`` vectors (:data:`APPROXIMATE_ABOVE`, 2,000,000 by
+default) it is converted, once, to an inverted file (``IndexIVFFlat``, ``nlist`` ~
+sqrt(n) lists, trained on a sample of its own vectors) searched with ``nprobe`` lists.
+The threshold is high because on the synthetic 512-d benchmark (isotropic flank
+centres, the worst case for an inverted file) recall@10 against exact search stayed
+below 0.99 at 100k and 1M vectors even with 128 lists probed (``bench/bench_index.py``),
+while exact search at those sizes is still interactive; lower it (``create(...,
+approximate_above=n)``) once recall has been measured on a real gallery. Both kinds
+support adding, removing (by id) and re-labelling (metadata only) without a rebuild.
+
+Persistence is atomic: :meth:`GalleryIndex.save` writes a complete new version
+``v-NNNNNN/`` beside the old one, syncs it, and then replaces the one-line pointer file
+``CURRENT`` with ``os.replace`` (atomic on POSIX). A crash at any moment leaves
+``CURRENT`` naming a complete version; half-written versions are ignored and cleaned up
+by the next save. The index stores the fingerprint (weights SHA-256) of the model that
+made its embeddings and refuses to be opened for another model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import threading
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+from reid.errors import ReidError
+
+FORMAT_VERSION = 1
+POINTER_FILE = "CURRENT"
+META_FILE = "index.json"
+ENTRIES_FILE = "entries.jsonl"
+#: Vectors in one (species, side) partition above which it becomes an inverted file.
+APPROXIMATE_ABOVE = 2_000_000
+#: Inverted lists probed per query (of ~sqrt(n)): recall@10 0.98 at 100k and 0.83 at
+#: 1M isotropic synthetic vectors, 1.0 at 10k (bench/bench_index.py).
+DEFAULT_NPROBE = 128
+SIDES: tuple[str, ...] = ("left", "right")
+#: Searches of at most this many queries run on one OpenMP thread: a team of threads
+#: for one query costs more than it saves, and on a busy CPU (a server answering other
+#: requests, a training job) its spin-waits made single-query search 60x slower
+#: (bench/bench_index.py: 64 ms vs 1 ms at 10k vectors on 2 shared cores).
+SINGLE_THREAD_QUERIES = 4
+
+
+@dataclass(frozen=True)
+class GalleryEntry:
+    """The record of one gallery vector: which image (and box) of which flank, whose."""
+
+    image: str  # path of the image (crop already applied via bbox if given)
+    individual: str
+    species: str
+    side: str  # "left" | "right"
+    organisation: str = ""
+    bbox: tuple[int, int, int, int] | None = None  # (x, y, w, h) in the image, if a crop
+
+    def __post_init__(self) -> None:
+        if not self.image:
+            raise ReidError("a gallery entry needs an image path")
+        if not self.individual:
+            raise ReidError(f"{self.image}: a gallery entry needs an individual")
+        if not self.species:
+            raise ReidError(f"{self.image}: a gallery entry needs a species")
+        if self.side not in SIDES:
+            raise ReidError(
+                f"{self.image}: gallery side {self.side!r} is not left or right (an image "
+                "of an unknown flank cannot be enrolled: it would be compared with the wrong side)"
+            )
+        if self.bbox is not None:
+            box = tuple(int(round(v)) for v in self.bbox)
+            if len(box) != 4 or box[2] <= 0 or box[3] <= 0:
+                raise ReidError(f"{self.image}: bbox {self.bbox} is not (x, y, w, h) with w, h > 0")
+            object.__setattr__(self, "bbox", box)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["bbox"] = list(self.bbox) if self.bbox is not None else None
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GalleryEntry:
+        bbox = d.get("bbox")
+        return cls(
+            image=d["image"],
+            individual=d["individual"],
+            species=d["species"],
+            side=d["side"],
+            organisation=d.get("organisation", ""),
+            bbox=tuple(bbox) if bbox is not None else None,  # type: ignore[arg-type]
+        )
+
+    @property
+    def flank(self) -> tuple[str, str, str]:
+        """(species, individual, side): the pattern this image shows."""
+        return (self.species, self.individual, self.side)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One search result: gallery id, inner product with the query, and its record."""
+
+    id: int
+    score: float
+    entry: GalleryEntry
+
+
+class _Partition:
+    """The vectors of one (species, side): a FAISS index plus per-organisation id sets."""
+
+    def __init__(self, dim: int, index: faiss.Index | None = None) -> None:
+        self.dim = dim
+        self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.by_org: dict[str, set[int]] = defaultdict(set)
+
+    @property
+    def approximate(self) -> bool:
+        return isinstance(self.index, faiss.IndexIVF)
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """All (ids, vectors) of the partition."""
+        n = len(self)
+        if n == 0:
+            return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
+        if self.approximate:  # a direct map (hashtable) answers by id
+            ids = np.array(sorted(i for s in self.by_org.values() for i in s), np.int64)
+            return ids, np.stack([self.index.reconstruct(int(i)) for i in ids])
+        ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
+        return ids, self.index.index.reconstruct_n(0, n)
+
+
+def _ivf_for(vectors: np.ndarray, ids: np.ndarray, dim: int, nprobe: int, seed: int = 0):
+    """An inverted file trained on (a sample of) ``vectors``, holding all of them."""
+    n = len(vectors)
+    nlist = int(2 ** round(math.log2(max(16.0, math.sqrt(n)))))
+    quantizer = faiss.IndexFlatIP(dim)
+    ivf = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+    ivf.cp.seed = seed
+    rng = np.random.default_rng(seed)
+    sample = vectors[rng.choice(n, min(n, 64 * nlist), replace=False)]
+    ivf.train(np.ascontiguousarray(sample))
+    ivf.nprobe = nprobe
+    ivf.set_direct_map_type(faiss.DirectMap.Hashtable)  # remove and reconstruct by id
+    ivf.add_with_ids(np.ascontiguousarray(vectors), ids)
+    return ivf
+
+
+class GalleryIndex:
+    """Embeddings of enrolled flank images with their records; search, edit, save.
+
+    Thread-safe: one lock serialises changes, searches and saves of an instance.
+    ``attachments`` holds JSON data saved atomically with the index (the matcher keeps
+    its calibration there).
+    """
+
+    def __init__(
+        self,
+        fingerprint: str,
+        dim: int,
+        *,
+        model_name: str = "",
+        approximate_above: int = APPROXIMATE_ABOVE,
+        nprobe: int = DEFAULT_NPROBE,
+    ) -> None:
+        if not fingerprint:
+            raise ReidError("a gallery index needs the fingerprint of its model")
+        if dim < 1:
+            raise ReidError(f"embedding dimension must be >= 1, got {dim}")
+        self.fingerprint = fingerprint
+        self.dim = int(dim)
+        self.model_name = model_name
+        self.approximate_above = int(approximate_above)
+        self.nprobe = int(nprobe)
+        self.attachments: dict[str, Any] = {}
+        self._entries: dict[int, GalleryEntry] = {}
+        self._parts: dict[tuple[str, str], _Partition] = {}
+        self._next_id = 0
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ creation
+
+    @classmethod
+    def create(cls, fingerprint: str, dim: int, **options: Any) -> GalleryIndex:
+        """An empty index for embeddings of ``dim`` dimensions made by model ``fingerprint``."""
+        return cls(fingerprint, dim, **options)
+
+    @classmethod
+    def open(cls, folder: Path | str, fingerprint: str | None = None) -> GalleryIndex:
+        """Load the index saved in ``folder``; with ``fingerprint``, refuse an index made
+        with another model."""
+        folder = Path(folder)
+        version = _current_version(folder)
+        try:
+            meta = json.loads((version / META_FILE).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise ReidError(f"{folder}: the gallery index is unreadable: {e}") from None
+        if meta.get("format_version") != FORMAT_VERSION:
+            raise ReidError(
+                f"{folder}: index format {meta.get('format_version')!r} is not supported "
+                f"(this version reads {FORMAT_VERSION}); rebuild it with reid enroll"
+            )
+        if fingerprint is not None:
+            check_fingerprint(meta["fingerprint"], fingerprint, folder, meta.get("model_name", ""))
+        index = cls(
+            meta["fingerprint"],
+            int(meta["dim"]),
+            model_name=meta.get("model_name", ""),
+            approximate_above=int(meta.get("approximate_above", APPROXIMATE_ABOVE)),
+            nprobe=int(meta.get("nprobe", DEFAULT_NPROBE)),
+        )
+        index.attachments = meta.get("attachments", {})
+        index._next_id = int(meta["next_id"])
+        try:
+            with (version / ENTRIES_FILE).open(encoding="utf-8") as f:
+                for line in f:
+                    d = json.loads(line)
+                    index._entries[int(d.pop("id"))] = GalleryEntry.from_dict(d)
+            for p in meta["partitions"]:
+                faiss_index = faiss.read_index(str(version / p["file"]))
+                if isinstance(faiss_index, faiss.IndexIVF):
+                    faiss_index.nprobe = index.nprobe
+                part = _Partition(index.dim, faiss_index)
+                index._parts[(p["species"], p["side"])] = part
+        except (OSError, KeyError, ValueError, RuntimeError) as e:
+            raise ReidError(f"{folder}: the gallery index is damaged: {e}") from None
+        for i, e in index._entries.items():
+            index._parts[(e.species, e.side)].by_org[e.organisation].add(i)
+        n = sum(len(p) for p in index._parts.values())
+        if n != len(index._entries):
+            raise ReidError(
+                f"{folder}: the gallery index is damaged: {n} vectors but "
+                f"{len(index._entries)} records; rebuild it with reid enroll"
+            )
+        return index
+
+    # ------------------------------------------------------------------ editing
+
+    def add(self, embeddings: np.ndarray, entries: Sequence[GalleryEntry]) -> list[int]:
+        """Add vectors with their records; returns their new ids. Vectors are
+        L2-normalised here (a zero or non-finite vector is refused)."""
+        x = np.array(embeddings, dtype=np.float32, copy=True)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ReidError(f"embeddings must be (n, {self.dim}), got shape {x.shape}")
+        if len(x) != len(entries):
+            raise ReidError(f"{len(x)} embeddings but {len(entries)} gallery entries")
+        norms = np.linalg.norm(x, axis=1)
+        if not np.all(np.isfinite(x)) or np.any(norms < 1e-12):
+            raise ReidError("an embedding is zero or not finite: cannot be added to the gallery")
+        x /= norms[:, None]
+        with self._lock:
+            ids = np.arange(self._next_id, self._next_id + len(x), dtype=np.int64)
+            groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+            for row, e in enumerate(entries):
+                groups[(e.species, e.side)].append(row)
+            for key, rows in groups.items():
+                part = self._parts.setdefault(key, _Partition(self.dim))
+                part.index.add_with_ids(np.ascontiguousarray(x[rows]), ids[rows])
+                for r in rows:
+                    part.by_org[entries[r].organisation].add(int(ids[r]))
+                if not part.approximate and len(part) > self.approximate_above:
+                    self._make_approximate(part)
+            for i, e in zip(ids.tolist(), entries, strict=True):
+                self._entries[i] = e
+            self._next_id += len(x)
+        return ids.tolist()
+
+    def set_nprobe(self, nprobe: int) -> None:
+        """Inverted lists probed per query by approximate partitions (more: better
+        recall, slower)."""
+        if nprobe < 1:
+            raise ReidError(f"nprobe must be >= 1, got {nprobe}")
+        with self._lock:
+            self.nprobe = int(nprobe)
+            for part in self._parts.values():
+                if part.approximate:
+                    part.index.nprobe = self.nprobe
+
+    def _make_approximate(self, part: _Partition) -> None:
+        ids, vectors = part.vectors()
+        part.index = _ivf_for(vectors, ids, self.dim, self.nprobe)
+
+    def remove(self, ids: Iterable[int]) -> int:
+        """Remove the vectors with these ids (unknown ids are ignored); returns how many."""
+        with self._lock:
+            by_part: dict[tuple[str, str], list[int]] = defaultdict(list)
+            for i in {int(i) for i in ids}:
+                e = self._entries.pop(i, None)
+                if e is not None:
+                    by_part[(e.species, e.side)].append(i)
+                    self._parts[(e.species, e.side)].by_org[e.organisation].discard(i)
+            for key, gone in by_part.items():
+                self._parts[key].index.remove_ids(np.array(gone, np.int64))
+            return sum(len(v) for v in by_part.values())
+
+    def relabel(self, ids: Iterable[int], individual: str) -> int:
+        """Assign these entries to ``individual`` (no vector moves); returns how many."""
+        if not individual:
+            raise ReidError("relabel needs an individual")
+        with self._lock:
+            n = 0
+            for i in {int(i) for i in ids}:
+                e = self._entries.get(i)
+                if e is not None:
+                    self._entries[i] = GalleryEntry(
+                        e.image, individual, e.species, e.side, e.organisation, e.bbox
+                    )
+                    n += 1
+            return n
+
+    # ------------------------------------------------------------------ reading
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, id_: int) -> bool:
+        return id_ in self._entries
+
+    def entry(self, id_: int) -> GalleryEntry:
+        try:
+            return self._entries[id_]
+        except KeyError:
+            raise ReidError(f"gallery id {id_} is not in the index") from None
+
+    def entries(self) -> dict[int, GalleryEntry]:
+        """A copy of id -> record."""
+        with self._lock:
+            return dict(self._entries)
+
+    def partitions(self) -> dict[tuple[str, str], dict]:
+        """Per (species, side): vector count and whether the search is approximate."""
+        with self._lock:
+            return {
+                k: {"vectors": len(p), "approximate": p.approximate}
+                for k, p in sorted(self._parts.items())
+            }
+
+    def vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """The stored (normalised) vectors of these ids, (n, dim)."""
+        out = np.empty((len(ids), self.dim), np.float32)
+        with self._lock:
+            for row, i in enumerate(ids):
+                e = self.entry(int(i))
+                out[row] = self._parts[(e.species, e.side)].index.reconstruct(int(i))
+        return out
+
+    def search(
+        self,
+        queries: np.ndarray,
+        k: int,
+        species: str | None = None,
+        side: str | None = None,
+        organisations: Collection[str] | None = None,
+    ) -> list[list[Hit]]:
+        """The ``k`` most similar gallery vectors for each query, best first.
+
+        Only partitions of ``species`` (None: all) and ``side`` (None: both) are searched;
+        with ``organisations`` only entries owned by one of them. Queries are
+        L2-normalised here; scores are inner products (cosine similarities).
+        """
+        q = np.array(queries, dtype=np.float32, copy=True)
+        if q.ndim == 1:
+            q = q[None]
+        if q.ndim != 2 or q.shape[1] != self.dim:
+            raise ReidError(f"queries must be (n, {self.dim}), got shape {q.shape}")
+        if side is not None and side not in SIDES:
+            raise ReidError(f"side {side!r} is not left, right or None (both)")
+        if k < 1:
+            raise ReidError(f"k must be >= 1, got {k}")
+        norms = np.linalg.norm(q, axis=1, keepdims=True)
+        q /= np.where(norms > 1e-12, norms, 1.0)
+        orgs = None if organisations is None else set(organisations)
+        results: list[list[Hit]] = [[] for _ in range(len(q))]
+        with self._lock:
+            for (sp, sd), part in self._parts.items():
+                if (species is not None and sp != species) or (side is not None and sd != side):
+                    continue
+                if len(part) == 0:
+                    continue
+                params = None
+                if orgs is not None:
+                    allowed = [i for o in orgs for i in part.by_org.get(o, ())]
+                    if not allowed:
+                        continue
+                    selector = faiss.IDSelectorBatch(np.array(allowed, np.int64))
+                    if part.approximate:
+                        params = faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
+                    else:
+                        params = faiss.SearchParameters(sel=selector)
+                kk = min(k, len(part))
+                with _threads(1 if len(q) <= SINGLE_THREAD_QUERIES else None):
+                    if params is None:
+                        scores, ids = part.index.search(q, kk)
+                    else:
+                        scores, ids = part.index.search(q, kk, params=params)
+                for row in range(len(q)):
+                    for s, i in zip(scores[row], ids[row], strict=True):
+                        if i >= 0:
+                            results[row].append(Hit(int(i), float(s), self._entries[int(i)]))
+        for row in range(len(results)):
+            results[row].sort(key=lambda h: (-h.score, h.id))
+            del results[row][k:]
+        return results
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, folder: Path | str) -> None:
+        """Write the index to ``folder`` atomically (see the module docstring)."""
+        folder = Path(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ReidError(f"cannot create index folder {folder}: {e.strerror or e}") from None
+        with self._lock:
+            number = 1 + max(
+                [int(p.name[2:]) for p in folder.glob("v-*") if p.name[2:].isdigit()] or [0]
+            )
+            name = f"v-{number:06d}"
+            staging = folder / f".tmp-{name}"
+            shutil.rmtree(staging, ignore_errors=True)
+            try:
+                staging.mkdir()
+                self._write_version(staging)
+                _fsync_dir(staging)
+                os.replace(staging, folder / name)
+                _fsync_dir(folder)
+                pointer_tmp = folder / f".{POINTER_FILE}.tmp"
+                with pointer_tmp.open("w", encoding="utf-8") as f:
+                    f.write(name + "\n")
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(pointer_tmp, folder / POINTER_FILE)
+                _fsync_dir(folder)
+            except OSError as e:
+                shutil.rmtree(staging, ignore_errors=True)
+                raise ReidError(f"cannot save the gallery index to {folder}: {e}") from None
+        # The new version is live: old versions and leftovers of crashed saves can go.
+        for p in folder.iterdir():
+            stale_version = p.name.startswith("v-") and p.name != name
+            if stale_version or (p.name.startswith(".tmp-v-") and p != staging):
+                shutil.rmtree(p, ignore_errors=True)
+
+    def _write_version(self, out: Path) -> None:
+        parts = []
+        for n, ((sp, sd), part) in enumerate(sorted(self._parts.items())):
+            file = f"part-{n:03d}.faiss"
+            faiss.write_index(part.index, str(out / file))
+            parts.append({"species": sp, "side": sd, "file": file, "vectors": len(part)})
+        with (out / ENTRIES_FILE).open("w", encoding="utf-8") as f:
+            for i, e in sorted(self._entries.items()):
+                f.write(json.dumps({"id": i, **e.to_dict()}) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "fingerprint": self.fingerprint,
+            "model_name": self.model_name,
+            "dim": self.dim,
+            "next_id": self._next_id,
+            "entries": len(self._entries),
+            "approximate_above": self.approximate_above,
+            "nprobe": self.nprobe,
+            "partitions": parts,
+            "attachments": self.attachments,
+        }
+        with (out / META_FILE).open("w", encoding="utf-8") as f:
+            f.write(json.dumps(meta, indent=1) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        for p in parts:
+            with (out / p["file"]).open("rb") as f:
+                os.fsync(f.fileno())
+
+
+def check_fingerprint(
+    built_with: str, fingerprint: str, folder: Path | str, model_name: str = ""
+) -> None:
+    """Refuse to use the index in ``folder`` (made by model ``built_with``) with the model
+    ``fingerprint``, in one line that says how to rebuild it."""
+    if built_with != fingerprint:
+        raise ReidError(
+            f"{folder} was built with model {model_name or '?'} (sha256 {built_with[:12]}...), "
+            f"not with this model (sha256 {fingerprint[:12]}...): embeddings of two models "
+            f"cannot be compared; rebuild it with `reid enroll CATALOGUE --index NEW_DIR "
+            f"--model MODEL`, or pass the model it was built with"
+        )
+
+
+@contextlib.contextmanager
+def _threads(n: int | None) -> Iterator[None]:
+    """FAISS's OpenMP thread count set to ``n`` inside the block (None: unchanged)."""
+    if n is None:
+        yield
+        return
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(n)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
+def is_index(folder: Path | str) -> bool:
+    """Whether ``folder`` holds a saved gallery index."""
+    return (Path(folder) / POINTER_FILE).is_file()
+
+
+def _read_pointer(folder: Path) -> str | None:
+    try:
+        return (folder / POINTER_FILE).read_text(encoding="utf-8").strip() or None
+    except FileNotFoundError:
+        return None
+
+
+def _current_version(folder: Path) -> Path:
+    if not folder.is_dir():
+        raise ReidError(
+            f"gallery index {folder} does not exist; build one with "
+            f"`reid enroll CATALOGUE --index {folder}`"
+        )
+    name = _read_pointer(folder)
+    if name is None:
+        raise ReidError(
+            f"{folder} is not a gallery index (no {POINTER_FILE} file); build one with "
+            f"`reid enroll CATALOGUE --index {folder}`"
+        )
+    version = folder / name
+    if not (version / META_FILE).is_file():
+        raise ReidError(f"{folder}: {POINTER_FILE} names {name!r}, which is missing or incomplete")
+    return version
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

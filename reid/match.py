@@ -1,0 +1,757 @@
+"""The matcher: a flank photo -> "known individual X" or "new individual", with probabilities.
+
+Pipeline of one query (``Matcher.match``):
+
+1. embed the crop (the released model; unit vector);
+2. search the gallery index for the ``shortlist`` most similar images of the query's
+   species and side (unknown side: both sides, each flank a separate candidate);
+3. aggregate per flank (individual + side): the *global score* of a candidate is its
+   best cosine similarity;
+4. verify the ``verify_top`` best candidates geometrically (RootSIFT + USAC homography,
+   :mod:`reid.verify`) against their ``verify_images`` best gallery images, whose
+   keypoints are cached in the index folder (``features/``): the *local score* is the
+   best inlier count;
+5. fuse: ``fused = logit P(same flank | global, log(1 + local))``, a logistic model
+   (:class:`~reid.calibrate.LogisticCalibrator`), and rank candidates by it;
+6. decide from the best two fused scores ``s1``, ``s2`` (features ``s1`` and the margin
+   ``s1 - s2``): ``P(new)`` is a logistic model of whether the query's flank is absent
+   from the gallery, and ``P(top | known)`` one of whether the best candidate is right
+   when the flank is present; ``P(top) = (1 - P(new)) * P(top | known)``. The decision
+   is *known* (the best candidate) when ``P(top) >= P(new)``, else *new*; its
+   probability is ``P(top)`` or ``P(new)`` respectively: the chance that the decision
+   is right, with the third outcome (another gallery individual) the remainder.
+
+All three models are fitted when the gallery is enrolled (:func:`fit_calibration`),
+on held-out queries made from the gallery itself: each sampled gallery image is
+matched once against the rest of the gallery (its flank is *known*) and once with all
+images of its flank removed (its flank is *new*), exactly as a real query would be.
+``P(new)`` assumes the share of new individuals among queries is ``new_prior`` (0.5 by
+default; set it to what a survey expects).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import threading
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from reid.calibrate import EPS, LogisticCalibrator, calibrator_from_dict
+from reid.data.records import ImageRecord
+from reid.errors import ReidError
+from reid.index import SIDES, GalleryEntry, GalleryIndex, Hit, check_fingerprint, is_index
+from reid.progress import progress_bar
+from reid.verify import LocalFeatures, SiftConfig, extract, verify_many
+
+FEATURES_DIR = "features"
+CALIBRATION_KEY = "calibration"
+#: A candidate without a runner-up gets this margin (logits are clipped to +-LOGIT_CAP).
+LOGIT_CAP = 20.0
+
+
+@dataclass(frozen=True)
+class MatchConfig:
+    """How much work one query does; the defaults keep a query well under a second."""
+
+    shortlist: int = 100  # gallery images retrieved per query (per side searched)
+    verify_top: int = 10  # best candidates (flanks) verified geometrically
+    verify_images: int = 2  # best gallery images verified per candidate
+    sift: SiftConfig = field(default_factory=SiftConfig)
+
+
+@dataclass
+class Evidence:
+    """One gallery image of a candidate and why it matches: the inlier correspondences,
+    in pixels of the query image and of the gallery *image* (box offset added)."""
+
+    image: str
+    bbox: tuple | None
+    gallery_id: int
+    global_score: float
+    inliers: int
+    query_points: list[tuple[float, float]]
+    gallery_points: list[tuple[float, float]]
+
+
+@dataclass
+class Candidate:
+    """One flank of one gallery individual, with its scores; ``probability`` is the
+    calibrated P(same flank) from its global and local scores alone."""
+
+    individual: str
+    species: str
+    side: str
+    organisation: str
+    global_score: float
+    local_score: float
+    fused_score: float
+    probability: float
+    evidence: list[Evidence]
+
+
+@dataclass
+class MatchResult:
+    decision: str  # "known" | "new"
+    individual: str | None  # when known
+    side: str | None  # the side that matched (unknown-side queries search both)
+    probability: float  # P(decision is right), calibrated
+    new_probability: float  # P(new individual)
+    candidates: list[Candidate]
+    model_version: str  # release name + fingerprint
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (tuples as lists, floats rounded to 6 digits)."""
+        return _rounded(asdict(self))
+
+
+def _rounded(value):
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_rounded(v) for v in value]
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else None
+    return value
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+@dataclass
+class MatchCalibration:
+    """The fitted fusion and decision models of one gallery (stored with the index)."""
+
+    pair: LogisticCalibrator  # features: global score, log(1 + inliers)
+    new: LogisticCalibrator  # features: -s1, -(s1 - s2) -> P(flank absent from the gallery)
+    top: LogisticCalibrator  # features: s1, s1 - s2 -> P(best candidate right | present)
+    new_prior: float = 0.5
+    fitted_prior: float = 0.5
+    stats: dict = field(default_factory=dict)
+
+    def fused(self, global_score: np.ndarray, inliers: np.ndarray) -> np.ndarray:
+        x = np.column_stack([global_score, np.log1p(inliers)])
+        return np.clip(self.pair.logit(x), -LOGIT_CAP, LOGIT_CAP)
+
+    def decide(self, fused: Sequence[float]) -> tuple[float, float]:
+        """(P(best candidate is right), P(new)) for candidates' fused scores, best first."""
+        if len(fused) == 0:
+            return 0.0, 1.0
+        s1 = float(fused[0])
+        margin = s1 - float(fused[1]) if len(fused) > 1 else 2 * LOGIT_CAP
+        x = np.array([[s1, margin]])
+        shift = _logit(self.new_prior) - _logit(self.fitted_prior)
+        # P(new) falls as the evidence for the best candidate grows: its features are -s1
+        # and -margin, so that the monotone fit keeps that direction.
+        z = self.new.logit(-x)[0] + shift
+        p_new = float(np.clip(1 / (1 + np.exp(-z)), EPS, 1 - EPS))
+        p_top = (1 - p_new) * float(self.top.predict(x)[0])
+        return p_top, p_new
+
+    def to_dict(self) -> dict:
+        return {
+            "pair": self.pair.to_dict(),
+            "new": self.new.to_dict(),
+            "top": self.top.to_dict(),
+            "new_prior": self.new_prior,
+            "fitted_prior": self.fitted_prior,
+            "stats": self.stats,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> MatchCalibration:
+        models = {k: calibrator_from_dict(d[k]) for k in ("pair", "new", "top")}
+        if not all(isinstance(m, LogisticCalibrator) for m in models.values()):
+            raise ReidError("the index calibration is not logistic: re-enroll to recalibrate")
+        return cls(
+            **models,  # type: ignore[arg-type]
+            new_prior=float(d.get("new_prior", 0.5)),
+            fitted_prior=float(d.get("fitted_prior", 0.5)),
+            stats=d.get("stats", {}),
+        )
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, EPS), 1 - EPS)
+    return math.log(p / (1 - p))
+
+
+# --------------------------------------------------------------------------- feature cache
+
+
+class FeatureStore:
+    """RootSIFT keypoints of gallery images by gallery id: ``folder/features/<id>.npz``
+    (descriptors as float16: half the space, no measurable change in matching), or in
+    memory when ``folder`` is None. Files are written atomically; a small in-memory cache
+    keeps the most recently used."""
+
+    def __init__(self, folder: Path | str | None, cache_size: int = 4096) -> None:
+        self.folder = None if folder is None else Path(folder) / FEATURES_DIR
+        self._memory: dict[int, LocalFeatures] = {}
+        self.cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def _path(self, id_: int) -> Path:
+        assert self.folder is not None
+        return self.folder / f"{id_ // 1000:05d}" / f"{id_}.npz"
+
+    def put(self, id_: int, features: LocalFeatures) -> None:
+        if self.folder is not None:
+            path = self._path(id_)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    np.savez(
+                        f,
+                        xy=features.xy.astype(np.float32),
+                        desc=features.desc.astype(np.float16),
+                        scale=np.float64(features.scale),
+                    )
+                os.replace(tmp, path)
+            finally:
+                Path(tmp).unlink(missing_ok=True)
+        self._remember(id_, features)
+
+    def _remember(self, id_: int, features: LocalFeatures) -> None:
+        with self._lock:
+            if len(self._memory) >= self.cache_size and self.folder is not None:
+                self._memory.pop(next(iter(self._memory)))
+            self._memory[id_] = features
+
+    def get(self, id_: int) -> LocalFeatures:
+        f = self._memory.get(id_)
+        if f is not None:
+            return f
+        if self.folder is None:
+            raise ReidError(f"no cached keypoints for gallery id {id_}")
+        try:
+            with np.load(self._path(id_)) as z:
+                f = LocalFeatures(z["xy"], z["desc"].astype(np.float32), float(z["scale"]))
+        except (OSError, KeyError, ValueError) as e:
+            raise ReidError(
+                f"{self._path(id_)}: cached keypoints of gallery id {id_} are missing or "
+                f"unreadable ({e}); re-enroll the catalogue"
+            ) from None
+        self._remember(id_, f)
+        return f
+
+    def has(self, id_: int) -> bool:
+        return id_ in self._memory or (self.folder is not None and self._path(id_).is_file())
+
+
+# --------------------------------------------------------------------------- matcher
+
+
+@dataclass
+class _Raw:
+    """A candidate before fusion: best cosine, best inliers, gallery evidence."""
+
+    key: tuple[str, str, str]  # (species, individual, side)
+    organisation: str
+    hits: list[Hit]
+    global_score: float
+    inliers: int = 0
+    verified: bool = False
+    evidence: list[Evidence] = field(default_factory=list)
+
+
+class Matcher:
+    """A loaded model release, a gallery index and its keypoint cache and calibration."""
+
+    def __init__(
+        self,
+        model,
+        manifest: dict,
+        index: GalleryIndex,
+        features: FeatureStore,
+        config: MatchConfig | None = None,
+        device: str = "cpu",
+    ) -> None:
+        from reid.release import model_fingerprint
+
+        check_fingerprint(index.fingerprint, model_fingerprint(manifest), "the gallery index")
+        self.model = model
+        self.manifest = manifest
+        self.index = index
+        self.features = features
+        self.config = config or MatchConfig()
+        self.device = device
+        cal = index.attachments.get(CALIBRATION_KEY)
+        self.calibration = MatchCalibration.from_dict(cal) if cal else None
+
+    @classmethod
+    def open(
+        cls,
+        index_dir: Path | str,
+        model: Path | str | None = None,
+        device: str = "cpu",
+        config: MatchConfig | None = None,
+    ) -> Matcher:
+        """Open the index in ``index_dir`` with ``model`` (default: the release the index
+        was built with, if it is still there, else the shipped default model)."""
+        from reid.release import load_release, model_fingerprint
+
+        index = GalleryIndex.open(index_dir)
+        release = resolve_model(model, index.attachments.get("model_path"))
+        net, manifest = load_release(release, device=device)
+        check_fingerprint(
+            index.fingerprint, model_fingerprint(manifest), index_dir, index.model_name
+        )
+        return cls(net, manifest, index, FeatureStore(index_dir), config, device)
+
+    @property
+    def model_version(self) -> str:
+        return f"{self.manifest.get('name', '?')}@{self.index.fingerprint[:12]}"
+
+    def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """RGB uint8 crops -> (n, d) unit vectors."""
+        from reid.embed import embed_images
+
+        if len(images) == 0:
+            return np.zeros((0, self.index.dim), np.float32)
+        return embed_images(self.model, list(images), device=self.device)
+
+    # ------------------------------------------------------------------ one query
+
+    def match(
+        self,
+        image: np.ndarray,
+        *,
+        embedding: np.ndarray | None = None,
+        side: str | None = None,
+        species: str | None = None,
+        organisations: Collection[str] | None = None,
+        top: int = 5,
+    ) -> MatchResult:
+        """Match one flank crop (RGB uint8); ``side`` None searches both sides."""
+        embeddings = None if embedding is None else np.asarray(embedding, np.float32)[None]
+        return self.match_encounter(
+            [image],
+            embeddings=embeddings,
+            side=side,
+            species=species,
+            organisations=organisations,
+            top=top,
+        )
+
+    def match_encounter(
+        self,
+        images: Sequence[np.ndarray],
+        *,
+        embeddings: np.ndarray | None = None,
+        side: str | None = None,
+        species: str | None = None,
+        organisations: Collection[str] | None = None,
+        top: int = 5,
+    ) -> MatchResult:
+        """Match several frames of one animal (a burst) as one query: a candidate's
+        global and local scores are its best over the frames."""
+        if len(images) == 0:
+            raise ReidError("nothing to match: no image given")
+        if side is not None and side not in SIDES:
+            raise ReidError(f"side {side!r} is not left, right or unknown (None)")
+        if top < 1:
+            raise ReidError(f"top must be >= 1, got {top}")
+        calibration = self._calibration()
+        if embeddings is None:
+            embeddings = self.embed(images)
+        embeddings = np.asarray(embeddings, np.float32).reshape(len(images), -1)
+        feats = [extract(im, self.config.sift) for im in images]
+        raw = self.candidates(embeddings, feats, side=side, species=species, orgs=organisations)
+        return self._result(raw, calibration, top)
+
+    def candidates(
+        self,
+        embeddings: np.ndarray,
+        feats: Sequence[LocalFeatures],
+        *,
+        side: str | None,
+        species: str | None,
+        orgs: Collection[str] | None = None,
+        exclude_ids: Collection[int] = (),
+        exclude_flank: tuple[str, str, str] | None = None,
+        verify: bool = True,
+    ) -> list[_Raw]:
+        """Search, aggregate per flank and verify the best; unfused, best global first."""
+        cfg = self.config
+        extra = len(exclude_ids) + (64 if exclude_flank is not None else 0)
+        per_frame = self.index.search(
+            embeddings, cfg.shortlist * (1 if side else 2) + extra, species, side, orgs
+        )
+        flanks: dict[tuple[str, str, str], _Raw] = {}
+        for hits in per_frame:
+            for h in hits:
+                if h.id in exclude_ids or h.entry.flank == exclude_flank:
+                    continue
+                if side is not None and h.entry.side != side:  # the partitions guarantee it
+                    raise AssertionError(f"gallery {h.entry.side} flank returned for {side}")
+                c = flanks.get(h.entry.flank)
+                if c is None:
+                    flanks[h.entry.flank] = _Raw(h.entry.flank, h.entry.organisation, [h], h.score)
+                elif all(h.id != o.id for o in c.hits):
+                    c.hits.append(h)
+                    c.global_score = max(c.global_score, h.score)
+                else:
+                    for j, o in enumerate(c.hits):  # same image, better frame
+                        if o.id == h.id and h.score > o.score:
+                            c.hits[j] = h
+                    c.global_score = max(c.global_score, h.score)
+        ranked = sorted(flanks.values(), key=lambda c: (-c.global_score, c.key))
+        for c in ranked:
+            c.hits.sort(key=lambda h: (-h.score, h.id))
+        if verify:
+            self._verify(ranked[: cfg.verify_top], feats)
+        return ranked
+
+    def _verify(self, raws: Sequence[_Raw], feats: Sequence[LocalFeatures]) -> None:
+        pairs = [(c, h) for c in raws for h in c.hits[: self.config.verify_images]]
+        if not pairs:
+            return
+        gallery = [self.features.get(h.id) for _, h in pairs]
+        per_frame = [verify_many(f, gallery, self.config.sift) for f in feats]
+        for j, (c, h) in enumerate(pairs):
+            best = max((v[j] for v in per_frame), key=lambda v: v.inliers)
+            c.verified = True
+            c.inliers = max(c.inliers, best.inliers)
+            dx, dy = (h.entry.bbox[0], h.entry.bbox[1]) if h.entry.bbox else (0, 0)
+            c.evidence.append(
+                Evidence(
+                    image=h.entry.image,
+                    bbox=h.entry.bbox,
+                    gallery_id=h.id,
+                    global_score=h.score,
+                    inliers=best.inliers,
+                    query_points=[(float(x), float(y)) for x, y in best.query_xy],
+                    gallery_points=[(float(x) + dx, float(y) + dy) for x, y in best.gallery_xy],
+                )
+            )
+        for c in raws:
+            c.evidence.sort(key=lambda e: (-e.inliers, -e.global_score, e.gallery_id))
+
+    def _calibration(self) -> MatchCalibration:
+        if self.calibration is None:
+            raise ReidError(
+                "the gallery index is not calibrated (it needs at least two flanks with two "
+                "or more images each): enroll more images with reid enroll"
+            )
+        return self.calibration
+
+    def _result(self, raw: list[_Raw], calibration: MatchCalibration, top: int) -> MatchResult:
+        cands = rank(raw, calibration)
+        p_top, p_new = calibration.decide([c.fused_score for c in cands])
+        known = bool(cands) and p_top >= p_new
+        best = cands[0] if known else None
+        return MatchResult(
+            decision="known" if known else "new",
+            individual=best.individual if best else None,
+            side=best.side if best else None,
+            probability=p_top if known else p_new,
+            new_probability=p_new,
+            candidates=cands[:top],
+            model_version=self.model_version,
+        )
+
+    # ------------------------------------------------------------------ pairs
+
+    def pair_probability(
+        self,
+        a: np.ndarray,
+        b: np.ndarray,
+        emb_a: np.ndarray | None = None,
+        emb_b: np.ndarray | None = None,
+    ) -> float:
+        """Calibrated P(same flank) of two query images (RGB uint8 crops)."""
+        calibration = self._calibration()
+        if emb_a is None or emb_b is None:
+            e = self.embed([a, b])
+            emb_a, emb_b = e[0], e[1]
+        ea = np.asarray(emb_a, np.float64).ravel()
+        eb = np.asarray(emb_b, np.float64).ravel()
+        cos = float(ea @ eb / (np.linalg.norm(ea) * np.linalg.norm(eb) + 1e-12))
+        (v,) = verify_many(extract(a, self.config.sift), [extract(b, self.config.sift)])
+        x = np.array([[cos, math.log1p(v.inliers)]])
+        return float(calibration.pair.predict(x)[0])
+
+
+def rank(raw: Sequence[_Raw], calibration: MatchCalibration) -> list[Candidate]:
+    """Fuse global and local scores of raw candidates and rank them, best first."""
+    if not raw:
+        return []
+    g = np.array([c.global_score for c in raw])
+    n = np.array([c.inliers for c in raw], np.float64)
+    fused = calibration.fused(g, n)
+    probs = calibration.pair.predict(np.column_stack([g, np.log1p(n)]))
+    out = [
+        Candidate(
+            individual=c.key[1],
+            species=c.key[0],
+            side=c.key[2],
+            organisation=c.organisation,
+            global_score=float(c.global_score),
+            local_score=float(c.inliers),
+            fused_score=float(f),
+            probability=float(p),
+            evidence=c.evidence
+            or [
+                Evidence(h.entry.image, h.entry.bbox, h.id, h.score, 0, [], []) for h in c.hits[:1]
+            ],
+        )
+        for c, f, p in zip(raw, fused, probs, strict=True)
+    ]
+    order = sorted(range(len(out)), key=lambda i: (-out[i].fused_score, -out[i].global_score, i))
+    return [out[i] for i in order]
+
+
+def resolve_model(model: Path | str | None, recorded: str | None = None) -> Path:
+    """The release to use: ``model``, else the one recorded in the index, else the shipped
+    default (:data:`reid.methods.embedding.DEFAULT_MODEL`)."""
+    from reid.methods.embedding import DEFAULT_MODEL
+
+    if model is not None:
+        return Path(model)
+    if recorded and (Path(recorded) / "manifest.json").is_file():
+        return Path(recorded)
+    if (DEFAULT_MODEL / "manifest.json").is_file():
+        return DEFAULT_MODEL
+    raise ReidError(f"no default model is installed at {DEFAULT_MODEL}; pass --model RELEASE_DIR")
+
+
+# --------------------------------------------------------------------------- fitting
+
+
+def fit_calibration(
+    matcher: Matcher,
+    sample: int = 1000,
+    seed: int = 0,
+    new_prior: float = 0.5,
+    workers: int = 2,
+    show_progress: bool = True,
+) -> MatchCalibration:
+    """Fit the fusion and decision models on held-out queries made from the gallery.
+
+    Up to ``sample`` gallery images (seeded draw) whose flank has another image are
+    queries twice: against the gallery without that image (known) and without any
+    image of its flank (new). Verified candidates give the fusion model's samples
+    (genuine when the candidate is the query's flank); the best two fused scores of
+    each query give the decision models' samples. Needs two flanks with >= 2 images.
+    """
+    index = matcher.index
+    entries = index.entries()
+    members: dict[tuple[str, str, str], list[int]] = {}
+    for i, e in entries.items():
+        members.setdefault(e.flank, []).append(i)
+    eligible = sorted(i for i, e in entries.items() if len(members[e.flank]) >= 2)
+    if len({entries[i].flank for i in eligible}) < 2:
+        raise ReidError(
+            "cannot calibrate: the gallery needs at least two flanks with two or more images"
+        )
+    rng = np.random.default_rng(seed)
+    chosen = sorted(rng.choice(eligible, min(sample, len(eligible)), replace=False).tolist())
+    vectors = index.vectors(chosen)
+
+    def one(row: int) -> tuple[list[_Raw], list[_Raw], tuple[str, str, str]]:
+        q = chosen[row]
+        e = entries[q]
+        feats = [matcher.features.get(q)]
+        emb = vectors[row : row + 1]
+        known = matcher.candidates(emb, feats, side=e.side, species=e.species, exclude_ids={q})
+        new = matcher.candidates(emb, feats, side=e.side, species=e.species, exclude_flank=e.flank)
+        if not any(c.key == e.flank and c.verified for c in known):
+            # Make sure the fusion model sees genuine pairs even when the embedding
+            # ranks the true flank too low to be verified.
+            true = [c for c in known if c.key == e.flank]
+            if true:
+                matcher._verify(true[:1], feats)
+        return known, new, e.flank
+
+    results = []
+    with (
+        progress_bar(len(chosen), "calibrating", enabled=show_progress) as advance,
+        ThreadPoolExecutor(max(1, workers)) as pool,
+    ):
+        for r in pool.map(one, range(len(chosen))):
+            results.append(r)
+            advance(1)
+    pair_x, pair_y = [], []
+    for known, new, flank in results:
+        for c in [*known, *new]:
+            if c.verified:
+                pair_x.append([c.global_score, math.log1p(c.inliers)])
+                pair_y.append(c.key == flank)
+    pair = LogisticCalibrator(names=("global", "local")).fit(np.array(pair_x), np.array(pair_y))
+    provisional = MatchCalibration(pair, LogisticCalibrator(), LogisticCalibrator())
+    dec_x, is_new, is_top = [], [], []
+    for known, new, flank in results:
+        for raws, absent in ((known, False), (new, True)):
+            for c in raws:  # the true flank's forced verification must not count
+                top_k = raws[: matcher.config.verify_top]
+                if c.key == flank and all(c is not d for d in top_k):
+                    c.inliers, c.verified = 0, False
+            cands = rank(raws, provisional)
+            s = [c.fused_score for c in cands]
+            s1 = s[0] if s else -LOGIT_CAP
+            margin = s1 - s[1] if len(s) > 1 else 2 * LOGIT_CAP
+            dec_x.append([s1, margin])
+            is_new.append(absent)
+            is_top.append(
+                bool(cands)
+                and (cands[0].species, cands[0].individual, cands[0].side) == flank
+                and not absent
+            )
+    dec_x_a = np.array(dec_x)
+    new_a, top_a = np.array(is_new), np.array(is_top)
+    names = ("s1", "margin")
+    new_model = LogisticCalibrator(names=("-s1", "-margin")).fit(-dec_x_a, new_a)
+    top_model = LogisticCalibrator(names=names).fit(dec_x_a[~new_a], top_a[~new_a])
+    return MatchCalibration(
+        pair=pair,
+        new=new_model,
+        top=top_model,
+        new_prior=new_prior,
+        fitted_prior=float(new_a.mean()),
+        stats={
+            "queries": len(chosen),
+            "pairs": len(pair_y),
+            "genuine_pairs": int(np.sum(pair_y)),
+            "top1_known": float(top_a[~new_a].mean()),
+        },
+    )
+
+
+# --------------------------------------------------------------------------- enrolment
+
+
+def entry_of(record: ImageRecord, organisation: str = "") -> GalleryEntry:
+    """The gallery record of a catalogue image (absolute path, box as integers)."""
+    b = record.bbox
+    bbox = None if b is None else (round(b.x), round(b.y), round(b.w), round(b.h))
+    return GalleryEntry(
+        image=str(Path(record.path).resolve()),
+        individual=record.individual_id or "",
+        species=record.species,
+        side=record.side,
+        organisation=organisation,
+        bbox=bbox,
+    )
+
+
+def extract_records(
+    records: Sequence[ImageRecord],
+    config: SiftConfig,
+    workers: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> list[LocalFeatures]:
+    """Local features of each record's image (its box, if any), in worker threads."""
+    from reid.embed import load_record_image
+
+    def one(r: ImageRecord) -> LocalFeatures:
+        f = extract(load_record_image(r), config)
+        if progress:
+            progress(1)
+        return f
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return list(pool.map(one, records))
+
+
+@dataclass
+class EnrollSummary:
+    added: int
+    skipped: dict[str, int]
+    total: int
+    calibration: dict
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def enroll(
+    records: Sequence[ImageRecord],
+    index_dir: Path | str,
+    model: Path | str | None = None,
+    *,
+    organisation: str = "",
+    workers: int = 2,
+    calibration_sample: int = 1000,
+    new_prior: float = 0.5,
+    config: MatchConfig | None = None,
+    show_progress: bool = True,
+    device: str = "cpu",
+) -> EnrollSummary:
+    """Add the identified left/right flank images of ``records`` to the index in
+    ``index_dir`` (created if absent), cache their keypoints, recalibrate, save.
+
+    Skipped: unidentified images, unknown sides, and images already enrolled (same file
+    and box). An existing index made with another model is refused.
+    """
+    from reid.embed import embed_records
+    from reid.release import load_release, model_fingerprint
+
+    index_dir = Path(index_dir)
+    existing = None
+    if is_index(index_dir):
+        existing = GalleryIndex.open(index_dir)
+    elif index_dir.exists() and any(index_dir.iterdir()):
+        raise ReidError(
+            f"{index_dir} exists and is not a gallery index: give a new or empty folder"
+        )
+    release = resolve_model(model, existing.attachments.get("model_path") if existing else None)
+    net, manifest = load_release(release, device=device)
+    fingerprint = model_fingerprint(manifest)
+    if existing is not None:
+        check_fingerprint(existing.fingerprint, fingerprint, index_dir, existing.model_name)
+        index = existing
+    else:
+        index = GalleryIndex.create(fingerprint, net.embedding_dim, model_name=manifest["name"])
+    index.attachments["model_path"] = str(Path(release).resolve())
+    have = {(e.image, e.bbox) for e in index.entries().values()}
+    skipped = {"unidentified": 0, "unknown side": 0, "already enrolled": 0}
+    todo: list[ImageRecord] = []
+    new_entries: list[GalleryEntry] = []
+    for r in records:
+        if not r.individual_id:
+            skipped["unidentified"] += 1
+            continue
+        if r.side not in SIDES:
+            skipped["unknown side"] += 1
+            continue
+        e = entry_of(r, organisation)
+        if (e.image, e.bbox) in have:
+            skipped["already enrolled"] += 1
+            continue
+        have.add((e.image, e.bbox))
+        todo.append(r)
+        new_entries.append(e)
+    matcher = Matcher(net, manifest, index, FeatureStore(index_dir), config, device)
+    if todo:
+        with progress_bar(len(todo), "embedding", enabled=show_progress) as advance:
+            vectors = embed_records(net, todo, workers=workers, device=device, progress=advance)
+        with progress_bar(len(todo), "keypoints", enabled=show_progress) as advance:
+            feats = extract_records(todo, matcher.config.sift, workers, advance)
+        ids = index.add(vectors, new_entries)
+        for i, f in zip(ids, feats, strict=True):
+            matcher.features.put(i, f)
+    calibration = fit_calibration(
+        matcher,
+        calibration_sample,
+        new_prior=new_prior,
+        workers=workers,
+        show_progress=show_progress,
+    )
+    index.attachments[CALIBRATION_KEY] = calibration.to_dict()
+    index.save(index_dir)
+    return EnrollSummary(len(todo), skipped, len(index), calibration.stats)
+
+
+def write_json(result: MatchResult | list[MatchResult]) -> str:
+    """One JSON document for one result or a list of them."""
+    if isinstance(result, list):
+        return json.dumps([r.to_dict() for r in result], indent=2)
+    return json.dumps(result.to_dict(), indent=2)

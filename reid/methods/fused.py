@@ -1,0 +1,112 @@
+"""Method ``fused``: global (embedding) and local (sift) scores fused by logistic weights.
+
+Every pair is scored by both methods: the cosine similarity of the embeddings and the
+``sift`` result, split into its RANSAC inlier count and its tentative-match count (the
+sift method's tie-breaker). The fused score is the log-odds of a logistic model of
+P(same flank | cosine, log(1 + inliers), sqrt(tentative matches)), all weights >= 0.
+The matcher (:mod:`reid.match`) fuses the same way without the tentative count, which
+it does not compute for its few verified pairs. The tentative count matters when no
+pair is verified: on synth-bench-v1 it ranks those pairs better than a weak embedding
+does (mAP 0.529 with it, 0.485 without; BENCHMARKS.md).
+
+The weights are *cross-fitted* so that no query is ranked by a model that saw its own
+label: the individuals of a group are split in two halves (seeded), and the rows of
+one half are scored with the model fitted on the pairs within the other half. When a
+half has no genuine pair to learn from, the sift score alone ranks its rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from reid.calibrate import LogisticCalibrator
+from reid.data.records import ImageRecord
+from reid.methods.embedding import EmbeddingMethod
+from reid.methods.sift import SiftMethod
+
+
+def fusion_weights(features: Sequence[np.ndarray], same: np.ndarray) -> np.ndarray:
+    """Weights of the logistic model fitted on pairs (one 1-D array per feature); None
+    of them negative. ``None`` when the pairs hold one class only."""
+    if same.all() or not same.any():
+        return None
+    model = LogisticCalibrator().fit(np.column_stack(features), same)
+    w = np.array(model.weights)
+    return w if w.any() else None
+
+
+def sift_features(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(log(1 + inliers), sqrt(tentative matches)) from ``sift`` scores (inliers plus
+    tentative matches / 1000)."""
+    s = np.asarray(scores, np.float64)
+    inliers = np.floor(s)
+    tentative = np.round((s - inliers) * 1000)
+    return np.log1p(inliers), np.sqrt(tentative)
+
+
+def cross_fitted_fusion(
+    features: Sequence[np.ndarray],
+    labels: Sequence[str | None],
+    fallback: np.ndarray,
+    seed: int = 0,
+) -> np.ndarray:
+    """An N×N fused score matrix from N×N feature matrices and the images' individuals
+    (None: unidentified, never a training label); rows whose half cannot be fitted get
+    ``fallback`` (an N×N score)."""
+    n = len(labels)
+    names = sorted({lab for lab in labels if lab is not None})
+    rng = np.random.default_rng(seed)
+    order = [names[i] for i in rng.permutation(len(names))]
+    half = {name: i % 2 for i, name in enumerate(order)}
+    fold = np.array([half[lab] if lab is not None else i % 2 for i, lab in enumerate(labels)])
+    ident = np.array([lab is not None for lab in labels])
+    lab = np.array([lab or "" for lab in labels], dtype=object)
+    fused = np.empty((n, n), np.float64)
+    upper = np.triu(np.ones((n, n), bool), k=1)
+    for f in (0, 1):
+        train = (fold == 1 - f) & ident
+        mask = upper & train[:, None] & train[None, :]
+        same = (lab[:, None] == lab[None, :])[mask]
+        w = fusion_weights([x[mask] for x in features], same)
+        rows = fold == f
+        if w is None:
+            fused[rows] = fallback[rows]
+        else:
+            fused[rows] = sum(wi * x[rows] for wi, x in zip(w, features, strict=True))
+    return fused
+
+
+class FusedMethod:
+    """Embedding cosine, inliers and tentative matches of every pair, fused by
+    cross-fitted logistic weights. Progress: the sift method's units plus one per image embedded."""
+
+    name = "fused"
+
+    def __init__(
+        self,
+        workers: int = 2,
+        model: Path | str | None = None,
+        batch_size: int = 32,
+        device: str = "cpu",
+        seed: int = 0,
+    ) -> None:
+        self.embedding = EmbeddingMethod(workers, model, batch_size, device)
+        self.sift = SiftMethod(workers)
+        self.seed = seed
+
+    def work(self, n_images: int) -> int:
+        return self.sift.work(n_images) + self.embedding.work(n_images)
+
+    def similarity(
+        self, records: Sequence[ImageRecord], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        e = self.embedding.embeddings(records, progress)
+        cosine = (e @ e.T).astype(np.float64)
+        scores = self.sift.similarity(records, progress).astype(np.float64)
+        inliers, tentative = sift_features(scores)
+        labels = [r.individual_id for r in records]
+        fused = cross_fitted_fusion([cosine, inliers, tentative], labels, scores, self.seed)
+        return fused.astype(np.float32)

@@ -1,0 +1,202 @@
+"""The matcher end to end on a tiny synthetic catalogue with a tiny model built on the fly."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from reid.cli import app
+from reid.data.load import load_catalogue
+from reid.errors import ReidError
+from reid.images import load_image
+from reid.index import GalleryIndex
+from reid.match import Matcher, MatchResult, enroll
+from reid.methods.fused import FusedMethod, cross_fitted_fusion
+from reid.model import ModelConfig, build_model
+from reid.release import save_release
+from reid.synthetic.catalogue import write_catalogue
+
+TINY = ModelConfig(
+    backbone="test_efficientnet", embedding_dim=16, input_size=(32, 64), pretrained=None
+)
+runner = CliRunner()
+
+
+def tiny_release(folder, seed):
+    torch.manual_seed(seed)
+    model = build_model(TINY).eval()
+    return save_release(model, folder, name=f"tiny{seed}", training_data="none", metrics={})
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """4 leopards x 2 sides x 3 photos; individuals 1-3 enrolled without their last photo."""
+    root = tmp_path_factory.mktemp("match")
+    records = write_catalogue(
+        root / "cat", species=("leopard",), individuals=4, images_per_side=3, seed=5, workers=1
+    )
+    release = tiny_release(root / "model", 0)
+    flanks = {}
+    for r in records:
+        flanks.setdefault((r.individual_id, r.side), []).append(r)
+    names = sorted({r.individual_id for r in records})
+    gallery = [r for (ind, _), rs in flanks.items() if ind != names[-1] for r in rs[:-1]]
+    held_out = {k: rs[-1] for k, rs in flanks.items() if k[0] != names[-1]}
+    summary = enroll(gallery, root / "index", release, show_progress=False, workers=1)
+    return root, release, records, gallery, held_out, names, summary
+
+
+def test_enroll_builds_a_calibrated_index_with_cached_keypoints(setup):
+    root, release, records, gallery, _, _, summary = setup
+    assert summary.added == len(gallery) == 12 and summary.total == 12
+    index = GalleryIndex.open(root / "index")
+    assert "calibration" in index.attachments
+    assert len(list((root / "index" / "features").rglob("*.npz"))) == 12
+    again = enroll(gallery, root / "index", release, show_progress=False, workers=1)
+    assert again.added == 0 and again.skipped["already enrolled"] == 12
+
+
+def test_a_held_out_photo_is_matched_with_evidence(setup):
+    root, release, _, _, held_out, names, _ = setup
+    matcher = Matcher.open(root / "index", release)
+    (ind, side), record = next(iter(held_out.items()))
+    result = matcher.match(load_image(record.path), side=side, species="leopard", top=3)
+    assert isinstance(result, MatchResult)
+    best = result.candidates[0]
+    assert best.individual == ind and best.side == side and best.local_score >= 6
+    assert result.decision == "known" and result.individual == ind
+    assert 0.5 <= result.probability <= 1 and result.new_probability < 0.5
+    ev = best.evidence[0]
+    assert ev.inliers == best.local_score == len(ev.query_points) == len(ev.gallery_points)
+    h, w = load_image(ev.image).shape[:2]
+    assert all(0 <= x <= w and 0 <= y <= h for x, y in ev.gallery_points)
+    data = json.loads(json.dumps(result.to_dict()))
+    assert data["decision"] == "known" and data["candidates"][0]["evidence"][0]["inliers"] >= 6
+    scores = [c.fused_score for c in result.candidates]
+    assert scores == sorted(scores, reverse=True)
+
+
+def test_a_left_flank_is_never_returned_for_a_right_flank_query(setup):
+    root, release, _, _, held_out, _, _ = setup
+    matcher = Matcher.open(root / "index", release)
+    for (_, side), record in held_out.items():
+        other = "left" if side == "right" else "right"
+        result = matcher.match(load_image(record.path), side=other, top=10)
+        assert result.candidates and all(c.side == other for c in result.candidates)
+        assert all(e.image for c in result.candidates for e in c.evidence)
+
+
+def test_unknown_side_searches_both_and_says_which_matched(setup):
+    root, release, _, _, held_out, _, _ = setup
+    matcher = Matcher.open(root / "index", release)
+    (ind, side), record = list(held_out.items())[1]
+    result = matcher.match(load_image(record.path), top=10)
+    assert {c.side for c in result.candidates} == {"left", "right"}
+    assert result.candidates[0].individual == ind and result.candidates[0].side == side
+    if result.decision == "known":
+        assert result.side == side
+
+
+def test_an_unenrolled_animal_is_more_likely_new(setup):
+    root, release, records, _, held_out, names, _ = setup
+    matcher = Matcher.open(root / "index", release)
+    stranger = [r for r in records if r.individual_id == names[-1]]
+    known = list(held_out.values())
+    p_new_stranger = [
+        matcher.match(load_image(r.path), side=r.side).new_probability for r in stranger[::2]
+    ]
+    p_new_known = [
+        matcher.match(load_image(r.path), side=r.side).new_probability for r in known[::2]
+    ]
+    assert np.mean(p_new_stranger) > np.mean(p_new_known)
+
+
+def test_encounter_and_pair_probability(setup):
+    root, release, records, _, held_out, _, _ = setup
+    matcher = Matcher.open(root / "index", release)
+    (ind, side), record = next(iter(held_out.items()))
+    frames = [load_image(record.path), load_image(record.path)[:, 10:]]
+    result = matcher.match_encounter(frames, side=side)
+    assert result.candidates[0].individual == ind
+    query = load_image(record.path)
+    partner = load_image(result.candidates[0].evidence[0].image)  # verified, >= 6 inliers
+    other = next(r for r in records if r.individual_id != ind and r.side == side)
+    p_same = matcher.pair_probability(query, partner)
+    p_other = matcher.pair_probability(query, load_image(other.path))
+    assert 0 < p_other < p_same < 1
+
+
+def test_opening_with_another_model_is_refused(setup, tmp_path):
+    root, *_ = setup
+    other = tiny_release(tmp_path / "other", 1)
+    with pytest.raises(ReidError, match="rebuild it with `reid enroll"):
+        Matcher.open(root / "index", other)
+    with pytest.raises(ReidError, match="cannot be compared"):
+        enroll(load_catalogue(root / "cat")[:2], root / "index", other, show_progress=False)
+
+
+def test_cli_enroll_and_match(setup, tmp_path):
+    root, release, _, gallery, held_out, _, _ = setup
+    (ind, side), record = next(iter(held_out.items()))
+    out = runner.invoke(
+        app, ["enroll", str(root / "cat"), "--index", str(tmp_path / "ix"), "--model",
+              str(release), "--workers", "1", "--json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output[out.output.index("{") :])["added"] == 24
+    res = runner.invoke(
+        app, ["match", str(record.path), "--index", str(tmp_path / "ix"), "--side", side,
+              "--top", "2", "--json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output)
+    # enrolled with every photo this time: the query image itself is in the gallery
+    assert data[0]["candidates"][0]["individual"] == ind and len(data[0]["candidates"]) == 2
+    table = runner.invoke(app, ["match", str(record.path), "--index", str(tmp_path / "ix")])
+    assert table.exit_code == 0 and ind in table.output and "P(new)" in table.output
+    bad = runner.invoke(app, ["match", str(record.path), "--index", str(tmp_path / "nope")])
+    assert bad.exit_code == 2 and "reid enroll" in bad.output
+
+
+def test_eval_open_set_reports_baks_baus_and_calibration(setup):
+    root, release, *_ = setup
+    res = runner.invoke(
+        app, ["eval", str(root / "cat"), "--open-set", "--model", str(release), "--workers", "1",
+              "--json", "--unknown-ratio", "0.25"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output[res.output.index("{") :])
+    assert {"BAKS", "BAUS", "gm", "ECE", "n_known", "n_unknown"} <= set(data)
+    assert data["n_known"] > 0 and data["n_unknown"] > 0
+    assert 0 <= data["ECE"] <= 1 and data["gm"] == pytest.approx(
+        np.sqrt(data["BAKS"] * data["BAUS"])
+    )
+
+
+def test_fused_method_is_cross_fitted_and_ranks_by_both_scores(setup):
+    root, release, records, *_ = setup
+    labels = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    rng = np.random.default_rng(0)
+    cosine = rng.uniform(-0.2, 0.2, (8, 8))
+    local = np.zeros((8, 8))
+    for i in range(0, 8, 2):  # genuine pairs: more inliers and higher cosine
+        local[i, i + 1] = local[i + 1, i] = 3.0
+        cosine[i, i + 1] = cosine[i + 1, i] = 0.5
+    fused = cross_fitted_fusion([cosine, local], labels, fallback=local)
+    np.fill_diagonal(fused, -np.inf)
+    assert [int(np.argmax(row)) for row in fused] == [1, 0, 3, 2, 5, 4, 7, 6]
+    method = FusedMethod(workers=1, model=release)
+    left = [r for r in records if r.side == "left"]
+    sim = method.similarity(left)
+    assert sim.shape == (len(left), len(left)) and np.all(np.isfinite(sim))
+
+
+@pytest.mark.slow
+def test_demo_enrolls_and_matches(tmp_path, setup):
+    _, release, *_ = setup
+    result = runner.invoke(app, ["demo", "--home", str(tmp_path), "--model", str(release)])
+    assert result.exit_code == 0, result.output
+    assert "never-enrolled animals called new" in result.output
+    assert "enrolled animals named right" in result.output
