@@ -7,8 +7,8 @@ with held-out photos from client threads (httpx, one connection each). Prints pe
 concurrency level: requests, errors, p50/p95 latency and requests/s; ``--soak S`` then
 runs 4 clients for S seconds and reports errors.
 
-    .venv/bin/python bench/bench_api.py --model runs/interim-release --gallery 10000
-    .venv/bin/python bench/bench_api.py --model runs/interim-release --soak 600
+    .venv/bin/python bench/bench_api.py --model models/bigcat-default --gallery 10000
+    .venv/bin/python bench/bench_api.py --model models/bigcat-default --soak 600
 """
 
 from __future__ import annotations
@@ -129,7 +129,7 @@ def drive(url: str, key: str, queries: list, clients: int, seconds: float) -> di
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", type=Path, default=Path("runs/interim-release"))
+    p.add_argument("--model", type=Path, default=Path("models/bigcat-default"))
     p.add_argument("--gallery", type=int, default=10_000, help="Gallery photos (approx.).")
     p.add_argument("--work", type=Path, default=Path("data/bench-api"))
     p.add_argument("--seconds", type=float, default=60.0, help="Per concurrency level.")

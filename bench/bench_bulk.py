@@ -1,6 +1,7 @@
 """Season bulk matching on this machine: throughput, peak memory, Ray overhead, accuracy.
 
-    .venv/bin/python bench/bench_bulk.py [--model runs/interim-release] [--data DIR]
+    .venv/bin/python bench/bench_bulk.py [--model models/bigcat-default] [--data DIR]
+        [--ray-season half|full] [--skip-ray]
 
 Renders (or reuses) the benchmark season (:data:`reid.synthetic.season.SEASON_BENCH`:
 5,000 frames in 1,000 bursts, 40 known + 10 new individuals of each species, as a
@@ -10,8 +11,9 @@ fresh child process (so its peak RSS is its own):
 - the model's bare forward throughput (tensors in memory, batch 32, channels_last);
 - ``reid bulk`` on the first half of the season and on the whole season, local engine:
   frames/s, ratio to the bare forward, peak RSS (must not grow with season size);
-- the whole season on a local Ray instance (2 CPUs): time, and whether encounters.csv
-  is identical to the local engine's;
+- the whole season (or, with ``--ray-season half``, its first half) on a local Ray
+  instance (2 CPUs): time, overhead against the local engine on the same frames, and
+  whether encounters.csv is identical to the local engine's;
 - accuracy against the known truth (:func:`reid.synthetic.season.score_run`).
 
 Prints one JSON object.
@@ -84,9 +86,10 @@ def half_source(season: Path, out: Path) -> Path:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="runs/interim-release")
+    ap.add_argument("--model", default="models/bigcat-default")
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "bench-season")
     ap.add_argument("--skip-ray", action="store_true")
+    ap.add_argument("--ray-season", choices=("half", "full"), default="full")
     ap.add_argument("--child")
     ap.add_argument("--source")
     ap.add_argument("--index")
@@ -144,13 +147,15 @@ def main() -> None:
         }
     result["accuracy"] = score_run(data, runs / "full")
     if not args.skip_ray:
+        which = args.ray_season
+        ray_source = half if which == "half" else data / "season"
         r = spawn(
             "--child",
             "bulk",
             "--model",
             args.model,
             "--source",
-            str(data / "season"),
+            str(ray_source),
             "--index",
             str(index),
             "--run",
@@ -159,13 +164,15 @@ def main() -> None:
             "ray",
         )
         same = (runs / "ray" / "encounters.csv").read_text() == (
-            runs / "full" / "encounters.csv"
+            runs / which / "encounters.csv"
         ).read_text()
         result["ray"] = {
+            "season": which,
+            "frames": r["frames"],
             "wall_s": round(r["wall_s"], 1),
             "frames_per_s": r["frames_per_s"],
             "identical_to_local": same,
-            "overhead": round(r["wall_s"] / result["full"]["wall_s"] - 1, 3),
+            "overhead": round(r["wall_s"] / result[which]["wall_s"] - 1, 3),
         }
     print(json.dumps(result, indent=2))
 

@@ -19,9 +19,11 @@ and identified observations are confirmed.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -170,7 +172,6 @@ def write_package(session: Session, out: Path, viewer: Viewer, title: str | None
     """
     out.mkdir(parents=True, exist_ok=True)
     deployments, media_rows, observations = [], [], []
-    times: list[datetime] = []
     for dep, site, org in session.execute(
         select(Deployment, Site, Organisation)
         .join(Site, Deployment.site_id == Site.id)
@@ -202,7 +203,6 @@ def write_package(session: Session, out: Path, viewer: Viewer, title: str | None
         .join(Deployment, Media.deployment_id == Deployment.id)
         .order_by(Media.captured_at, Media.code)
     ):
-        times.append(media.captured_at)
         media_rows.append({
             "mediaID": media.code, "deploymentID": dep.code,
             "captureMethod": "activityDetection", "timestamp": _iso(media.captured_at),
@@ -231,26 +231,45 @@ def write_package(session: Session, out: Path, viewer: Viewer, title: str | None
                                       "organisation": None if ind is None or
                                       ind.organisation is None else ind.organisation.code}),
         })  # fmt: skip
-    for name, rows in (
-        ("deployments", deployments),
-        ("media", media_rows),
-        ("observations", observations),
-    ):
-        with open(out / f"{name}.csv", "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, [fld.name for fld in TABLES[name]])
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: "" if v is None else v for k, v in row.items()})
+    tables = {"deployments": deployments, "media": media_rows, "observations": observations}
+    return write_tables(
+        out, tables, name="bigcat-reid-export", title=title or "bigcat-reid sightings",
+        licenses=[{"name": "CC-BY-4.0", "scope": "data"}],
+    )  # fmt: skip
+
+
+def write_tables(
+    out: Path,
+    tables: dict[str, list[dict]],
+    *,
+    name: str,
+    title: str,
+    licenses: list[dict] | None = None,
+) -> Path:
+    """Write Camtrap DP 1.0 rows (``deployments``, ``media``, ``observations``: dicts keyed
+    by field name, None for empty) and their ``datapackage.json`` into ``out``: every
+    field of :data:`TABLES` as a column in the standard's order, the descriptor's
+    spatial and temporal coverage from the rows. Each file is replaced atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    for table, rows in tables.items():
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, [fld.name for fld in TABLES[table]])
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if v is None else v for k, v in row.items()})
+        _replace(out / f"{table}.csv", buf.getvalue())
+    deployments = tables["deployments"]
+    days = sorted(str(m["timestamp"])[:10] for m in tables["media"])  # ISO 8601 UTC
     descriptor = {
         "profile": PROFILE,
-        "name": "bigcat-reid-export",
-        "title": title or "bigcat-reid sightings",
+        "name": name,
+        "title": title,
         "created": _iso(datetime.now(UTC).replace(tzinfo=None)),
         "contributors": [{"title": "bigcat-reid", "role": "publisher"}],
-        "licenses": [{"name": "CC-BY-4.0", "scope": "data"}],
+        **({"licenses": licenses} if licenses else {}),
         "sources": [{"title": f"bigcat-reid {__version__}"}],
         "project": {
-            "title": title or "bigcat-reid sightings",
+            "title": title,
             "samplingDesign": "opportunistic",
             "captureMethod": ["activityDetection"],
             "individualAnimals": True,
@@ -258,27 +277,37 @@ def write_package(session: Session, out: Path, viewer: Viewer, title: str | None
         },
         "spatial": _bbox([(d["longitude"], d["latitude"]) for d in deployments]),
         "temporal": {
-            "start": min(times).date().isoformat() if times else None,
-            "end": max(times).date().isoformat() if times else None,
+            "start": days[0] if days else None,
+            "end": days[-1] if days else None,
         },
         "taxonomic": [
-            {"scientificName": name, "taxonRank": "species"} for name in SCIENTIFIC.values()
+            {"scientificName": sci, "taxonRank": "species"} for sci in SCIENTIFIC.values()
         ],
         "resources": [
             {
-                "name": name,
-                "path": f"{name}.csv",
+                "name": table,
+                "path": f"{table}.csv",
                 "profile": "tabular-data-resource",
                 "format": "csv",
                 "mediatype": "text/csv",
                 "encoding": "utf-8",
-                "schema": SCHEMA.format(name),
+                "schema": SCHEMA.format(table),
             }
-            for name in TABLES
+            for table in TABLES
         ],
     }
-    (out / "datapackage.json").write_text(json.dumps(descriptor, indent=2) + "\n", "utf-8")
+    _replace(out / "datapackage.json", json.dumps(descriptor, indent=2) + "\n")
     return out
+
+
+def _replace(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (temporary file, fsync, rename)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _bbox(points: list[tuple[float, float]]) -> dict | None:
@@ -413,17 +442,30 @@ def read_package(path: Path) -> tuple[dict, dict[str, list[dict]]]:
     return descriptor, tables
 
 
+def _media_location(root: Path, file_path: str) -> str:
+    """Where the registry finds a media file: a relative ``filePath`` that exists beside
+    the package becomes an absolute path (so the review page and thumbnails can open it,
+    and its SHA-256 is taken); URLs and files that are not there are kept as written."""
+    if "://" in file_path or Path(file_path).is_absolute():
+        return file_path
+    local = root / file_path
+    return str(local.resolve()) if local.is_file() else file_path
+
+
 def import_package(
     session: Session,
     path: Path,
     decided_by: str,
     country_of: Callable[[float, float], str | None] | None = None,
+    skip: Collection[str] = (),
 ) -> ImportStats:
     """Validate the whole package, then add what it holds to the registry.
 
     Only animal observations of tigers and leopards on a media file become sightings;
-    others are counted out. Identifiers already in the registry are kept (re-importing a
-    package adds nothing). The caller's transaction makes it all-or-nothing.
+    others, and the observations whose IDs are in ``skip`` (e.g. images that could not
+    be decoded), are counted out. Identifiers already in the registry are kept
+    (re-importing a package adds nothing). The caller's transaction makes it
+    all-or-nothing.
     """
     from reid.registry import services as sv
 
@@ -460,12 +502,15 @@ def import_package(
         except ReidError as e:
             raise CamtrapError(f"{r['_where']}: {e}") from None
     media_of: dict[str, Media] = {}
+    root = Path(path)
+    root = root.parent if root.is_file() else root
     for r in tables["media"]:
         existing = session.scalar(select(Media).where(Media.code == r["mediaID"]))
         if existing is None:
             sha = _parse_tags(r.get("mediaComments") or "").get("sha256")
             existing = sv.add_media(
-                session, dep_of[r["deploymentID"]], r["filePath"], r["timestamp"],
+                session, dep_of[r["deploymentID"]], _media_location(root, r["filePath"]),
+                r["timestamp"],
                 sha256=sha or None, code=r["mediaID"], mediatype=r["fileMediatype"],
             )  # fmt: skip
             n["media"] += 1
@@ -473,6 +518,8 @@ def import_package(
     for r in tables["observations"]:
         species = species_of(r.get("scientificName"))
         if r["observationType"] != "animal" or species is None or r["mediaID"] is None:
+            continue
+        if r["observationID"] in skip:
             continue
         if session.scalar(select(Sighting.id).where(Sighting.code == r["observationID"])):
             continue

@@ -63,6 +63,10 @@ class MatchConfig:
     shortlist: int = 100  # gallery images retrieved per query (per side searched)
     verify_top: int = 10  # best candidates (flanks) verified geometrically
     verify_images: int = 2  # best gallery images verified per candidate
+    # frames of an encounter (a burst) verified: those closest to the gallery. Keypoint
+    # extraction and verification cost ~7x an embedding, so a 5-frame burst verifies its
+    # best two frames instead of all five (bulk throughput; accuracy in BENCHMARKS.md).
+    verify_frames: int = 2
     sift: SiftConfig = field(default_factory=SiftConfig)
 
 
@@ -363,14 +367,20 @@ class Matcher:
         if embeddings is None:
             embeddings = self.embed(images)
         embeddings = np.asarray(embeddings, np.float32).reshape(len(images), -1)
-        feats = [extract(im, self.config.sift) for im in images]
-        raw = self.candidates(embeddings, feats, side=side, species=species, orgs=organisations)
+        sift = self.config.sift
+        raw = self.candidates(
+            embeddings,
+            lambda i: extract(images[i], sift),
+            side=side,
+            species=species,
+            orgs=organisations,
+        )
         return self._result(raw, calibration, top)
 
     def candidates(
         self,
         embeddings: np.ndarray,
-        feats: Sequence[LocalFeatures],
+        feats: Sequence[LocalFeatures] | Callable[[int], LocalFeatures],
         *,
         side: str | None,
         species: str | None,
@@ -379,7 +389,10 @@ class Matcher:
         exclude_flank: tuple[str, str, str] | None = None,
         verify: bool = True,
     ) -> list[_Raw]:
-        """Search, aggregate per flank and verify the best; unfused, best global first."""
+        """Search, aggregate per flank and verify the best; unfused, best global first.
+
+        ``feats`` holds the frames' keypoints, or makes frame ``i``'s on demand: only the
+        ``verify_frames`` frames with the best global scores are verified."""
         cfg = self.config
         extra = len(exclude_ids) + (64 if exclude_flank is not None else 0)
         per_frame = self.index.search(
@@ -406,8 +419,12 @@ class Matcher:
         ranked = sorted(flanks.values(), key=lambda c: (-c.global_score, c.key))
         for c in ranked:
             c.hits.sort(key=lambda h: (-h.score, h.id))
-        if verify:
-            self._verify(ranked[: cfg.verify_top], feats)
+        if verify and ranked:
+            best = [max((h.score for h in hits), default=-np.inf) for hits in per_frame]
+            frames = sorted(range(len(best)), key=lambda i: (-best[i], i))
+            frames = sorted(frames[: max(1, cfg.verify_frames)])
+            get = feats if callable(feats) else feats.__getitem__
+            self._verify(ranked[: cfg.verify_top], [get(i) for i in frames])
         return ranked
 
     def _verify(self, raws: Sequence[_Raw], feats: Sequence[LocalFeatures]) -> None:

@@ -128,6 +128,39 @@ def test_encounter_and_pair_probability(setup):
     assert 0 < p_other < p_same < 1
 
 
+def test_an_encounter_verifies_only_its_best_frames(setup, monkeypatch):
+    """Keypoints are extracted for the verify_frames frames closest to the gallery only,
+    and the result still names the animal."""
+    import dataclasses
+
+    import reid.match as match_module
+
+    root, release, records, _, held_out, _, _ = setup
+    matcher = Matcher.open(root / "index", release)
+    (ind, side), record = next(iter(held_out.items()))
+    query = load_image(record.path)
+    noise = np.random.default_rng(0).integers(0, 255, query.shape, dtype=np.uint8)
+    frames = [noise, query, noise.copy(), query[:, 6:], noise.copy()]
+    seen = []
+    real = match_module.extract
+
+    def spy(image, config):
+        seen.append(next(i for i, f in enumerate(frames) if f is image))
+        return real(image, config)
+
+    monkeypatch.setattr(match_module, "extract", spy)
+    result = matcher.match_encounter(frames, side=side)
+    assert len(seen) == 2
+    assert result.candidates[0].individual == ind
+    emb = matcher.embed(frames)
+    best = [max(h.score for h in hits) for hits in matcher.index.search(emb, 100, None, side)]
+    assert sorted(seen) == sorted(np.argsort(best)[::-1][:2].tolist())
+    seen.clear()
+    matcher.config = dataclasses.replace(matcher.config, verify_frames=5)
+    matcher.match_encounter(frames, side=side)
+    assert sorted(seen) == [0, 1, 2, 3, 4]
+
+
 def test_opening_with_another_model_is_refused(setup, tmp_path):
     root, *_ = setup
     other = tiny_release(tmp_path / "other", 1)

@@ -8,7 +8,8 @@ and resumable, on this machine or a Ray cluster.
 - :mod:`reid.bulk.work`: decode, embed and match encounters (shared by the engines)
 - :mod:`reid.bulk.engines`: local (threads) and Ray Data engines
 - :mod:`reid.bulk.cluster`: unmatched encounters -> proposed new individuals
-- :mod:`reid.bulk.report`, :mod:`reid.bulk.camtrap_out`: HTML report + map, filled package
+- :mod:`reid.bulk.report`, :mod:`reid.bulk.camtrap_out`: HTML report + map, the Camtrap DP
+  package (the input filled in, or derived from a folder season)
 - :mod:`reid.bulk.run`: the whole job
 """
 

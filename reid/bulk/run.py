@@ -8,8 +8,10 @@
 4. Encounters that matched nobody are clustered into proposed new individuals
    (:mod:`reid.bulk.cluster`).
 5. Outputs, rewritten atomically from the journal on every run: ``encounters.csv``,
-   ``new_individuals.csv``, ``summary.json``, the Camtrap DP package with individualID
-   filled in (``camtrap-dp/``, for a Camtrap DP source), ``report.html`` + ``map.png``.
+   ``new_individuals.csv``, ``summary.json``, a Camtrap DP package with individualID
+   filled in (``camtrap-dp/``: the input package filled, or for a folder, manifest or
+   EXIF source one derived from the season), ``report.html`` + ``map.png``.
+6. With a registry, the package's sightings are loaded into it as *proposed*.
 
 Killing the run at any moment and running the same command again finishes it with
 every encounter exactly once.
@@ -190,9 +192,10 @@ def run_bulk(
     if complete:
         prefix = f"NEW-{header['season'][:6]}"
         found = find_new_individuals(rows, encounters, matcher, opts, say, prefix)
-        outputs = write_outputs(run_dir, source, encounters, rows, found, opts, matcher)
+        outputs = write_outputs(run_dir, source, encounters, rows, found, opts, matcher, say)
         if opts.registry is not None:
-            outputs["registry"] = load_registry(run_dir, source, opts.registry, matcher, say)
+            undecoded = undecoded_observations(encounters, results)
+            outputs["registry"] = load_registry(run_dir, opts.registry, matcher, say, undecoded)
     new_frames = sum(len(e.frames) for e in pending[:matched_now])
     summary = BulkSummary(
         run_dir=run_dir,
@@ -260,14 +263,20 @@ def find_new_individuals(
     return proposals(items, groups, lambda it: start[it.id], prob, prefix)
 
 
-def load_registry(run_dir: Path, source: Source, url: str, matcher, say=None) -> str:
+def load_registry(
+    run_dir: Path, url: str, matcher, say=None, skip: frozenset[str] = frozenset()
+) -> str:
     """Load the season's sightings into the registry as *proposed* (a reviewer confirms
-    them): the filled Camtrap DP package goes through :func:`reid.camtrap.import_package`,
-    which adds nothing twice, so a resumed or repeated run loads each sighting once."""
-    if not source.camtrap:
+    them): the run's Camtrap DP package (filled, or derived from a folder season) goes
+    through :func:`reid.camtrap.import_package`, which adds nothing twice, so a resumed
+    or repeated run loads each sighting once. Observations in ``skip`` (none of their
+    images decoded: :func:`undecoded_observations`) are not loaded."""
+    package = Path(run_dir) / "camtrap-dp"
+    if not (package / "datapackage.json").is_file():
+        text = "skipped: no Camtrap DP package was written (see camtrap_dp_left_out)"
         if say:
-            say("registry: only a Camtrap DP source can be loaded (it carries deployments)")
-        return "skipped: the source is not a Camtrap DP package"
+            say(f"registry: {text}")
+        return text
     from reid.camtrap import import_package
     from reid.registry import Registry
 
@@ -275,7 +284,7 @@ def load_registry(run_dir: Path, source: Source, url: str, matcher, say=None) ->
     try:
         with registry.session() as session:
             stats = import_package(
-                session, run_dir / "camtrap-dp", decided_by=f"reid bulk {model_version(matcher)}"
+                session, package, decided_by=f"reid bulk {model_version(matcher)}", skip=skip
             )
     finally:
         registry.close()
@@ -288,6 +297,24 @@ def load_registry(run_dir: Path, source: Source, url: str, matcher, say=None) ->
     return text
 
 
+def undecoded_observations(
+    encounters: list[Encounter], results: dict[str, dict | None]
+) -> frozenset[str]:
+    """IDs of the source's Camtrap DP observations none of whose images decoded (a
+    journal row lists its frames that failed under ``skipped``; an ``unreadable``
+    encounter has them all there): they are no sighting of anything."""
+    decoded: dict[str, bool] = {}
+    for enc in encounters:
+        r = results.get(enc.id)
+        if r is None:
+            continue
+        for f in enc.frames:
+            if f.observation:
+                ok = f.key not in r["skipped"]
+                decoded[f.observation] = decoded.get(f.observation, False) or ok
+    return frozenset(o for o, ok in decoded.items() if not ok)
+
+
 def write_outputs(
     run_dir: Path,
     source: Source,
@@ -296,8 +323,9 @@ def write_outputs(
     found: list[Proposal],
     opts: BulkOptions,
     matcher,
+    say=None,
 ) -> dict[str, str]:
-    """encounters.csv, new_individuals.csv, the filled Camtrap DP package and the report."""
+    """encounters.csv, new_individuals.csv, the Camtrap DP package and the report."""
     proposed = {e: p for p in found for e in p.encounters}
     table = []
     for r in rows:
@@ -365,6 +393,24 @@ def write_outputs(
                 model_version(matcher),
             )
         )
+    else:
+        from reid.bulk.camtrap_out import write_season_package
+
+        derived = write_season_package(
+            run_dir / "camtrap-dp",
+            encounters,
+            by_id,
+            proposed,
+            model_version(matcher),
+            title=f"bigcat-reid season {source.root.name}",
+        )
+        if derived.path is not None:
+            out["camtrap_dp"] = str(derived.path)
+        if derived.left_out:
+            out["camtrap_dp_left_out"] = "; ".join(derived.left_out)
+            for line in derived.left_out:
+                if say:
+                    say(f"camtrap-dp: left out {line}")
     if opts.report:
         from reid.bulk.report import write_report
 

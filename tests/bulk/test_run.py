@@ -62,7 +62,6 @@ def test_sightings_are_loaded_into_the_registry_as_proposed(
     from sqlalchemy import select
 
     from reid.bulk.run import load_registry
-    from reid.bulk.sources import read_source
     from reid.match import Matcher
     from reid.registry import Registry
     from reid.registry.models import Sighting
@@ -70,15 +69,36 @@ def test_sightings_are_loaded_into_the_registry_as_proposed(
     run, summary = reference
     url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
     matcher = Matcher.open(gallery, model=release)
-    source = read_source(season / "season")
     for _ in range(2):  # loading twice adds nothing the second time
-        load_registry(run, source, url, matcher)
+        load_registry(run, url, matcher)
     reg = Registry(url)
     with reg.session() as s:
         sightings = s.scalars(select(Sighting)).all()
         assert len(sightings) == summary.frames
         assert {x.status for x in sightings} == {"proposed"}
         assert all(x.individual_id is not None for x in sightings)
+    reg.close()
+
+
+def test_observations_whose_images_did_not_decode_are_not_loaded(
+    gallery, release, reference, tmp_path
+):
+    from sqlalchemy import select
+
+    from reid.bulk.run import load_registry
+    from reid.match import Matcher
+    from reid.registry import Registry
+    from reid.registry.models import Sighting
+
+    run, summary = reference
+    with (run / "camtrap-dp" / "observations.csv").open() as f:
+        first = next(csv.DictReader(f))["observationID"]
+    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    text = load_registry(run, url, Matcher.open(gallery, model=release), skip=frozenset({first}))
+    assert f"{summary.frames - 1} sightings" in text
+    reg = Registry(url)
+    with reg.session() as s:
+        assert first not in set(s.scalars(select(Sighting.code)))
     reg.close()
 
 
