@@ -535,7 +535,12 @@ def train(
     ] = None,
     resume: Annotated[
         Path | None,
-        typer.Option(help="Continue the run in this folder from its last completed epoch."),
+        typer.Option(
+            help="Continue the run in this folder from its last completed epoch; KEY=VALUE "
+            "overrides apply on top of its config.yaml (schedule.epochs=N: train on to epoch "
+            "N, the lr schedule rebuilt for N epochs); the model, data source and split "
+            "cannot change."
+        ),
     ] = None,
     init: Annotated[
         Path | None,
@@ -643,7 +648,7 @@ def bulk(
         bool,
         typer.Option("--registry/--no-registry",
                      help="Load the sightings into the registry as proposed, for review "
-                     "(Camtrap DP sources; REID_DATABASE_URL, else the data home's SQLite)."),
+                     "(OUT/camtrap-dp; REID_DATABASE_URL, else the data home's SQLite)."),
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
 ) -> None:
@@ -653,7 +658,8 @@ def bulk(
     Encounters that match nobody are clustered into proposed new individuals. Results are
     journalled as they are produced: after a crash or kill, the same command resumes.
     Writes OUT/encounters.csv, OUT/new_individuals.csv, OUT/report.html (+ map.png),
-    OUT/summary.json and, for a Camtrap DP source, OUT/camtrap-dp/ with individualID filled.
+    OUT/summary.json and OUT/camtrap-dp/ with individualID filled (the input package, or
+    one derived from a folder or manifest season), which --registry loads.
     """
     from reid.bulk import BulkOptions, run_bulk
 

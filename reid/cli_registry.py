@@ -374,14 +374,21 @@ def map_cmd(
     ] = False,
     generalise: Generalise = False,
 ) -> None:
-    """Draw a map (PNG) with country borders, sightings and tracks."""
+    """Draw a map (PNG) with country borders, sightings and tracks.
+
+    With --movements and no movement in the registry, the map shows the confirmed
+    sightings instead (or the camera sites, or only borders when there are none).
+    """
+    from sqlalchemy import select
+
     from reid.maps import draw_map
     from reid.movements import derive_movements, movements
-    from reid.registry import get_individual, list_sightings
+    from reid.registry import Site, get_individual, list_sightings
 
     if (individual is None) == (not show_movements):
         raise ReidError("give an INDIVIDUAL or --movements (one of them)")
     viewer = _viewer(generalise)
+    sites: list[tuple[str, float, float]] = []
     with _registry().session() as s:
         derive_movements(s)
         if individual is not None:
@@ -389,11 +396,24 @@ def map_cmd(
             views = list_sightings(s, viewer, individual=code, status="confirmed")
             moves = movements(s, viewer, individual=code)
             title = f"{code}: {len(views)} confirmed sightings, {len(moves)} border crossings"
+            if not moves:
+                typer.echo(f"no movements of {code}")
         else:
             moves = movements(s, viewer)
             views = []
             title = f"{len(moves)} cross-border movements"
-    typer.echo(f"wrote {draw_map(out, views, moves, title)}")
+            if not moves:
+                # still a useful map: where the animals and cameras are
+                views = list_sightings(s, viewer, status="confirmed")
+                if not views:
+                    for site in s.scalars(select(Site).order_by(Site.code)):
+                        lat, lon = viewer.locate(site.lat, site.lon)
+                        sites.append((site.code, lat, lon))
+                shown = (f"{len(views)} confirmed sightings" if views
+                         else f"{len(sites)} sites" if sites else "borders only")  # fmt: skip
+                title = f"no cross-border movements ({shown})"
+                typer.echo(f"no movements: the map shows {shown}")
+    typer.echo(f"wrote {draw_map(out, views, moves, title, sites=sites)}")
 
 
 def register(app: typer.Typer, user_errors: Callable, export_model: Callable) -> None:

@@ -36,11 +36,14 @@ class AppState:
         self.metrics = metrics
         self.registry = Registry(settings.database_url)
         self.matcher = None
+        self.recalibrator = None
         if settings.index is not None:
             from reid.match import Matcher
+            from serve.calibration import Recalibrator
 
             self.matcher = Matcher.open(settings.index, settings.model, device=settings.device)
             metrics.gallery_vectors.set(len(self.matcher.index))
+            self.recalibrator = Recalibrator(self)
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.match_slots = threading.BoundedSemaphore(settings.match_workers)
         self.gallery_lock = threading.Lock()
@@ -51,6 +54,8 @@ class AppState:
         return self.settings.index
 
     def close(self) -> None:
+        if self.recalibrator is not None:
+            self.recalibrator.close()
         self.jobs.close()
         self.registry.close()
 

@@ -1,6 +1,6 @@
 """Prometheus metrics of one app (its own collector registry, so that several apps in one
 process, e.g. in tests, do not collide): requests by route and status, latency by
-route, match latency, rate-limit refusals, gallery size, bulk jobs."""
+route, match latency, rate-limit refusals, gallery size, bulk jobs, calibration refits."""
 
 from __future__ import annotations
 
@@ -38,6 +38,9 @@ class Metrics:
         self.gallery_vectors = Gauge("reid_gallery_vectors", "Vectors in the gallery index.",
                                      registry=r)  # fmt: skip
         self.jobs = Gauge("reid_bulk_jobs", "Bulk jobs by state.", ["state"], registry=r)
+        self.calibration_refits = Counter(
+            "reid_calibration_refits", "Background refits of the match calibration after "
+            "enrolments, by result (done, failed).", ["result"], registry=r)  # fmt: skip
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -152,6 +152,10 @@ class GalleryOut(BaseModel):
     side: str = Field(description="left or right.")
     organisation: str = Field(description="Owning organisation.")
     gallery_size: int = Field(description="Vectors in the gallery after enrolment.")
+    recalibrating: bool = Field(
+        False, description="The match calibration is being refitted in the background for "
+        "the grown gallery (matches use the previous one until it is done)."
+    )  # fmt: skip
 
 
 class AgreementIn(BaseModel):

@@ -59,3 +59,18 @@ class Settings(BaseSettings):
         2, ge=1, description="Matches computed at once (the rest queue; CPU-bound work)."
     )
     thumbnail_px: int = Field(480, ge=32, le=2048, description="Longer side of thumbnails.")
+    recalibrate: bool = Field(
+        True, description="Refit the match calibration in the background after enrolments "
+        "that changed the gallery enough (see serve/calibration.py)."
+    )  # fmt: skip
+    recalibrate_growth: float = Field(
+        0.10, ge=0, description="Refit when the flanks with two or more images grew by this "
+        "fraction since the last fit."
+    )  # fmt: skip
+    recalibrate_small: int = Field(
+        50, ge=0, description="Below this many such flanks at the last fit, refit whenever "
+        "one more is eligible."
+    )  # fmt: skip
+    calibration_sample: int = Field(
+        1000, ge=2, description="Gallery images used as queries by a refit (as reid enroll)."
+    )

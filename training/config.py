@@ -8,6 +8,12 @@ an unknown key or a value of the wrong type is a :class:`ConfigError` naming the
 
 The resolved config (defaults + file + overrides) is written as ``config.yaml`` beside
 every checkpoint, and stored as a plain dict in the checkpoint itself.
+
+A resumed run (``reid train --resume RUN key=value ...``) reads ``RUN/config.yaml`` and
+applies the overrides on top; :func:`resume_changes` lists what differs from the
+config the checkpoint was trained with, and refuses keys that cannot change in the
+middle of a run (:data:`FIXED_FOR_A_RUN`: the model, the data source and split, the
+number of classes).
 """
 
 from __future__ import annotations
@@ -36,9 +42,11 @@ __all__ = [
     "SamplerConfig",
     "ScheduleConfig",
     "TrainConfig",
+    "FIXED_FOR_A_RUN",
     "config_from_dict",
     "config_to_dict",
     "load_config",
+    "resume_changes",
     "save_config",
 ]
 
@@ -234,6 +242,65 @@ def save_config(cfg: TrainConfig, path: str | Path) -> Path:
     tmp.write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))
     tmp.replace(path)
     return path
+
+
+# --------------------------------------------------------------------------- resuming
+
+#: Keys (or whole sections, ending in ".") that a resumed run cannot change: the
+#: architecture and its input (the checkpointed weights are for it), the data source and
+#: the identity split (the ArcFace classes and the held-out individuals come from them),
+#: and what sets the number or shape of the class weights. ``run.init`` only matters when
+#: a run starts.
+FIXED_FOR_A_RUN: tuple[str, ...] = (
+    "model.",
+    "data.manifest",
+    "data.synthetic",
+    "data.train_ratio",
+    "data.split_seed",
+    "augment.flip_as_new_identity",
+    "loss.subcenters",
+    "run.init",
+)
+
+
+def _flat(tree: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in tree.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def resume_changes(saved: dict, cfg: TrainConfig) -> list[tuple[str, Any, Any]]:
+    """``(key, saved value, new value)`` for every key where ``cfg`` differs from
+    ``saved`` (the plain config dict stored in a checkpoint), in config order.
+
+    Raises :class:`ConfigError` naming every changed key of :data:`FIXED_FOR_A_RUN`.
+    """
+    try:  # fill in keys an older checkpoint lacks, normalise types (tuples, floats)
+        old = _flat(config_to_dict(config_from_dict(saved)))
+    except ConfigError:
+        old = _flat(saved if isinstance(saved, dict) else {})
+    new = _flat(config_to_dict(cfg))
+    missing = object()
+    changes = [(k, old.get(k, missing), v) for k, v in new.items() if old.get(k, missing) != v]
+    changes = [(k, None if a is missing else a, b) for k, a, b in changes]
+    fixed = [
+        (k, a, b)
+        for k, a, b in changes
+        if any(k == f or (f.endswith(".") and k.startswith(f)) for f in FIXED_FOR_A_RUN)
+    ]
+    if fixed:
+        what = ", ".join(f"{k} ({a!r} -> {b!r})" for k, a, b in fixed)
+        raise ConfigError(
+            f"{what}: cannot change in the middle of a run (the model, the data source, "
+            "the identity split and the number of classes are fixed when a run starts); "
+            "start a new run instead (--config ... --out NEW, or --init a release of this "
+            "run to fine-tune from it)"
+        )
+    return changes
 
 
 # --------------------------------------------------------------------------- internals

@@ -48,14 +48,18 @@ def write_log(rows: Sequence[dict], path: str | Path) -> Path:
 
 
 def plot_curves(rows: Sequence[dict], path: str | Path) -> Path:
-    """Losses (left) and held-out top-1 / mAP (right) against the epoch, as a PNG."""
-    import matplotlib
+    """Losses (left) and held-out top-1 / mAP (right) against the epoch, as a PNG.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    Drawn on its own Agg canvas, not through pyplot: the process's matplotlib backend
+    (a notebook's inline plots, say) is left as it was.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     path = Path(path)
-    fig, (ax_loss, ax_eval) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
+    fig = Figure(figsize=(10, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax_loss, ax_eval = fig.subplots(1, 2)
     epochs = [r["epoch"] for r in rows]
     for key in ("loss", "arcface", "triplet"):
         ax_loss.plot(epochs, [r.get(key, math.nan) for r in rows], marker=".", label=key)
@@ -73,6 +77,5 @@ def plot_curves(rows: Sequence[dict], path: str | Path) -> Path:
         ax.xaxis.get_major_locator().set_params(integer=True)
     tmp = path.with_name(path.stem + ".tmp.png")
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     tmp.replace(path)
     return path

@@ -9,6 +9,20 @@ batches from ``(run.seed, epoch)`` and reseeds the global RNGs (augmentation, dr
 from ``(run.seed, rank, epoch)``, so nothing depends on what happened before the epoch
 beyond the checkpointed state.
 
+Resuming with changed settings (``reid train --resume RUN schedule.epochs=N ...``): the
+new config is compared with the one stored in ``last.pt``; the changed keys are named,
+and keys that cannot change mid-run (:data:`training.config.FIXED_FOR_A_RUN`: the model,
+the data source and split, the number of classes) are refused before anything is
+loaded. ``schedule.epochs`` may grow (a finished run continues to epoch N) but not drop
+below the epochs already done. The learning-rate schedule is then rebuilt rather than
+restored: warm-up + cosine over ``global_step + remaining epochs × steps per epoch``
+steps, continued from the step the run has reached, on the (possibly overridden) base
+learning rates and weight decay; the AdamW moments are kept. For a run planned with N
+epochs from the start this is the same schedule, so an unchanged resume stays
+bit-identical; for a finished 1-epoch run continued to 3, the learning rate picks up
+where a 3-epoch cosine would be after one epoch (it rises again from the old floor)
+and decays to ``min_lr_ratio`` at epoch 3.
+
 Mixed precision (``run.amp``: bf16, or fp16 with a gradient scaler) is used on CUDA
 only; on CPU training runs in float32. Started by ``torchrun``, the same loop runs data
 parallel (:mod:`training.distributed`).
@@ -37,7 +51,7 @@ from reid.progress import progress_bar
 from reid.splits import disjoint_split
 from training.augment import fill_colour, train_transform
 from training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from training.config import TrainConfig, config_to_dict, save_config
+from training.config import TrainConfig, config_to_dict, resume_changes, save_config
 from training.curves import plot_curves, write_log
 from training.data import FlankDataset, ImageCache, cache_size, flank_identities, load_records
 from training.distributed import Dist, setup, teardown
@@ -108,6 +122,22 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
         torch.backends.cudnn.benchmark = False
+    state: dict | None = None
+    if resume:
+        # checked before anything slow is built: what changed, and whether it may
+        state = load_checkpoint(last_path)
+        changes = resume_changes(state.get("config", {}), cfg)
+        done = int(state["epoch"])
+        if cfg.schedule.epochs < done:
+            raise ReidError(
+                f"{out}: schedule.epochs={cfg.schedule.epochs}, but the run has already "
+                f"completed {done} epochs: give schedule.epochs={done} or more"
+            )
+        if changes:
+            echo(
+                "resuming with changed settings: "
+                + ", ".join(f"{k} {_plain(a)} -> {_plain(b)}" for k, a, b in changes)
+            )
     _seed_globals(cfg.run.seed)  # the same initial weights on every rank
     show = d.is_main and cfg.run.progress
 
@@ -205,24 +235,31 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
     objective = Objective(model, loss).to(d.device, memory_format=torch.channels_last)
     optimizer = build_optimizer(model, loss, cfg.optim)
     steps_per_epoch = len(sampler)
+    start_epoch, step, history, best = 0, 0, [], None
+    if state is not None:
+        start_epoch, step = int(state["epoch"]), int(state["global_step"])
+    # steps done + steps to do: epochs × steps per epoch for a run that keeps its plan
+    # (fresh, or resumed unchanged); see the module docstring for a changed plan
+    total_steps = step + (cfg.schedule.epochs - start_epoch) * steps_per_epoch
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer,
         warmup_cosine(
-            cfg.schedule.epochs * steps_per_epoch,
+            total_steps,
             round(cfg.schedule.warmup_epochs * steps_per_epoch),
             cfg.schedule.min_lr_ratio,
         ),
     )
+    # the config's base learning rates and weight decay, before a checkpoint's replace them
+    base_lrs = list(scheduler.base_lrs)
+    weight_decays = [g["weight_decay"] for g in optimizer.param_groups]
     amp_dtype = None
     if d.device.type == "cuda" and cfg.run.amp != "off":
         amp_dtype = torch.bfloat16 if cfg.run.amp == "bf16" else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=amp_dtype is torch.float16)
 
     # ---- state
-    start_epoch, step, history, best = 0, 0, [], None
     class_names = [list(c) for c in classes]
-    if resume:
-        state = load_checkpoint(last_path)
+    if state is not None:
         if state.get("classes") != class_names:
             raise ReidError(
                 f"{last_path}: the catalogue's training flanks differ from the run's "
@@ -233,10 +270,25 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        start_epoch, step = int(state["epoch"]), int(state["global_step"])
+        # The optimiser's saved groups carry the old base lr, lr and weight decay, and the
+        # scheduler's the old base lrs: put the config's back, and the lr of the rebuilt
+        # schedule at the step reached (for an unchanged config: exactly the saved values).
+        factor = scheduler.lr_lambdas[0]
+        scheduler.base_lrs = base_lrs
+        for group, base, decay in zip(optimizer.param_groups, base_lrs, weight_decays, strict=True):
+            group["initial_lr"] = base
+            group["weight_decay"] = decay
+            group["lr"] = base * factor(scheduler.last_epoch)
+        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
         history, best = list(state["history"]), state["best"]
         restore_rng(state["rng"])
+        del state  # the optimiser moments are copied; do not keep a second copy around
         echo(f"resuming {out} after epoch {start_epoch}")
+        if start_epoch >= cfg.schedule.epochs:
+            echo(
+                f"the run has finished its {start_epoch} epochs: nothing to train "
+                f"(give schedule.epochs=N to continue it to epoch N)"
+            )
     if d.is_main:  # on resume too: overrides (e.g. more epochs) are part of the run now
         save_config(cfg, out / "config.yaml")
     d.barrier()
@@ -430,6 +482,10 @@ def _is_better(row: dict, best: dict | None) -> bool:
     if "mAP" not in row:
         return False
     return best is None or _score(row) > _score(best)
+
+
+def _plain(value) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, list) else str(value)
 
 
 def _summary(row: dict, epochs: int, improved: bool) -> str:

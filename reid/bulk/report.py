@@ -92,16 +92,19 @@ def _time(text: str) -> datetime:
 def draw_map(table: list[dict], moves: list[SeasonMovement], path: Path) -> Path | None:
     """Camera sites (size: encounters, colour: country) and movement arrows; None when
     no encounter has coordinates."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure on the Agg canvas: pyplot's backend (a notebook's inline one) is
+    # never touched.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
     points = [(float(r["lon"]), float(r["lat"]), r["country"]) for r in table if _point(r)]
     if not points:
         return None
     counts = Counter(points)
-    fig, ax = plt.subplots(figsize=(8, 6), dpi=100)
+    fig = Figure(figsize=(8, 6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     lons = [p[0] for p in points]
     lats = [p[1] for p in points]
     pad = max(0.05, 0.1 * max(max(lons) - min(lons), max(lats) - min(lats)))
@@ -130,9 +133,9 @@ def draw_map(table: list[dict], moves: list[SeasonMovement], path: Path) -> Path
             arrowprops={"arrowstyle": "->", "color": "crimson", "alpha": 0.5, "lw": 1},
         )
     handles = [
-        plt.Line2D([], [], marker="o", ls="", color=c, label=k or "?") for k, c in colours.items()
+        Line2D([], [], marker="o", ls="", color=c, label=k or "?") for k, c in colours.items()
     ]
-    handles.append(plt.Line2D([], [], color="crimson", label="cross-border movement"))
+    handles.append(Line2D([], [], color="crimson", label="cross-border movement"))
     ax.legend(handles=handles, loc="best", fontsize=8)
     ax.set_xlim(box[0], box[1])
     ax.set_ylim(box[2], box[3])
@@ -142,7 +145,6 @@ def draw_map(table: list[dict], moves: list[SeasonMovement], path: Path) -> Path
     ax.set_aspect(1 / max(0.1, np.cos(np.radians(np.mean(lats)))))
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
     return path
 
 

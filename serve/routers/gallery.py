@@ -31,7 +31,9 @@ def _matcher(state: AppState):
 def add_to_gallery(
     state: AppState, caller: Caller, pixels, entry: GalleryEntry
 ) -> int:
-    """Embed, cache keypoints, add and save the index (atomically) under the gallery lock."""
+    """Embed, cache keypoints, add and save the index (atomically) under the gallery lock;
+    then start a background refit of the match calibration if the gallery has grown
+    enough since the last one (:mod:`serve.calibration`)."""
     matcher = _matcher(state)
     vector = matcher.embed([pixels])
     features = extract(pixels, matcher.config.sift)
@@ -40,6 +42,8 @@ def add_to_gallery(
         matcher.features.put(gid, features)
         matcher.index.save(state.index_dir)
     state.metrics.gallery_vectors.set(len(matcher.index))
+    if state.recalibrator is not None:
+        state.recalibrator.notify()
     return gid
 
 
@@ -65,7 +69,9 @@ def enrol(
 ) -> GalleryOut:
     """Add a photo of an individual's flank to the gallery, owned by the caller's
     organisation. The individual must be the caller's to see (or new: it is registered).
-    The calibration is not refitted (run ``reid enroll`` for that after large additions)."""
+    The match calibration is refitted in the background when the gallery has grown enough
+    since its last fit (``recalibrating`` says so; matches use the previous calibration
+    until the new one is swapped in)."""
     s = state.settings
     _matcher(state)
     ind = visible_individual(session, scope, individual)
@@ -83,7 +89,9 @@ def enrol(
     gid = add_to_gallery(state, caller, cropped(photo, box), entry)
     audit(session, caller, "gallery.enrol", f"gallery:{gid}", detail={"individual": ind.code})
     return GalleryOut(gallery_id=gid, individual=ind.code, species=species, side=side,
-                      organisation=caller.organisation, gallery_size=len(state.matcher.index))
+                      organisation=caller.organisation, gallery_size=len(state.matcher.index),
+                      recalibrating=state.recalibrator is not None
+                      and state.recalibrator.pending)  # fmt: skip
 
 
 def enrol_sighting(state: AppState, session, caller: Caller, sig: Sighting, code: str) -> int:

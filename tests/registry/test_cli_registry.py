@@ -64,3 +64,24 @@ def test_user_errors_are_one_line(home):
     bad = run("import", "camtrap-dp", tmp / "pkg")
     assert bad.exit_code == 2 and "datapackage.json: missing" in bad.output
     assert "give an INDIVIDUAL or --movements" in run("map", "--out", tmp / "m.png").output
+
+
+def test_map_of_movements_without_any_draws_what_there_is(home):
+    tmp, photo = home
+    empty = run("map", "--movements", "--out", tmp / "empty.png")
+    assert empty.exit_code == 0, empty.output
+    assert "no movements" in empty.output and "borders only" in empty.output
+    assert (tmp / "empty.png").read_bytes()[:4] == b"\x89PNG"
+    common = ["sightings", "add", photo, "--species", "tiger", "--site", "bardia"]
+    assert run(*common, "--country", "NP", "--lat", 28.40, "--lon", 81.30,
+               "--at", "2025-01-01T06:00:00Z", "--status", "proposed").exit_code == 0  # fmt: skip
+    sites = run("map", "--movements", "--out", tmp / "sites.png")
+    assert sites.exit_code == 0, sites.output
+    assert "no movements" in sites.output and "1 sites" in sites.output
+    assert run(*common, "--individual", "T-9", "--at", "2025-01-02T06:00:00Z").exit_code == 0
+    seen = run("map", "--movements", "--out", tmp / "seen.png")
+    assert seen.exit_code == 0, seen.output
+    assert "no movements" in seen.output and "1 confirmed sightings" in seen.output
+    assert (tmp / "seen.png").stat().st_size > 1000
+    one = run("map", "T-9", "--out", tmp / "t9.png")
+    assert one.exit_code == 0 and "no movements of T-9" in one.output

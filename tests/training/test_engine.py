@@ -133,3 +133,73 @@ def test_train_command_runs_and_resumes(tiny_catalogue, tmp_path):
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert load_config(out / "config.yaml").schedule.epochs == 2
     assert not math.isnan(float(rows[1]["loss"]))
+
+
+def test_resume_with_more_epochs_applies_overrides_and_rebuilds_the_schedule(tiny_config, tmp_path):
+    from training.optim import warmup_cosine
+
+    out = tmp_path / "run"
+    fit(tiny_config("schedule.epochs=1"), out, echo=lambda _: None)
+    done = torch.load(out / "last.pt", weights_only=True)
+    spe = done["global_step"]  # steps per epoch
+    cfg = tiny_config("schedule.epochs=3", "optim.lr=2e-3", "optim.weight_decay=0.05")
+    lines = []
+    summary = fit(cfg, out, resume=True, echo=lines.append)
+    changed = "\n".join(line for line in lines if "changed" in line)
+    for needle in ("schedule.epochs 1 -> 3", "optim.lr 0.001 -> 0.002", "optim.weight_decay"):
+        assert needle in changed, lines
+    assert any(line.startswith("epoch 3/3") for line in lines)
+    last = torch.load(out / "last.pt", weights_only=True)
+    assert last["epoch"] == 3 and last["global_step"] == 3 * spe and summary["epochs"] == 3
+    assert [r["epoch"] for r in last["history"]] == [1, 2, 3]
+    # the warm-up + cosine is rebuilt for 3 epochs, at the step the run had reached, on the
+    # new base learning rate (the optimiser's saved state no longer hides the override)
+    factor = warmup_cosine(3 * spe, round(cfg.schedule.warmup_epochs * spe), 0.01)
+    for row in last["history"][1:]:
+        assert row["lr"] == pytest.approx(2e-3 * factor(row["step"]))
+        assert row["backbone_lr"] == pytest.approx(1e-3 * factor(row["step"]))
+    assert last["history"][1]["lr"] > 0.2 * 2e-3  # mid-cosine, not stuck at the old floor
+    groups = last["optimizer"]["param_groups"]
+    assert {g["weight_decay"] for g in groups} == {0.0, 0.05}
+    assert sorted({g["initial_lr"] for g in groups}) == [1e-3, 2e-3]
+    assert load_config(out / "config.yaml") == cfg
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["model.embedding_dim=24", "model.backbone=efficientnet_lite0", "data.split_seed=3",
+     "data.train_ratio=0.5", "data.manifest=OTHER", "loss.subcenters=3",
+     "augment.flip_as_new_identity=true"],
+)  # fmt: skip
+def test_resume_refuses_overrides_that_cannot_change_mid_run(tiny_config, tmp_path, override):
+    from reid.errors import ReidError
+
+    out = tmp_path / "run"
+    fit(tiny_config("schedule.epochs=1"), out, echo=lambda _: None)
+    before = (out / "last.pt").read_bytes()
+    key = override.split("=")[0]
+    override = override.replace("OTHER", str(tmp_path / "another-catalogue"))
+    with pytest.raises(ReidError, match=f"{key}.*cannot change") as e:
+        fit(tiny_config("schedule.epochs=2", override), out, resume=True, echo=lambda _: None)
+    assert "start a new run" in str(e.value)
+    assert (out / "last.pt").read_bytes() == before
+
+
+def test_train_command_resume_names_changes_and_refusals(tiny_catalogue, tmp_path):
+    out = tmp_path / "cli-run"
+    args = ["train", "-c", "training/configs/tiny.yaml", f"data.manifest={tiny_catalogue}"]
+    assert runner.invoke(app, [*args, "schedule.epochs=1", "--out", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["train", "--resume", str(out), "model.embedding_dim=8"])
+    assert result.exit_code == 2 and "model.embedding_dim" in result.output
+    assert "cannot change" in result.output and "Traceback" not in result.output
+    result = runner.invoke(app, ["train", "--resume", str(out), "schedule.epochs=3"])
+    assert result.exit_code == 0, result.output
+    assert "schedule.epochs 1 -> 3" in result.output
+    assert "epoch 2/3" in result.output and "epoch 3/3" in result.output
+    rows = list(csv.DictReader((out / "log.csv").open()))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3"]
+    # a finished run resumed without more epochs says so and trains nothing
+    result = runner.invoke(app, ["train", "--resume", str(out)])
+    assert result.exit_code == 0 and "nothing to train" in result.output
+    result = runner.invoke(app, ["train", "--resume", str(out), "schedule.epochs=2"])
+    assert result.exit_code == 2 and "already completed 3 epochs" in result.output
