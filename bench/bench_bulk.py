@@ -1,7 +1,7 @@
 """Season bulk matching on this machine: throughput, peak memory, Ray overhead, accuracy.
 
     .venv/bin/python bench/bench_bulk.py [--model models/bigcat-default] [--data DIR]
-        [--ray-season half|full] [--skip-ray]
+        [--part 0.5] [--ray-season half|full] [--skip-ray]
 
 Renders (or reuses) the benchmark season (:data:`reid.synthetic.season.SEASON_BENCH`:
 5,000 frames in 1,000 bursts, 40 known + 10 new individuals of each species, as a
@@ -9,7 +9,7 @@ Camtrap DP package), enrols its gallery with ``--model``, then measures, each ru
 fresh child process (so its peak RSS is its own):
 
 - the model's bare forward throughput (tensors in memory, batch 32, channels_last);
-- ``reid bulk`` on the first half of the season and on the whole season, local engine:
+- ``reid bulk`` on the first half (``--part``) of the season and on the whole season, local engine:
   frames/s, ratio to the bare forward, peak RSS (must not grow with season size);
 - the whole season (or, with ``--ray-season half``, its first half) on a local Ray
   instance (2 CPUs): time, overhead against the local engine on the same frames, and
@@ -74,12 +74,12 @@ def spawn(*extra: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def half_source(season: Path, out: Path) -> Path:
-    """The first half of the season's frames (by time) as a manifest source."""
+def part_source(season: Path, out: Path, fraction: float) -> Path:
+    """The first ``fraction`` of the season's frames (by time) as a manifest source."""
     from reid.data.manifest import read_manifest, write_manifest
 
     records = sorted(read_manifest(season / "season.csv"), key=lambda r: (r.captured_at, r.path))
-    cut = records[len(records) // 2].captured_at
+    cut = records[int(len(records) * fraction)].captured_at
     write_manifest([r for r in records if r.captured_at < cut], out / "manifest.csv")
     return out
 
@@ -90,6 +90,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "bench-season")
     ap.add_argument("--skip-ray", action="store_true")
     ap.add_argument("--ray-season", choices=("half", "full"), default="full")
+    ap.add_argument(
+        "--part", type=float, default=0.5, help="Share of the season in the smaller run ('half')."
+    )
     ap.add_argument("--child")
     ap.add_argument("--source")
     ap.add_argument("--index")
@@ -123,7 +126,7 @@ def main() -> None:
     result["forward_images_per_s"] = round(bare, 1)
     runs = data / "runs"
     shutil.rmtree(runs, ignore_errors=True)
-    half = half_source(data, runs / "half-source")
+    half = part_source(data, runs / "half-source", args.part)
     for name, source in (("half", half), ("full", data / "season")):
         r = spawn(
             "--child",

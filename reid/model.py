@@ -173,14 +173,18 @@ def _kind(key: str) -> str:
     return key.rsplit(".", 1)[-1]
 
 
-def load_imagenet_lite0(backbone: nn.Module, path: Path | None = None) -> int:
+def load_imagenet_lite0(
+    backbone: nn.Module, path: Path | None = None, *, classifier: bool = False
+) -> int:
     """Copy the package's ImageNet tensors into a timm ``efficientnet_lite0`` backbone.
 
     The file's keys (``_blocks.3._bn1.weight``) differ from timm's (``blocks.1.1.bn2.weight``)
     but the order is the same, so tensors are paired by position, after dropping the
-    ImageNet classifier (``_fc.*``) and the ``num_batches_tracked`` counters. Each pair
-    must agree in shape and in kind (the last key component); anything else is an error
-    and nothing is copied. Returns the number of tensors copied.
+    ``num_batches_tracked`` counters and, unless ``classifier``, the ImageNet classifier
+    (``_fc.*``). With ``classifier=True`` the target is a whole timm classifier
+    (``num_classes=1000``) and the 1000-class head is copied too (:mod:`reid.locate` uses
+    it). Each pair must agree in shape and in kind (the last key component); anything
+    else is an error and nothing is copied. Returns the number of tensors copied.
     """
     path = path or lite0_weights_path()
     try:
@@ -194,7 +198,8 @@ def load_imagenet_lite0(backbone: nn.Module, path: Path | None = None) -> int:
     src = [
         (k, v)
         for k, v in source.items()
-        if not k.endswith("num_batches_tracked") and not k.startswith(("_fc.", "classifier."))
+        if not k.endswith("num_batches_tracked")
+        and (classifier or not k.startswith(("_fc.", "classifier.")))
     ]
     target = backbone.state_dict()
     dst = [k for k in target if not k.endswith("num_batches_tracked")]
