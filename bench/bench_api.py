@@ -133,7 +133,7 @@ def main() -> None:
     p.add_argument("--gallery", type=int, default=10_000, help="Gallery photos (approx.).")
     p.add_argument("--work", type=Path, default=Path("data/bench-api"))
     p.add_argument("--seconds", type=float, default=60.0, help="Per concurrency level.")
-    p.add_argument("--clients", default="1,4,16")
+    p.add_argument("--clients", default="1,4,16", help="Levels; \"\" with --soak: soak only.")
     p.add_argument("--workers", type=int, default=2, help="Server match workers.")
     p.add_argument("--soak", type=float, default=0.0, help="Seconds of a 4-client soak.")
     args = p.parse_args()
@@ -151,7 +151,7 @@ def main() -> None:
         vectors = len(GalleryIndex.open(index))
         drive(url, key, queries, 1, 5)  # warm-up
         out = {"gallery_vectors": vectors, "levels": []}
-        for n in (int(c) for c in args.clients.split(",")):
+        for n in (int(c) for c in args.clients.split(",") if c.strip()):  # "" = soak only
             out["levels"].append(drive(url, key, queries, n, args.seconds))
             print(json.dumps(out["levels"][-1]), flush=True)
         if args.soak:
