@@ -20,9 +20,9 @@ app = typer.Typer(
     help=(
         "bigcat-reid: recognise individual tigers and leopards from the stripes and "
         "rosettes on their flanks.\n\n"
-        "Run the demo (demo), generate synthetic catalogues (synth), measure how well a "
-        "method re-identifies individuals on a catalogue (eval), and show where data "
-        "lives (info)."
+        "Run the demo (demo), generate synthetic catalogues (synth), find the flank in "
+        "whole-animal photos (locate), measure how well a method re-identifies "
+        "individuals on a catalogue (eval), and show where data lives (info)."
     ),
     no_args_is_help=True,
     add_completion=False,
@@ -349,6 +349,93 @@ def _eval_open_set(
     for key in ("BAKS", "BAUS", "gm", "ECE", "top1_known"):
         typer.echo(f"{key:<9}{result[key]:.3f}")
     typer.echo(f"time     {result['seconds']:.1f} s")
+
+
+@app.command(
+    epilog=(
+        "Examples:\n\n"
+        "reid locate ../shared/data/nyala-dev/labels.csv --out runs/nyala-located.csv "
+        "--sheet runs/nyala-located.png\n\n"
+        "reid eval runs/nyala-located.csv --method sift --train-ratio 0.8 --split-seed 0\n\n"
+        "reid train -c training/configs/nyala.yaml data.manifest=runs/nyala-located.csv "
+        "--out runs/nyala-located\n\n"
+        "reid locate season/manifest.csv --out season/located.csv --overwrite-boxes"
+    ),
+)
+@_user_errors
+def locate(
+    catalogue: Annotated[
+        Path, typer.Argument(help="A catalogue in any format reid eval accepts.")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option(
+            help="Manifest CSV to write: the catalogue with bbox_x, bbox_y, bbox_w, bbox_h "
+            "filled in (image paths relative to it where the images lie below its folder, "
+            "else absolute)."
+        ),
+    ],
+    overwrite_boxes: Annotated[
+        bool,
+        typer.Option("--overwrite-boxes", help="Replace the boxes the catalogue already has."),
+    ] = False,
+    sheet: Annotated[
+        Path | None, typer.Option(help="Also save a contact sheet PNG with the boxes drawn.")
+    ] = None,
+    threshold: Annotated[
+        float, typer.Option(help="Share of the activation map's range that counts as animal.")
+    ] = 0.3,
+    head_trim: Annotated[
+        float, typer.Option(help="Share of the animal box's width cut at the head end.")
+    ] = 0.2,
+    leg_trim: Annotated[
+        float, typer.Option(help="Share of the animal box's height cut at the bottom (legs).")
+    ] = 0.3,
+    size: Annotated[
+        int, typer.Option(help="Longer side of the image as the network sees it (pixels).")
+    ] = 320,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per network batch.")] = 16,
+    workers: Annotated[int, typer.Option(min=1, help="Image decoding threads.")] = 2,
+    device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+) -> None:
+    """Find the flank in whole-animal photos and write a manifest with boxes.
+
+    Field photos show the whole animal in clutter. The ImageNet classifier of
+    EfficientNet-Lite0 (no detector weights) marks where it sees an animal (class
+    activation map); the largest region above --threshold is the animal, and its torso
+    (without --head-trim at the head end, which the side tells, and --leg-trim at the
+    bottom) is the flank box. Rows that have a box keep it unless --overwrite-boxes.
+    reid eval, reid enroll and reid train crop to the boxes of the new manifest.
+    """
+    from reid.contact_sheet import save_contact_sheet
+    from reid.data.load import load_catalogue
+    from reid.data.manifest import write_manifest
+    from reid.locate import FlankLocator, LocateConfig, locate_catalogue
+    from reid.progress import progress_bar
+
+    if out.exists() and out.resolve() == catalogue.resolve():
+        raise ReidError(f"--out {out} is the catalogue itself: write the boxes to a new file")
+    if out.is_dir():
+        raise ReidError(f"--out {out} is a folder: give a CSV file name")
+    if device not in ("cpu", "cuda"):
+        raise ReidError(f"--device {device!r} is not cpu or cuda")
+    config = LocateConfig(
+        size=size, threshold=threshold, head_trim=head_trim, leg_trim=leg_trim,
+        batch_size=batch_size,
+    )
+    records = load_catalogue(catalogue)
+    todo = sum(1 for r in records if overwrite_boxes or r.bbox is None)
+    locator = FlankLocator(config, device=device, workers=workers)
+    with progress_bar(todo, "locating flanks") as advance:
+        located, n = locate_catalogue(
+            records, locator, overwrite=overwrite_boxes, progress=advance
+        )
+    write_manifest(located, out)
+    typer.echo(f"located {n} of {len(records)} images ({len(records) - n} kept their box); "
+               f"wrote {out}")
+    if sheet is not None:
+        save_contact_sheet(located, sheet)
+        typer.echo(f"contact sheet: {sheet}")
 
 
 @app.command()
