@@ -8,6 +8,9 @@ Two calibrators, both plain numpy and both stored as JSON with the gallery index
   With ``monotone=True`` no feature may lower the probability as it grows: a feature
   that would get a negative weight is dropped and the model refitted (a higher
   similarity must never make a match less likely, whatever a small sample says).
+- :class:`MultinomialCalibrator`: multinomial (softmax) logistic regression over K
+  mutually exclusive outcomes, fitted by Newton's method with a ridge penalty; a prior
+  shift per class moves the fitted base rates to those of the population it is used on.
 - :class:`IsotonicCalibrator`: the monotone step function of one score that fits the
   outcomes best in least squares (pool-adjacent-violators), interpolated linearly
   between the blocks and clipped away from exactly 0 and 1.
@@ -195,7 +198,113 @@ class IsotonicCalibrator:
         }
 
 
-Calibrator = LogisticCalibrator | IsotonicCalibrator
+@dataclass
+class MultinomialCalibrator:
+    """P(y = k | x) = softmax_k(bias_k + weights_k · x) over K exclusive outcomes.
+
+    Fitted on standardised features by Newton's method (the Hessian is small: K × (F + 1)
+    parameters), with a ridge penalty that also fixes the softmax's redundant degree of
+    freedom; the weights are stored for raw features. ``predict(x, shift)`` adds
+    ``shift[k]`` to outcome k's log-odds: the change of prior from the fitted base rates
+    to the ones of the queries it is applied to.
+    """
+
+    names: tuple[str, ...] = ()
+    classes: tuple[str, ...] = ()
+    weights: list[list[float]] = field(default_factory=list)  # K x F
+    bias: list[float] = field(default_factory=list)  # K
+    l2: float = 1e-2
+    n_samples: int = 0
+    counts: list[int] = field(default_factory=list)
+
+    kind = "multinomial"
+
+    def fit(self, x: np.ndarray | Sequence, y: np.ndarray | Sequence) -> MultinomialCalibrator:
+        """Fit on features ``x`` (N, F) and outcomes ``y`` in 0..K-1 (K = len(classes))."""
+        a = _features(x)
+        if not self.classes:
+            raise ValueError("name the outcomes (classes) before fitting")
+        k = len(self.classes)
+        b = np.asarray(y).ravel()
+        if b.shape != (len(a),):
+            raise ValueError(f"{len(a)} samples but {b.size} outcomes")
+        if len(a) == 0:
+            raise ValueError("cannot fit a calibrator on no samples")
+        if not np.all((b >= 0) & (b < k) & (b == np.round(b))):
+            raise ValueError(f"outcomes must be integers in 0..{k - 1}")
+        b = b.astype(np.int64)
+        if not self.names:
+            self.names = tuple(f"x{i}" for i in range(a.shape[1]))
+        if len(self.names) != a.shape[1]:
+            raise ValueError(f"{len(self.names)} feature names for {a.shape[1]} features")
+        self.n_samples = len(b)
+        self.counts = np.bincount(b, minlength=k).astype(int).tolist()
+        mu = a.mean(axis=0)
+        sd = a.std(axis=0)
+        sd = np.where(sd > 1e-12, sd, 1.0)
+        z = np.hstack([np.ones((len(a), 1)), (a - mu) / sd])
+        d = z.shape[1]
+        onehot = np.eye(k)[b]
+        theta = np.zeros((k, d))
+        # The intercepts start at the smoothed log base rates; all of it is penalised a
+        # little (the intercepts 1000x less) so that the Hessian is definite.
+        theta[:, 0] = np.log((np.array(self.counts) + 0.5) / (len(b) + 0.5 * k))
+        penalty = np.full(d, self.l2)
+        penalty[0] = self.l2 * 1e-3
+        for _ in range(100):
+            p = _softmax(z @ theta.T)
+            grad = ((p - onehot).T @ z + penalty * theta).ravel()
+            hess = np.zeros((k * d, k * d))
+            for i in range(k):
+                for j in range(k):
+                    w = p[:, i] * ((i == j) - p[:, j])
+                    hess[i * d : (i + 1) * d, j * d : (j + 1) * d] = (z * w[:, None]).T @ z
+            hess += np.diag(np.tile(penalty, k) + 1e-9)
+            step = np.linalg.solve(hess, grad).reshape(k, d)
+            theta -= step
+            if np.max(np.abs(step)) < 1e-9:
+                break
+        w = theta[:, 1:] / sd
+        self.weights = w.tolist()
+        self.bias = (theta[:, 0] - w @ mu).tolist()
+        return self
+
+    def logits(self, x: np.ndarray | Sequence) -> np.ndarray:
+        a = _features(x, len(self.names))
+        return a @ np.asarray(self.weights, np.float64).T + np.asarray(self.bias, np.float64)
+
+    def predict(self, x: np.ndarray | Sequence, shift: Sequence[float] | None = None) -> np.ndarray:
+        """(N, K) probabilities; ``shift`` (K,) is added to the log-odds first."""
+        z = self.logits(x)
+        if shift is not None:
+            z = z + np.asarray(shift, np.float64)
+        return np.clip(_softmax(z), EPS, 1 - EPS)
+
+    def base_rates(self) -> np.ndarray:
+        """The outcome frequencies it was fitted on (smoothed)."""
+        c = np.asarray(self.counts, np.float64)
+        return (c + 0.5) / (c.sum() + 0.5 * len(c))
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "names": list(self.names),
+            "classes": list(self.classes),
+            "weights": [list(w) for w in self.weights],
+            "bias": list(self.bias),
+            "l2": self.l2,
+            "n_samples": self.n_samples,
+            "counts": list(self.counts),
+        }
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+Calibrator = LogisticCalibrator | IsotonicCalibrator | MultinomialCalibrator
 
 
 def calibrator_from_dict(data: dict) -> Calibrator:
@@ -212,6 +321,24 @@ def calibrator_from_dict(data: dict) -> Calibrator:
                 n_samples=int(data.get("n_samples", 0)),
                 positives=int(data.get("positives", 0)),
             )
+        if kind == "multinomial":
+            names = tuple(data["names"])
+            classes = tuple(data["classes"])
+            weights = [[float(v) for v in row] for row in data["weights"]]
+            bias = [float(v) for v in data["bias"]]
+            if len(weights) != len(classes) or len(bias) != len(classes) or not classes:
+                raise ValueError("weights, bias and classes differ in length or are empty")
+            if any(len(row) != len(names) for row in weights):
+                raise ValueError("a weight row does not have one weight per feature")
+            return MultinomialCalibrator(
+                names=names,
+                classes=classes,
+                weights=weights,
+                bias=bias,
+                l2=float(data.get("l2", 1e-2)),
+                n_samples=int(data.get("n_samples", 0)),
+                counts=[int(c) for c in data.get("counts", [0] * len(classes))],
+            )
         if kind == "isotonic":
             x = [float(v) for v in data["x"]]
             y = [float(v) for v in data["y"]]
@@ -222,4 +349,4 @@ def calibrator_from_dict(data: dict) -> Calibrator:
             )
     except (KeyError, TypeError, ValueError) as e:
         raise ReidError(f"calibration data is malformed: {e}") from None
-    raise ReidError(f"unknown calibrator kind {kind!r} (known: logistic, isotonic)")
+    raise ReidError(f"unknown calibrator kind {kind!r} (known: logistic, multinomial, isotonic)")

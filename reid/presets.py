@@ -52,6 +52,15 @@ PRESETS: dict[str, SynthPreset] = {
             purpose="default training catalogue for the shipped model",
         ),
         SynthPreset(
+            "synth-train-v2",
+            ("tiger", "leopard"),
+            individuals=1200,
+            images_per_side=4,
+            seed=0,
+            mode="flank",
+            purpose="four times the individuals of v1 (fewer photos each): default model v0.3",
+        ),
+        SynthPreset(
             "demo",
             ("tiger", "leopard"),
             individuals=8,

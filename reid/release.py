@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 
 from reid.errors import ReidError
 from reid.model import EmbeddingModel, ModelConfig
+from reid.paths import FILE_MODE
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -319,6 +320,7 @@ def _jsonable(value):
 
 def _atomic_write(target: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

@@ -1,9 +1,14 @@
-"""Calibration: logistic and isotonic calibrators on toy sets with known answers."""
+"""Calibration: logistic, multinomial and isotonic calibrators on toy sets with known answers."""
 
 import numpy as np
 import pytest
 
-from reid.calibrate import IsotonicCalibrator, LogisticCalibrator, calibrator_from_dict
+from reid.calibrate import (
+    IsotonicCalibrator,
+    LogisticCalibrator,
+    MultinomialCalibrator,
+    calibrator_from_dict,
+)
 from reid.errors import ReidError
 from reid.metrics import expected_calibration_error
 
@@ -74,3 +79,59 @@ def test_round_trip_and_refusals():
         calibrator_from_dict({"kind": "logistic", "weights": [1.0]})
     with pytest.raises(ValueError, match="outcomes"):
         LogisticCalibrator().fit([1.0, 2.0], [0, 2])
+
+
+def toy3(n=6000, seed=0):
+    """Three outcomes from a known softmax model of two features."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 2)) * [1.0, 2.0] + [0.5, -1.0]
+    w = np.array([[2.0, 0.0], [0.0, 1.0], [-1.0, -0.5]])
+    b = np.array([0.0, 0.5, -0.5])
+    z = x @ w.T + b
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    y = np.array([rng.choice(3, p=row) for row in p])
+    return x, y, p
+
+
+def test_multinomial_recovers_the_generating_model_and_is_calibrated():
+    x, y, _ = toy3()
+    model = MultinomialCalibrator(names=("a", "b"), classes=("u", "v", "w"), l2=1e-3).fit(x, y)
+    w = np.asarray(model.weights)
+    # Softmax weights are defined up to a common shift: compare differences to class 0.
+    assert w[1] - w[0] == pytest.approx([-2.0, 1.0], abs=0.2)
+    assert w[2] - w[0] == pytest.approx([-3.0, -0.5], abs=0.2)
+    xt, yt, pt = toy3(seed=1)
+    pred = model.predict(xt)
+    assert pred.shape == (len(xt), 3)
+    assert np.allclose(pred.sum(1), 1.0, atol=1e-3)
+    assert np.max(np.abs(pred - pt)) < 0.08
+    for k in range(3):
+        assert expected_calibration_error(pred[:, k], yt == k) < 0.03
+    assert model.counts == np.bincount(y, minlength=3).tolist()
+
+
+def test_multinomial_prior_shift_moves_one_outcome_by_its_odds():
+    x, y, _ = toy3(2000)
+    model = MultinomialCalibrator(classes=("u", "v", "w")).fit(x, y)
+    p0 = model.predict(x[:50])
+    p1 = model.predict(x[:50], shift=[0.0, 0.0, np.log(3.0)])
+    # The odds of "w" against the rest triple; "u" and "v" keep their ratio.
+    odds0, odds1 = p0[:, 2] / (1 - p0[:, 2]), p1[:, 2] / (1 - p1[:, 2])
+    assert np.allclose(odds1 / odds0, 3.0, rtol=1e-3)
+    assert np.allclose(p1[:, 0] / p1[:, 1], p0[:, 0] / p0[:, 1], rtol=1e-6)
+
+
+def test_multinomial_round_trip_and_refusals():
+    x, y, _ = toy3(500)
+    model = MultinomialCalibrator(names=("a", "b"), classes=("u", "v", "w")).fit(x, y)
+    back = calibrator_from_dict(model.to_dict())
+    assert isinstance(back, MultinomialCalibrator)
+    assert np.array_equal(back.predict(x), model.predict(x))
+    bad = model.to_dict() | {"bias": [0.0]}
+    with pytest.raises(ReidError, match="malformed"):
+        calibrator_from_dict(bad)
+    with pytest.raises(ValueError, match="outcomes must be integers"):
+        MultinomialCalibrator(classes=("u", "v")).fit(x[:3], [0, 1, 2])
+    with pytest.raises(ValueError, match="name the outcomes"):
+        MultinomialCalibrator().fit(x[:3], [0, 1, 0])

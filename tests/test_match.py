@@ -99,6 +99,38 @@ def test_unknown_side_searches_both_and_says_which_matched(setup):
         assert result.side == side
 
 
+def test_calibration_is_a_three_way_decision_and_old_indexes_still_read(setup):
+    from reid.calibrate import LogisticCalibrator
+    from reid.match import DECISION_CLASSES, Candidate, MatchCalibration
+
+    root, release, records, _, held_out, _, _ = setup
+    matcher = Matcher.open(root / "index", release)
+    cal = matcher.calibration
+    assert cal.decision is not None and cal.decision.classes == DECISION_CLASSES
+    assert cal.new is None and cal.top is None
+    assert sum(cal.decision.counts) == cal.decision.n_samples > 0
+    r = next(iter(held_out.values()))
+    res = matcher.match(load_image(r.path), side=r.side)
+    p_top, p_new = cal.decide(res.candidates)
+    assert 0 < p_top + p_new <= 1 + 1e-9
+    assert res.new_probability == pytest.approx(p_new)
+    # A stronger prior on new animals raises P(new) for the same evidence.
+    shifted = MatchCalibration.from_dict(cal.to_dict() | {"new_prior": 0.9})
+    assert shifted.decide(res.candidates)[1] > p_new or p_new > 0.999
+    # An index calibrated by an earlier version (two logistic models) is still used.
+    s1 = LogisticCalibrator(names=("-s1", "-margin"), weights=[1.0, 0.5], bias=0.0)
+    top = LogisticCalibrator(names=("s1", "margin"), weights=[1.0, 1.0], bias=0.0)
+    legacy = {"pair": cal.pair.to_dict(), "new": s1.to_dict(), "top": top.to_dict()}
+    old = MatchCalibration.from_dict(legacy)
+    assert old.decision is None
+    other = Candidate("b", "leopard", "left", "", 0.1, 0, -9.0, 0.01, [])
+    strong = [Candidate("a", "leopard", "left", "", 0.9, 40, 8.0, 0.99, []), other]
+    weak = [Candidate("a", "leopard", "left", "", 0.1, 0, -8.0, 0.01, []), other]
+    assert old.decide(strong)[1] < old.decide(weak)[1]
+    with pytest.raises(ReidError, match="re-enroll"):
+        MatchCalibration.from_dict({"pair": cal.pair.to_dict()})
+
+
 def test_an_unenrolled_animal_is_more_likely_new(setup):
     root, release, records, _, held_out, names, _ = setup
     matcher = Matcher.open(root / "index", release)
@@ -149,6 +181,8 @@ def test_an_encounter_verifies_only_its_best_frames(setup, monkeypatch):
         return real(image, config)
 
     monkeypatch.setattr(match_module, "extract", spy)
+    # (No early stop here: a decisive first frame would spare the second one.)
+    matcher.config = dataclasses.replace(matcher.config, decisive_inliers=0)
     result = matcher.match_encounter(frames, side=side)
     assert len(seen) == 2
     assert result.candidates[0].individual == ind
@@ -159,6 +193,47 @@ def test_an_encounter_verifies_only_its_best_frames(setup, monkeypatch):
     matcher.config = dataclasses.replace(matcher.config, verify_frames=5)
     matcher.match_encounter(frames, side=side)
     assert sorted(seen) == [0, 1, 2, 3, 4]
+
+
+def test_verification_stops_at_the_first_decisive_candidate(setup, monkeypatch):
+    """Candidates are verified best global score first, verify_group at a time, and
+    verification stops once one reaches decisive_inliers; evidence is never doubled."""
+    import dataclasses
+
+    import reid.match as match_module
+
+    root, release, _, _, held_out, _, _ = setup
+    matcher = Matcher.open(root / "index", release)
+    pairs = []
+    real = match_module.verify_many
+
+    def spy(query, gallery, config):
+        pairs.append(len(gallery))
+        return real(query, gallery, config)
+
+    monkeypatch.setattr(match_module, "verify_many", spy)
+    record = next(iter(held_out.values()))
+    image = load_image(record.path)
+    emb = matcher.embed([image])
+    cfg = matcher.config
+    full = dataclasses.replace(cfg, decisive_inliers=0, verify_frames=1)
+    matcher.config = full
+    raw = matcher.candidates(emb, [match_module.extract(image, cfg.sift)], side=None, species=None)
+    assert sum(pairs) == sum(min(len(c.hits), cfg.verify_images) for c in raw[: cfg.verify_top])
+    inliers = [c.inliers for c in raw]
+    threshold = max(inliers)
+    assert threshold > 0, "the held-out photo should verify against its own flank"
+    first = inliers.index(threshold)  # the first candidate (global order) to reach it
+    pairs.clear()
+    matcher.config = dataclasses.replace(full, decisive_inliers=threshold, verify_group=1)
+    raw2 = matcher.candidates(emb, [match_module.extract(image, cfg.sift)], side=None, species=None)
+    assert [c.key for c in raw2] == [c.key for c in raw]
+    assert sum(pairs) == sum(min(len(c.hits), cfg.verify_images) for c in raw[: first + 1])
+    assert [c.inliers for c in raw2[: first + 1]] == inliers[: first + 1]
+    assert not any(c.verified for c in raw2[first + 1 :])
+    for c in raw2:
+        ids = [e.gallery_id for e in c.evidence]
+        assert len(ids) == len(set(ids))
 
 
 def test_opening_with_another_model_is_refused(setup, tmp_path):

@@ -31,6 +31,7 @@ from reid.data.records import (
     parse_timestamp,
 )
 from reid.errors import ManifestError
+from reid.paths import FILE_MODE
 
 #: Columns a manifest must have; the rest of :data:`MANIFEST_COLUMNS` are optional.
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "individual_id", "species")
@@ -43,6 +44,7 @@ def write_manifest(records: Iterable[ImageRecord], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".csv")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
             writer.writeheader()

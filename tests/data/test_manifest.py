@@ -267,3 +267,15 @@ def test_relative_image_paths_are_written_relative_to_the_manifest(tmp_path, mon
     write_manifest([rec], folder / "manifest.csv")
     assert (folder / "manifest.csv").read_text().splitlines()[1].startswith("a/x.jpg,")
     assert read_manifest(folder / "manifest.csv")[0].path.resolve() == rec.path.resolve()
+
+
+def test_written_manifest_gets_the_mode_of_any_new_file(tmp_path):
+    # Atomic writes go through mkstemp (mode 0600); the renamed file must not stay private.
+    import os
+
+    write(tmp_path, HEADER, GOOD)
+    records = read_manifest(tmp_path / "manifest.csv")
+    out = write_manifest(records, tmp_path / "copy" / "manifest.csv")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    assert os.stat(out).st_mode & 0o777 == os.stat(plain).st_mode & 0o777
