@@ -202,9 +202,9 @@ class IsotonicCalibrator:
 class MultinomialCalibrator:
     """P(y = k | x) = softmax_k(bias_k + weights_k · x) over K exclusive outcomes.
 
-    Fitted on standardised features by Newton's method (the Hessian is small: K × (F + 1)
-    parameters), with a ridge penalty that also fixes the softmax's redundant degree of
-    freedom; the weights are stored for raw features. ``predict(x, shift)`` adds
+    Fitted on standardised features by damped Newton steps (the Hessian is small:
+    (K - 1) × (F + 1) parameters; outcome 0 is the reference, fixed at 0), with a ridge
+    penalty; the weights are stored for raw features. ``predict(x, shift)`` adds
     ``shift[k]`` to outcome k's log-odds: the change of prior from the fitted base rates
     to the ones of the queries it is applied to.
     """
@@ -245,24 +245,48 @@ class MultinomialCalibrator:
         z = np.hstack([np.ones((len(a), 1)), (a - mu) / sd])
         d = z.shape[1]
         onehot = np.eye(k)[b]
+        # Outcome 0 is the reference (its parameters stay 0: the softmax is unchanged by
+        # a common shift, and fixing one class removes that flat direction); the others
+        # start at their smoothed log base rates against it. Weights get the ridge
+        # penalty, intercepts a 1000x smaller one (finite even for an absent outcome).
+        rates = np.log((np.array(self.counts) + 0.5) / (len(b) + 0.5 * k))
         theta = np.zeros((k, d))
-        # The intercepts start at the smoothed log base rates; all of it is penalised a
-        # little (the intercepts 1000x less) so that the Hessian is definite.
-        theta[:, 0] = np.log((np.array(self.counts) + 0.5) / (len(b) + 0.5 * k))
+        theta[:, 0] = rates - rates[0]
         penalty = np.full(d, self.l2)
         penalty[0] = self.l2 * 1e-3
+
+        def loss(t: np.ndarray) -> float:
+            logits = z @ t.T
+            top = logits.max(axis=1, keepdims=True)
+            lse = top[:, 0] + np.log(np.exp(logits - top).sum(axis=1))
+            nll = float(np.sum(lse - logits[np.arange(len(b)), b]))
+            return nll + 0.5 * float(np.sum(penalty * t * t))
+
+        m = (k - 1) * d
+        current = loss(theta)
         for _ in range(100):
             p = _softmax(z @ theta.T)
-            grad = ((p - onehot).T @ z + penalty * theta).ravel()
-            hess = np.zeros((k * d, k * d))
-            for i in range(k):
-                for j in range(k):
+            grad = ((p - onehot).T @ z + penalty * theta)[1:].ravel()
+            hess = np.zeros((m, m))
+            for i in range(1, k):
+                for j in range(1, k):
                     w = p[:, i] * ((i == j) - p[:, j])
-                    hess[i * d : (i + 1) * d, j * d : (j + 1) * d] = (z * w[:, None]).T @ z
-            hess += np.diag(np.tile(penalty, k) + 1e-9)
-            step = np.linalg.solve(hess, grad).reshape(k, d)
-            theta -= step
-            if np.max(np.abs(step)) < 1e-9:
+                    block = (z * w[:, None]).T @ z
+                    hess[(i - 1) * d : i * d, (j - 1) * d : j * d] = block
+            hess += np.diag(np.tile(penalty, k - 1) + 1e-9)
+            step = np.zeros_like(theta)
+            step[1:] = np.linalg.solve(hess, grad).reshape(k - 1, d)
+            scale = 1.0
+            while scale > 1e-6:  # damped Newton: never accept a step that raises the loss
+                trial = theta - scale * step
+                value = loss(trial)
+                if value <= current + 1e-12:
+                    break
+                scale /= 2
+            else:
+                break
+            theta, current = trial, value
+            if np.max(np.abs(scale * step)) < 1e-9:
                 break
         w = theta[:, 1:] / sd
         self.weights = w.tolist()

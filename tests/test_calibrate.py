@@ -135,3 +135,25 @@ def test_multinomial_round_trip_and_refusals():
         MultinomialCalibrator(classes=("u", "v")).fit(x[:3], [0, 1, 2])
     with pytest.raises(ValueError, match="name the outcomes"):
         MultinomialCalibrator().fit(x[:3], [0, 1, 0])
+
+
+def test_multinomial_stays_finite_on_collinear_barely_separable_features():
+    # The decision model's features are collinear (the fused score is a linear function
+    # of the global score and log-inliers) and, on a real catalogue with a weak
+    # embedding, "other" and "new" look alike. An undamped Newton fit once ran off along
+    # a flat direction (intercepts ~1e5, P(new) = 0 for every query) on such data.
+    rng = np.random.default_rng(1)
+    n = 210
+    y = np.r_[np.zeros(13), np.ones(92), np.full(105, 2)].astype(int)
+    g = rng.normal(0.7, 0.05, n)
+    log_inliers = np.where(rng.random(n) < 0.9, 0, np.log1p(rng.integers(1, 9, n)))
+    g[y == 0] += 0.03
+    log_inliers[y == 0] = np.log1p(rng.integers(0, 12, 13))
+    margin = rng.exponential(0.1, n)
+    margin[y == 0] += 0.5
+    x = np.column_stack([1.86 * g + 1.22 * log_inliers - 4.14, margin, g, log_inliers])
+    model = MultinomialCalibrator(classes=("top", "other", "new"), l2=1.0).fit(x, y)
+    assert np.all(np.abs(model.bias) < 100) and np.all(np.abs(model.weights) < 100)
+    p = model.predict(x)
+    assert np.allclose(p.mean(0), np.bincount(y) / n, atol=0.03)
+    assert p[y == 0, 0].mean() > p[y != 0, 0].mean()
