@@ -320,11 +320,11 @@ def _jsonable(value):
 
 def _atomic_write(target: Path, write) -> None:
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.fchmod(fd, FILE_MODE)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
+        os.chmod(tmp_path, FILE_MODE)  # mkstemp's (and safetensors') 0600 is not wanted
         os.replace(tmp_path, target)
     except OSError as e:
         raise ReidError(f"cannot write {target}: {e.strerror or e}") from None

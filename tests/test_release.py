@@ -66,6 +66,16 @@ def test_round_trip_gives_identical_embeddings(release, trained, catalogue):
     assert manifest["name"] == "tiny" and manifest["metrics"] == {"mAP": 0.5}
 
 
+def test_release_files_get_the_mode_of_any_new_file(release, tmp_path):
+    # Written through mkstemp (0600) and renamed: a shared model must stay readable.
+    import os
+
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    for f in ("model.safetensors", "manifest.json", "README.md"):
+        assert os.stat(release / f).st_mode & 0o777 == os.stat(plain).st_mode & 0o777, f
+
+
 def test_manifest_describes_the_model(release, trained):
     manifest = json.loads((release / "manifest.json").read_text())
     digest = hashlib.sha256((release / "model.safetensors").read_bytes()).hexdigest()
