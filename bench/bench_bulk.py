@@ -104,7 +104,7 @@ def main() -> None:
 
     import shutil
 
-    from reid.data.manifest import read_manifest
+    from reid.data.manifest import read_manifest as read_catalogue
     from reid.match import enroll
     from reid.synthetic.season import SEASON_BENCH, score_run, write_season
 
@@ -115,11 +115,24 @@ def main() -> None:
         write_season(data, SEASON_BENCH, workers=2)
         result["render_s"] = round(time.perf_counter() - t, 1)
     index = data / "index"
+    if (index / "CURRENT").exists():  # built with another model: enrol again
+        from reid.errors import ReidError
+        from reid.index import GalleryIndex
+        from reid.release import model_fingerprint, read_manifest
+
+        release = read_manifest(Path(args.model) / "manifest.json")
+        try:
+            GalleryIndex.open(index, model_fingerprint(release))
+        except ReidError:
+            shutil.rmtree(index)
     if not (index / "CURRENT").exists():
         shutil.rmtree(index, ignore_errors=True)
         t = time.perf_counter()
         enroll(
-            read_manifest(data / "gallery" / "manifest.csv"), index, args.model, show_progress=False
+            read_catalogue(data / "gallery" / "manifest.csv"),
+            index,
+            args.model,
+            show_progress=False,
         )
         result["enroll_s"] = round(time.perf_counter() - t, 1)
     bare = spawn("--child", "forward", "--model", args.model)["images_per_s"]
