@@ -24,6 +24,14 @@ def test_shipped_configs_load():
     default = load_config(DEFAULT)
     assert default.data.synthetic == "synth-train-v1"
     assert default.model.input_size == (160, 320) and default.model.pretrained == "imagenet"
+    v3 = load_config(CONFIGS / "default-v3.yaml")
+    assert v3.data.synthetic == "synth-train-v2" and v3.schedule.epochs == 3
+    assert v3.model.input_size == default.model.input_size  # it fine-tunes v0.2's network
+    for name in ("nyala.yaml",):
+        load_config(CONFIGS / name)
+    from reid.presets import get_preset
+
+    assert get_preset("synth-train-v2").images == 19_200
 
 
 def test_overrides_are_coerced_to_the_field_types():
