@@ -722,8 +722,9 @@ def bulk(
     new_threshold: Annotated[
         float,
         typer.Option(help="Calibrated P(same flank) at which unmatched encounters are "
-                     "grouped into one proposed new individual."),
-    ] = 0.5,
+                     "grouped into one proposed new individual (gallery-calibrated: "
+                     "lower than 0.5 because unmatched neighbours are more often alike)."),
+    ] = 0.2,
     species: Annotated[
         str | None, typer.Option(help="Species of images whose folder/file name says none.")
     ] = None,

@@ -5,9 +5,11 @@ embedding (cosine, same species, compatible flank side: a left flank never joins
 right one), and each such pair is scored with a calibrated probability that both show
 the same flank (the matcher's fused global + local score). Clusters grow by average
 linkage: the two clusters with the most probable link merge while the mean probability
-over their pairs stays at or above ``threshold`` (0.5: more likely the same animal than
-not). Small clusters score every cross pair; large ones the pairs already scored. Every
-cluster, singletons included, is one proposed new individual for a reviewer to confirm.
+over their pairs stays at or above ``threshold`` (``reid bulk`` uses 0.2: the pair
+probability is calibrated on gallery candidates, where same-flank pairs are rarer than
+among unmatched neighbours). Small clusters score every cross pair; large ones the pairs
+already scored. Every cluster, singletons included, is one proposed new individual for a
+reviewer to confirm.
 """
 
 from __future__ import annotations
