@@ -704,7 +704,7 @@ def fit_calibration(
         pair=pair,
         decision=decision,
         new_prior=new_prior,
-        fitted_prior=float(np.mean(y == 2)),
+        fitted_prior=float((np.sum(y == 2) + 0.5) / (len(y) + 1.0)),  # smoothed: never 0 or 1
         stats={
             "queries": len(chosen),
             "pairs": len(pair_y),
