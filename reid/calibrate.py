@@ -249,7 +249,7 @@ class MultinomialCalibrator:
         # a common shift, and fixing one class removes that flat direction); the others
         # start at their smoothed log base rates against it. Weights get the ridge
         # penalty, intercepts a 1000x smaller one (finite even for an absent outcome).
-        rates = np.log((np.array(self.counts) + 0.5) / (len(b) + 0.5 * k))
+        rates = np.log(self.base_rates())
         theta = np.zeros((k, d))
         theta[:, 0] = rates - rates[0]
         penalty = np.full(d, self.l2)

@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 import threading
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -49,7 +47,7 @@ from reid.calibrate import EPS, LogisticCalibrator, MultinomialCalibrator, calib
 from reid.data.records import ImageRecord
 from reid.errors import ReidError
 from reid.index import SIDES, GalleryEntry, GalleryIndex, Hit, check_fingerprint, is_index
-from reid.paths import FILE_MODE
+from reid.paths import atomic_write
 from reid.progress import progress_bar
 from reid.verify import LocalFeatures, SiftConfig, extract, verify_many
 
@@ -267,19 +265,17 @@ class FeatureStore:
         if self.folder is not None:
             path = self._path(id_)
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-            try:
-                os.fchmod(fd, FILE_MODE)
-                with os.fdopen(fd, "wb") as f:
+
+            def write(tmp: Path) -> None:
+                with tmp.open("wb") as f:  # a file object: np.savez would add ".npz"
                     np.savez(
                         f,
                         xy=features.xy.astype(np.float32),
                         desc=features.desc.astype(np.float16),
                         scale=np.float64(features.scale),
                     )
-                os.replace(tmp, path)
-            finally:
-                Path(tmp).unlink(missing_ok=True)
+
+            atomic_write(path, write)
         self._remember(id_, features)
 
     def _remember(self, id_: int, features: LocalFeatures) -> None:
@@ -496,9 +492,11 @@ class Matcher:
         for frame in frames:
             f = frame()
             for start in range(0, len(raws), step):
-                self._verify(raws[start : start + step], [f])
+                group = raws[start : start + step]
+                self._verify(group, [f])
+                # Earlier groups were checked when verified: only this one can be decisive.
                 if cfg.decisive_inliers > 0 and any(
-                    c.inliers >= cfg.decisive_inliers for c in raws[: start + step]
+                    c.inliers >= cfg.decisive_inliers for c in group
                 ):
                     return
 

@@ -18,8 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
-import tempfile
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from reid.errors import ReidError
 from reid.model import EmbeddingModel, ModelConfig
-from reid.paths import FILE_MODE
+from reid.paths import atomic_write
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -319,17 +317,10 @@ def _jsonable(value):
 
 
 def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp_path = Path(tmp)
     try:
-        write(tmp_path)
-        os.chmod(tmp_path, FILE_MODE)  # mkstemp's (and safetensors') 0600 is not wanted
-        os.replace(tmp_path, target)
+        atomic_write(target, write)
     except OSError as e:
         raise ReidError(f"cannot write {target}: {e.strerror or e}") from None
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def _one_line(e: Exception) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import tempfile
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +30,7 @@ from reid.data.records import (
     parse_timestamp,
 )
 from reid.errors import ManifestError
-from reid.paths import FILE_MODE
+from reid.paths import atomic_write
 
 #: Columns a manifest must have; the rest of :data:`MANIFEST_COLUMNS` are optional.
 REQUIRED_COLUMNS: tuple[str, ...] = ("path", "individual_id", "species")
@@ -42,18 +41,15 @@ def write_manifest(records: Iterable[ImageRecord], path: Path) -> Path:
     path = Path(path)
     root = path.parent.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".manifest-", suffix=".csv")
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+
+    def write(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, fieldnames=MANIFEST_COLUMNS, lineterminator="\n")
             writer.writeheader()
             for r in records:
                 writer.writerow(r.as_row(root))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    atomic_write(path, write)
     return path
 
 
