@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import math
 import mimetypes
 import os
 import re
@@ -306,8 +307,14 @@ def _fraction_box(capture: Capture) -> tuple[str, str, str, str] | None:
             return None
     x0, y0 = max(b.x, 0.0) / w, max(b.y, 0.0) / h
     x1, y1 = min(b.x + b.w, w) / w, min(b.y + b.h, h) / h
-    cells = tuple(f"{v:.6f}" for v in (x0, y0, x1 - x0, y1 - y0))
-    return cells if float(cells[2]) > 0 and float(cells[3]) > 0 else None  # type: ignore
+    # six decimals, the size rounded down from the rounded corner: x + width never
+    # passes the edge after rounding (a reader that checks x + width <= 1 accepts it)
+    x0, y0 = round(x0, 6), round(y0, 6)
+    bw = math.floor((x1 - x0) * 1e6 + 1e-6) / 1e6
+    bh = math.floor((y1 - y0) * 1e6 + 1e-6) / 1e6
+    if bw <= 0 or bh <= 0:
+        return None
+    return tuple(f"{v:.6f}" for v in (x0, y0, bw, bh))  # type: ignore
 
 
 _ORIENTATION = 0x0112

@@ -258,7 +258,7 @@ def add_sighting(
     if box is not None:
         if len(box) != 4 or not all(0.0 <= float(v) <= 1.0 for v in box):
             raise ReidError(f"box {box} is not (x, y, width, height) as fractions 0-1")
-        if box[0] + box[2] > 1.000001 or box[1] + box[3] > 1.000001:
+        if box[0] + box[2] > 1 + 1e-5 or box[1] + box[3] > 1 + 1e-5:  # 6-decimal rounding
             raise ReidError(f"box {box} reaches outside the image")
     x, y, w, h = box if box is not None else (None, None, None, None)
     sighting = Sighting(

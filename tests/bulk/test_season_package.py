@@ -227,3 +227,22 @@ def test_observations_with_no_decoded_image_are_not_loaded(tmp_path):
     results = {e.id: {"skipped": {f.key: skipped[f.key] for f in e.frames if f.key in skipped}}
                for e in encounters}  # fmt: skip
     assert undecoded_observations(encounters, results) == {"o2", "o3"}
+
+
+def test_pixel_box_at_the_edge_never_passes_it_after_rounding(tmp_path):
+    """A box touching the right edge whose corner rounds up: x + width, as written,
+    stays within the image, so the registry accepts it (it once refused the season)."""
+    from PIL import Image
+
+    from reid.bulk.camtrap_out import _fraction_box
+    from reid.registry.services import add_sighting  # noqa: F401  (the checker it must pass)
+
+    path = tmp_path / "f.jpg"
+    Image.new("RGB", (640, 480)).save(path)
+    capture = Capture("f.jpg", path, "D1", None, "tiger", bbox=BBox(203.0, 171.0, 437.0, 244.0))
+    cells = _fraction_box(capture)
+    x, y, w, h = (float(c) for c in cells)
+    assert x == pytest.approx(203 / 640, abs=1e-6) and w == pytest.approx(437 / 640, abs=2e-6)
+    assert x + w <= 1.0 and y + h <= 1.0
+    # the unrounded corner 0.3171875 used to be written 0.317188 next to width 0.682813
+    assert not (cells[0] == "0.317188" and cells[2] == "0.682813")
