@@ -555,22 +555,32 @@ class Matcher:
 
     # ------------------------------------------------------------------ pairs
 
+    def local_features(self, image: np.ndarray) -> LocalFeatures:
+        """RootSIFT keypoints of an RGB uint8 crop, as the verifier uses them: extract once
+        and pass to :meth:`pair_probability` when one image is paired many times."""
+        return extract(image, self.config.sift)
+
     def pair_probability(
         self,
-        a: np.ndarray,
-        b: np.ndarray,
+        a: np.ndarray | LocalFeatures,
+        b: np.ndarray | LocalFeatures,
         emb_a: np.ndarray | None = None,
         emb_b: np.ndarray | None = None,
     ) -> float:
-        """Calibrated P(same flank) of two query images (RGB uint8 crops)."""
+        """Calibrated P(same flank) of two query images (RGB uint8 crops, or their
+        :meth:`local_features` together with both embeddings)."""
         calibration = self._calibration()
         if emb_a is None or emb_b is None:
+            if isinstance(a, LocalFeatures) or isinstance(b, LocalFeatures):
+                raise ReidError("pair_probability on keypoints needs both embeddings")
             e = self.embed([a, b])
             emb_a, emb_b = e[0], e[1]
         ea = np.asarray(emb_a, np.float64).ravel()
         eb = np.asarray(emb_b, np.float64).ravel()
         cos = float(ea @ eb / (np.linalg.norm(ea) * np.linalg.norm(eb) + 1e-12))
-        (v,) = verify_many(extract(a, self.config.sift), [extract(b, self.config.sift)])
+        fa = a if isinstance(a, LocalFeatures) else self.local_features(a)
+        fb = b if isinstance(b, LocalFeatures) else self.local_features(b)
+        (v,) = verify_many(fa, [fb])
         x = np.array([[cos, math.log1p(v.inliers)]])
         return float(calibration.pair.predict(x)[0])
 

@@ -252,14 +252,19 @@ def find_new_individuals(
     items = [Item(r["id"], r["species"], r["side"], decode_vector(r["embedding"])) for r in new]
     reps = [decode_vector(r["representative_embedding"]) for r in new]
 
-    @functools.lru_cache(maxsize=256)  # bounded: memory must not grow with the season
-    def image(i: int):
+    # keypoints of each representative frame, extracted once (an encounter is paired with
+    # up to 2 x neighbours others); bounded: memory must not grow with the season
+    @functools.lru_cache(maxsize=1024)
+    def features(i: int):
         enc = by_id[new[i]["id"]]
         frame = next(f for f in enc.frames if f.key == new[i]["representative"])
-        return load_capture(frame)
+        return matcher.local_features(load_capture(frame))
 
+    @functools.lru_cache(maxsize=65536)  # clustering and naming ask for the same pairs
     def prob(i: int, j: int) -> float:
-        return matcher.pair_probability(image(i), image(j), emb_a=reps[i], emb_b=reps[j])
+        if i > j:
+            return prob(j, i)
+        return matcher.pair_probability(features(i), features(j), emb_a=reps[i], emb_b=reps[j])
 
     if say:
         say(f"clustering {len(new)} unmatched encounters into new individuals")
