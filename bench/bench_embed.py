@@ -5,8 +5,10 @@
 Builds (or reuses) a synthetic catalogue of flank photos, then measures images/s of
 ``embed_records`` (safe decode + letterbox + normalise in worker processes, forward in
 this one, channels_last) and of the model's forward pass alone on tensors already in
-memory (contiguous and channels_last memory formats). The default ModelConfig with
-random weights (speed does not depend on them). Prints one JSON object.
+memory (contiguous and channels_last memory formats), for the model as trained and with
+its batch norms folded into the convolutions (:func:`reid.model.fuse_batchnorm`, what
+``load_release`` gives every command). The default ModelConfig with random weights
+(speed does not depend on them). Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 
 from reid.data.load import load_catalogue
 from reid.embed import embed_records
-from reid.model import ModelConfig, build_model
+from reid.model import ModelConfig, build_model, fuse_batchnorm
 from reid.synthetic.catalogue import write_catalogue
 
 
@@ -84,13 +86,30 @@ def main() -> None:
 
         result[f"forward_images_per_s_{fmt_name}"] = round(rate(bare, len(xs), args.repeats), 1)
 
-    def end_to_end() -> None:  # embed_records runs the model in channels_last
-        embed_records(model, records, batch_size=args.batch_size, workers=args.workers)
+    # what load_release gives every command: batch norms folded into the convolutions
+    fused = fuse_batchnorm(model).to(memory_format=cl)
+    xs = x.contiguous(memory_format=cl)
 
-    result["end_to_end_images_per_s"] = round(rate(end_to_end, len(records), args.repeats), 1)
-    result["end_to_end_over_forward"] = round(
-        result["end_to_end_images_per_s"] / result["forward_images_per_s_channels_last"], 3
+    def bare_fused() -> None:
+        with torch.inference_mode():
+            for i in range(0, len(xs), args.batch_size):
+                fused(xs[i : i + args.batch_size])
+
+    result["forward_images_per_s_channels_last_fused"] = round(
+        rate(bare_fused, len(xs), args.repeats), 1
     )
+
+    for name, net, bare_key in (
+        ("", model, "forward_images_per_s_channels_last"),
+        ("_fused", fused, "forward_images_per_s_channels_last_fused"),
+    ):
+
+        def end_to_end(net=net) -> None:  # embed_records runs the model in channels_last
+            embed_records(net, records, batch_size=args.batch_size, workers=args.workers)
+
+        key = f"end_to_end{name}_images_per_s"
+        result[key] = round(rate(end_to_end, len(records), args.repeats), 1)
+        result[f"end_to_end{name}_over_forward"] = round(result[key] / result[bare_key], 3)
     print(json.dumps(result, indent=2))
 
 

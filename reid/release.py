@@ -28,7 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from reid.errors import ReidError
-from reid.model import EmbeddingModel, ModelConfig
+from reid.model import EmbeddingModel, ModelConfig, fuse_batchnorm
 from reid.paths import atomic_write
 
 FORMAT_VERSION = 1
@@ -137,10 +137,14 @@ def config_from_manifest(manifest: dict) -> ModelConfig:
         raise ReidError(f"release {manifest.get('name')!r}: {e}") from None
 
 
-def load_release(path: Path, device: str | torch.device = "cpu") -> tuple[EmbeddingModel, dict]:
+def load_release(
+    path: Path, device: str | torch.device = "cpu", for_inference: bool = True
+) -> tuple[EmbeddingModel, dict]:
     """Load a release folder: check its manifest, the weights' SHA-256 and that every
     tensor fits the manifest's architecture. Returns the model in eval mode and the
-    manifest."""
+    manifest. ``for_inference`` (the default) folds the batch norms into the convolutions
+    (:func:`reid.model.fuse_batchnorm`: same embeddings, faster); pass False for a model
+    to train further (``reid train --init``)."""
     folder = release_folder(path)
     manifest = read_manifest(folder)
     weights = folder / manifest.get("weights_file", WEIGHTS_FILE)
@@ -160,7 +164,10 @@ def load_release(path: Path, device: str | torch.device = "cpu") -> tuple[Embedd
         raise ReidError(f"{weights}: not readable safetensors: {e}") from None
     check_state_dict(model, state, f"{weights}")
     model.load_state_dict(state, strict=True)
-    return model.to(device).eval(), manifest
+    model = model.to(device).eval()
+    if for_inference:
+        model = fuse_batchnorm(model)
+    return model, manifest
 
 
 def check_state_dict(model: EmbeddingModel, state: dict, source: str) -> None:

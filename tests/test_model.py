@@ -134,3 +134,44 @@ def test_imagenet_weights_refused_for_another_architecture():
         load_imagenet_lite0(model.backbone)
     after = model.backbone.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # nothing copied
+
+
+def _trained_statistics(model):
+    """Give every batch norm non-trivial running statistics and affine parameters, as a
+    trained model has (fresh ones are the identity, which would hide a wrong fold)."""
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.3)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.2)
+    return model.eval()
+
+
+def test_fused_batchnorm_gives_the_same_embeddings_and_cannot_be_trained():
+    from reid.model import fuse_batchnorm
+
+    model = _trained_statistics(build_model(TINY))
+    fused = fuse_batchnorm(model)
+    assert fused is not model and fused.fused_batchnorms > 0
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.backbone.modules())
+    x = batch(4, seed=5)
+    with torch.no_grad():
+        assert torch.allclose(model(x), fused(x), atol=1e-5)
+    # the original is untouched and still trainable
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.backbone.modules())
+    model.train()
+    with pytest.raises(ReidError, match="folded for inference"):
+        fused.train()
+    fused.eval()  # eval mode stays allowed
+
+
+def test_fuse_batchnorm_keeps_the_original_when_the_fold_would_change_outputs(monkeypatch):
+    from reid import model as model_module
+
+    model = _trained_statistics(build_model(TINY))
+    monkeypatch.setattr(model_module.torch, "allclose", lambda *a, **k: False)
+    assert model_module.fuse_batchnorm(model) is model

@@ -57,13 +57,18 @@ def test_round_trip_gives_identical_embeddings(release, trained, catalogue):
     from reid.data.load import load_catalogue
 
     records = load_catalogue(catalogue)
-    loaded, manifest = load_release(release)
+    # as trained: identical to the bit
+    loaded, manifest = load_release(release, for_inference=False)
     assert not loaded.training
     assert loaded.config == TINY
     a = embed_records(trained, records, workers=0)
     b = embed_records(loaded, records, workers=0)
     assert np.array_equal(a, b)
     assert manifest["name"] == "tiny" and manifest["metrics"] == {"mAP": 0.5}
+    # the default, batch norms folded for inference: the same to float rounding
+    fused, _ = load_release(release)
+    assert fused.fused_batchnorms > 0 and fused.config == TINY
+    np.testing.assert_allclose(embed_records(fused, records, workers=0), a, atol=1e-5)
 
 
 def test_release_files_get_the_mode_of_any_new_file(release, tmp_path):

@@ -145,7 +145,7 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
     if cfg.run.init is not None and not resume:
         from reid.release import load_release
 
-        model, manifest = load_release(Path(cfg.run.init))
+        model, manifest = load_release(Path(cfg.run.init), for_inference=False)
         # The release fixes the architecture; the input size is not part of it (GeM
         # pooling takes any size), so a catalogue of other proportions may set its own.
         model.config = dataclasses.replace(model.config, input_size=cfg.model.input_size)
