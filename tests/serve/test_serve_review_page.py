@@ -30,7 +30,8 @@ def test_review_page_confirms_a_candidate(world, served, held_out, tmp_path):
         page = browser.new_page(viewport={"width": 1300, "height": 1000})
         page.goto(f"{served}/review")
         page.fill("input[name=key]", key)
-        page.click("button[type=submit]")
+        with page.expect_navigation():
+            page.click("button[type=submit]")
         assert code in page.content()  # the queue lists the proposed sighting
         page.goto(f"{served}/review/{code}")
         first = page.locator("section.candidate").first
@@ -46,7 +47,8 @@ def test_review_page_confirms_a_candidate(world, served, held_out, tmp_path):
         assert shot.stat().st_size > 10_000
         if out := os.environ.get("REID_TEST_ARTIFACTS"):
             shutil.copy(shot, Path(out) / "review.png")
-        first.locator("button.confirm").click()
+        with page.expect_navigation():  # the form posts and the page reloads; wait for it
+            first.locator("button.confirm").click()
         page.wait_for_load_state()
         text = page.inner_text("body")
         assert "confirmed" in text and best["individual"] in text
