@@ -12,12 +12,18 @@ Exact by default: a partition is an ``IndexFlatIP`` (every vector scored; memory
 grows above ``approximate_above`` vectors (:data:`APPROXIMATE_ABOVE`, 2,000,000 by
 default) it is converted, once, to an inverted file (``IndexIVFFlat``, ``nlist`` ~
 sqrt(n) lists, trained on a sample of its own vectors) searched with ``nprobe`` lists.
-The threshold is high because on the synthetic 512-d benchmark (isotropic flank
-centres, the worst case for an inverted file) recall@10 against exact search stayed
-below 0.99 at 100k and 1M vectors even with 128 lists probed (``bench/bench_index.py``),
-while exact search at those sizes is still interactive; lower it (``create(...,
-approximate_above=n)``) once recall has been measured on a real gallery. Both kinds
-support adding, removing (by id) and re-labelling (metadata only) without a rebuild.
+The threshold is high because no approximate index measured so far keeps recall@10
+>= 0.99 against exact search at 100k vectors for less than an exact scan
+(``bench/bench_index.py``, BENCHMARKS.md): on vectors drawn from a model of the default
+model's (v0.3) real embedding distribution, IVF reaches 0.96 with 128 of 256 lists
+(half an exact scan's latency) and 1.0 only when it probes all of them, and HNSW (M=32)
+0.98 at efSearch 512; on isotropic flank centres IVF gives 0.98 at 100k and 0.83 at 1M
+with 128 lists. With v0.3 most of an exact top 10 at those sizes is other flanks with
+near-equal scores (at 10k, four in five of the results the approximate indexes
+missed were those, not the query's own flank), and exact search is still interactive
+(0.3 s per query at 1M); lower the threshold (``create(..., approximate_above=n)``) once
+recall has been measured for a stronger model or a real gallery. Both kinds support
+adding, removing (by id) and re-labelling (metadata only) without a rebuild.
 
 Persistence is atomic: :meth:`GalleryIndex.save` writes a complete new version
 ``v-NNNNNN/`` beside the old one, syncs it, and then replaces the one-line pointer file
@@ -53,7 +59,8 @@ ENTRIES_FILE = "entries.jsonl"
 #: Vectors in one (species, side) partition above which it becomes an inverted file.
 APPROXIMATE_ABOVE = 2_000_000
 #: Inverted lists probed per query (of ~sqrt(n)): recall@10 0.98 at 100k and 0.83 at
-#: 1M isotropic synthetic vectors, 1.0 at 10k (bench/bench_index.py).
+#: 1M isotropic synthetic vectors, 1.0 at 10k; 0.96 at 100k on vectors modelled on v0.3's
+#: embeddings (bench/bench_index.py, BENCHMARKS.md).
 DEFAULT_NPROBE = 128
 SIDES: tuple[str, ...] = ("left", "right")
 #: Searches of at most this many queries run on one OpenMP thread: a team of threads
