@@ -61,6 +61,15 @@ PRESETS: dict[str, SynthPreset] = {
             purpose="four times the individuals of v1 (fewer photos each): default model v0.3",
         ),
         SynthPreset(
+            "synth-train-v3",
+            ("tiger", "leopard"),
+            individuals=2400,
+            images_per_side=4,
+            seed=3,
+            mode="flank",
+            purpose="twice v2's individuals, all new coats (another seed): default model v0.4",
+        ),
+        SynthPreset(
             "demo",
             ("tiger", "leopard"),
             individuals=8,

@@ -289,7 +289,8 @@ def model_card(manifest: dict) -> str:
         lines.append("")
     lines += [
         "Load with `reid.release.load_release(folder)`; it refuses weights whose SHA-256",
-        "differs from `manifest.json`.",
+        "differs from `manifest.json`, and folds the batch norms into the convolutions for",
+        "inference (`for_inference=False` keeps a trainable model).",
         "",
     ]
     return "\n".join(lines)
