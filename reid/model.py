@@ -156,7 +156,7 @@ class EmbeddingModel(nn.Module):
 def fuse_batchnorm(model: EmbeddingModel) -> EmbeddingModel:
     """A copy of ``model`` for inference with every backbone batch norm folded into the
     convolution before it: same embeddings (to float rounding), 1.6x faster on this
-    CPU (efficientnet_lite0, 160x320, batch 32: 112 against 70 images/s; see
+    CPU (efficientnet_lite0, 160x320, batch 32: 100 against 62 images/s; see
     BENCHMARKS.md). In eval mode a batch norm is a fixed per-channel scale and shift, so
     ``conv -> bn`` becomes one convolution with scaled weights and a bias; timm's
     ``BatchNormAct2d`` keeps its activation. The copy cannot be trained (its batch norms
@@ -175,6 +175,7 @@ def fuse_batchnorm(model: EmbeddingModel) -> EmbeddingModel:
                     type(conv) is nn.Conv2d
                     and isinstance(bn, nn.BatchNorm2d)
                     and bn.track_running_stats
+                    and bn.affine
                     and conv.out_channels == bn.num_features
                 ):
                     continue
