@@ -719,6 +719,14 @@ def bulk(
     batch_size: Annotated[int, typer.Option(min=1, help="Frames per model batch.")] = 32,
     decode_threads: Annotated[int, typer.Option(min=1, help="Image decoding threads.")] = 2,
     top: Annotated[int, typer.Option(min=1, help="Candidates kept per encounter.")] = 5,
+    screen: Annotated[
+        float | None,
+        typer.Option(min=0.0, max=0.999999,
+                     help="Decide an encounter on the embedding alone, without keypoint "
+                     "verification, when the gallery's calibrated screening model is at least "
+                     "this sure (of the best candidate or of 'new'); 0 verifies every one "
+                     "[default: BulkOptions.screen]."),
+    ] = None,
     new_threshold: Annotated[
         float,
         typer.Option(help="Calibrated P(same flank) at which unmatched encounters are "
@@ -755,7 +763,8 @@ def bulk(
         model=model, engine=engine, address=address, ray_workers=ray_workers,
         ray_cpus=ray_cpus, gpus_per_worker=gpus_per_worker, device=device, gap_s=gap,
         batch_size=batch_size, decode_threads=decode_threads, top=top,
-        new_threshold=new_threshold, species=species, utc_offset_h=utc_offset, report=report,
+        screen=BulkOptions.screen if screen is None else screen, new_threshold=new_threshold,
+        species=species, utc_offset_h=utc_offset, report=report,
         registry="" if registry else None, show_progress=not as_json,
     )
     summary = run_bulk(source, index, out, opts, echo=None if as_json else typer.echo)

@@ -23,7 +23,15 @@ Pipeline of one query (``Matcher.match``):
    two separate logistic ones, and the best candidate's raw scores as features, took the
    decision's expected calibration error on synth-bench-v1 from 0.087 to about 0.05.)
 
-Both models are fitted when the gallery is enrolled (:func:`fit_calibration`),
+Optional *screening* (``MatchConfig.screen``, used by bulk runs): between steps 3 and 4
+a third model of the same three outcomes, on the embedding's evidence alone (the best
+global score and its margin over the runner-up flank, :data:`SCREEN_FEATURES`), decides
+the query without verification when it is at least ``screen`` sure of either "the best
+candidate" or "new". Its probabilities are then the result's, and the result says it
+was not verified. Verification (keypoint extraction and RANSAC) costs several times the
+embedding, so screening is what lets a season run approach the model's own speed.
+
+All three models are fitted when the gallery is enrolled (:func:`fit_calibration`),
 on held-out queries made from the gallery itself: each sampled gallery image is
 matched once against the rest of the gallery (its flank is *known*) and once with all
 images of its flank removed (its flank is *new*), exactly as a real query would be.
@@ -74,6 +82,10 @@ class MatchConfig:
     # 10 inliers; a third of genuine ones reach 20. The rest would score far below it.
     decisive_inliers: int = 20
     verify_group: int = 3  # candidates verified between two checks for a decisive one
+    # Decide without verification when the embedding-only screening model is at least
+    # this sure (of the best candidate or of "new"); 0 (the default) always verifies.
+    # Needs an index calibrated by a version that fits the screening model.
+    screen: float = 0.0
     sift: SiftConfig = field(default_factory=SiftConfig)
 
 
@@ -116,6 +128,8 @@ class MatchResult:
     new_probability: float  # P(new individual)
     candidates: list[Candidate]
     model_version: str  # release name + fingerprint
+    # False when screening decided on the embedding alone (no keypoints were matched)
+    verified: bool = True
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (tuples as lists, floats rounded to 6 digits)."""
@@ -144,6 +158,18 @@ DECISION_CLASSES = ("top", "other", "new")
 DECISION_FEATURES = ("s1", "margin", "top_global", "top_log_inliers")
 
 
+#: The screening model's features: the best global score (cosine) of any flank and its
+#: margin over the runner-up flank's.
+SCREEN_FEATURES = ("g1", "g_margin")
+
+
+def screen_features(raws: Sequence[_Raw]) -> np.ndarray:
+    """The screening model's features (1, 2) of unverified candidates (non-empty)."""
+    g = sorted((c.global_score for c in raws), reverse=True)
+    margin = g[0] - g[1] if len(g) > 1 else 2.0  # cosines: 2 is the largest possible gap
+    return np.array([[g[0], margin]])
+
+
 def decision_features(cands: Sequence[Candidate]) -> np.ndarray:
     """The decision model's features (1, 4) of ranked candidates (best first, non-empty)."""
     s1 = cands[0].fused_score
@@ -164,6 +190,7 @@ class MatchCalibration:
 
     pair: LogisticCalibrator  # features: global score, log(1 + inliers)
     decision: MultinomialCalibrator | None = None
+    screen: MultinomialCalibrator | None = None  # on SCREEN_FEATURES; None: never screen
     new: LogisticCalibrator | None = None  # legacy: -s1, -(s1 - s2) -> P(new)
     top: LogisticCalibrator | None = None  # legacy: s1, s1 - s2 -> P(best right | present)
     new_prior: float = 0.5
@@ -199,9 +226,19 @@ class MatchCalibration:
         p_top = (1 - p_new) * float(self.top.predict(legacy)[0])
         return p_top, p_new
 
+    def screen_decide(self, raws: Sequence[_Raw]) -> tuple[float, float] | None:
+        """(P(best by global score is right), P(new)) from the embedding alone, or None
+        without a screening model or candidates."""
+        if self.screen is None or not raws:
+            return None
+        shift = [0.0] * len(DECISION_CLASSES)
+        shift[DECISION_CLASSES.index("new")] = self.prior_shift()
+        p = self.screen.predict(screen_features(raws), shift)[0]
+        return float(p[DECISION_CLASSES.index("top")]), float(p[DECISION_CLASSES.index("new")])
+
     def to_dict(self) -> dict:
         out = {"pair": self.pair.to_dict()}
-        for name in ("decision", "new", "top"):
+        for name in ("decision", "screen", "new", "top"):
             model = getattr(self, name)
             if model is not None:
                 out[name] = model.to_dict()
@@ -212,7 +249,9 @@ class MatchCalibration:
     def from_dict(cls, d: dict) -> MatchCalibration:
         try:
             models = {
-                k: calibrator_from_dict(d[k]) for k in ("pair", "decision", "new", "top") if k in d
+                k: calibrator_from_dict(d[k])
+                for k in ("pair", "decision", "screen", "new", "top")
+                if k in d
             }
         except TypeError:
             raise ReidError(
@@ -224,11 +263,17 @@ class MatchCalibration:
             (isinstance(decision, MultinomialCalibrator) and decision.names == DECISION_FEATURES)
             or (decision is None and all(isinstance(m, LogisticCalibrator) for m in legacy))
         )
+        screen = models.get("screen")
+        if screen is not None and not (
+            isinstance(screen, MultinomialCalibrator) and screen.names == SCREEN_FEATURES
+        ):
+            ok = False
         if not ok:
             raise ReidError("the index calibration is not one this version reads: re-enroll")
         return cls(
             pair=pair,  # type: ignore[arg-type]
             decision=decision,  # type: ignore[arg-type]
+            screen=screen,  # type: ignore[arg-type]
             new=legacy[0],  # type: ignore[arg-type]
             top=legacy[1],  # type: ignore[arg-type]
             new_prior=float(d.get("new_prior", 0.5)),
@@ -423,14 +468,26 @@ class Matcher:
             embeddings = self.embed(images)
         embeddings = np.asarray(embeddings, np.float32).reshape(len(images), -1)
         sift = self.config.sift
+        screened: list[tuple[float, float]] = []
+
+        def screen(ranked: list[_Raw]) -> bool:
+            if self.config.screen <= 0:
+                return False
+            p = calibration.screen_decide(ranked)
+            if p is None or max(p) < self.config.screen:
+                return False
+            screened.append(p)
+            return True
+
         raw = self.candidates(
             embeddings,
             lambda i: extract(images[i], sift),
             side=side,
             species=species,
             orgs=organisations,
+            screen=screen,
         )
-        return self._result(raw, calibration, top)
+        return self._result(raw, calibration, top, screened[0] if screened else None)
 
     def candidates(
         self,
@@ -443,11 +500,13 @@ class Matcher:
         exclude_ids: Collection[int] = (),
         exclude_flank: tuple[str, str, str] | None = None,
         verify: bool = True,
+        screen: Callable[[list[_Raw]], bool] | None = None,
     ) -> list[_Raw]:
         """Search, aggregate per flank and verify the best; unfused, best global first.
 
         ``feats`` holds the frames' keypoints, or makes frame ``i``'s on demand: only the
-        ``verify_frames`` frames with the best global scores are verified."""
+        ``verify_frames`` frames with the best global scores are verified. ``screen``
+        sees the unverified candidates first: when it returns True, nothing is verified."""
         cfg = self.config
         extra = len(exclude_ids) + (64 if exclude_flank is not None else 0)
         per_frame = self.index.search(
@@ -474,7 +533,7 @@ class Matcher:
         ranked = sorted(flanks.values(), key=lambda c: (-c.global_score, c.key))
         for c in ranked:
             c.hits.sort(key=lambda h: (-h.score, h.id))
-        if verify and ranked:
+        if verify and ranked and not (screen is not None and screen(ranked)):
             best = [max((h.score for h in hits), default=-np.inf) for hits in per_frame]
             frames = sorted(range(len(best)), key=lambda i: (-best[i], i))
             frames = frames[: max(1, cfg.verify_frames)]
@@ -538,9 +597,22 @@ class Matcher:
             )
         return self.calibration
 
-    def _result(self, raw: list[_Raw], calibration: MatchCalibration, top: int) -> MatchResult:
+    def _result(
+        self,
+        raw: list[_Raw],
+        calibration: MatchCalibration,
+        top: int,
+        screened: tuple[float, float] | None = None,
+    ) -> MatchResult:
+        """The decision on ranked candidates; ``screened``: the screening model's
+        (P(top), P(new)) when it decided without verification."""
         cands = rank(raw, calibration)
-        p_top, p_new = calibration.decide(cands)
+        if screened is not None:
+            # Nothing was verified: rank by the embedding alone, as the screen did.
+            cands.sort(key=lambda c: -c.global_score)
+            p_top, p_new = screened
+        else:
+            p_top, p_new = calibration.decide(cands)
         known = bool(cands) and p_top >= p_new
         best = cands[0] if known else None
         return MatchResult(
@@ -551,6 +623,7 @@ class Matcher:
             new_probability=p_new,
             candidates=cands[:top],
             model_version=self.model_version,
+            verified=screened is None,
         )
 
     # ------------------------------------------------------------------ pairs
@@ -693,7 +766,7 @@ def fit_calibration(
                 pair_y.append(c.key == flank)
     pair = LogisticCalibrator(names=("global", "local")).fit(np.array(pair_x), np.array(pair_y))
     provisional = MatchCalibration(pair)
-    dec_x, outcome = [], []
+    dec_x, outcome, scr_x, scr_y = [], [], [], []
     for known, new, flank, forced in results:
         if forced is not None:  # the true flank's forced verification must not count
             forced.inliers, forced.verified, forced.evidence = 0, False, []
@@ -704,13 +777,19 @@ def fit_calibration(
             dec_x.append(decision_features(cands)[0])
             right = (cands[0].species, cands[0].individual, cands[0].side) == flank
             outcome.append(2 if absent else 0 if right else 1)
+            # raws are best global first: the screen's "top" is the embedding's best
+            scr_x.append(screen_features(raws)[0])
+            scr_y.append(2 if absent else 0 if raws[0].key == flank else 1)
     y = np.array(outcome, np.int64)
     decision = MultinomialCalibrator(names=DECISION_FEATURES, classes=DECISION_CLASSES, l2=1.0)
     decision.fit(np.array(dec_x), y)
+    screen = MultinomialCalibrator(names=SCREEN_FEATURES, classes=DECISION_CLASSES, l2=1.0)
+    screen.fit(np.array(scr_x), np.array(scr_y, np.int64))
     known_rows = y != 2
     return MatchCalibration(
         pair=pair,
         decision=decision,
+        screen=screen,
         new_prior=new_prior,
         fitted_prior=float((np.sum(y == 2) + 0.5) / (len(y) + 1.0)),  # smoothed: never 0 or 1
         stats={

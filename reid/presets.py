@@ -70,6 +70,15 @@ PRESETS: dict[str, SynthPreset] = {
             purpose="twice v2's individuals, all new coats (another seed): default model v0.4",
         ),
         SynthPreset(
+            "synth-train-v4",
+            ("tiger", "leopard"),
+            individuals=2400,
+            images_per_side=4,
+            seed=4,
+            mode="flank",
+            purpose="another 2,400 new coats per species (another seed): default model v0.5",
+        ),
+        SynthPreset(
             "demo",
             ("tiger", "leopard"),
             individuals=8,

@@ -236,6 +236,67 @@ def test_verification_stops_at_the_first_decisive_candidate(setup, monkeypatch):
         assert len(ids) == len(set(ids))
 
 
+def test_screening_decides_on_the_embedding_alone_only_when_sure(setup, monkeypatch):
+    """The screening model is fitted with the others and stored; with screening on, a
+    query it is sure of is decided with its probabilities and no keypoints are made; with
+    screening off (the default) every query is verified."""
+    import dataclasses
+
+    import reid.match as match_module
+    from reid.match import DECISION_CLASSES, SCREEN_FEATURES, MatchCalibration
+
+    root, release, _, _, held_out, _, _ = setup
+    matcher = Matcher.open(root / "index", release)
+    cal = matcher.calibration
+    assert cal.screen is not None and cal.screen.names == SCREEN_FEATURES
+    assert cal.screen.classes == DECISION_CLASSES
+    assert sum(cal.screen.counts) == cal.screen.n_samples == cal.decision.n_samples
+    again = MatchCalibration.from_dict(json.loads(json.dumps(cal.to_dict())))
+    record = next(iter(held_out.values()))
+    image = load_image(record.path)
+    emb = matcher.embed([image])
+    raw = matcher.candidates(emb, [], side=record.side, species=None, verify=False)
+    p = cal.screen_decide(raw)
+    assert again.screen_decide(raw) == pytest.approx(p)
+    assert 0 < p[0] + p[1] <= 1 + 1e-9
+    extracted = []
+    real = match_module.extract
+
+    def spy(im, config):
+        extracted.append(1)
+        return real(im, config)
+
+    monkeypatch.setattr(match_module, "extract", spy)
+    verified = matcher.match(image, side=record.side)
+    assert verified.verified and extracted
+    # Screening at a confidence the screen reaches for this query decides it unverified.
+    extracted.clear()
+    matcher.config = dataclasses.replace(matcher.config, screen=max(p) - 1e-9)
+    screened = matcher.match(image, side=record.side)
+    assert not screened.verified and not extracted
+    assert (screened.probability, screened.new_probability) == pytest.approx(
+        (p[0] if screened.decision == "known" else p[1], p[1])
+    )
+    assert screened.decision == ("known" if p[0] >= p[1] else "new")
+    assert all(c.local_score == 0 for c in screened.candidates)
+    globals_ = [c.global_score for c in screened.candidates]
+    assert globals_ == sorted(globals_, reverse=True)
+    assert screened.to_dict()["verified"] is False
+    # A confidence above what the screen reaches for this query verifies it.
+    matcher.config = dataclasses.replace(matcher.config, screen=min(max(p) + 1e-6, 0.999999))
+    if max(p) + 1e-6 < 0.999999:
+        assert matcher.match(image, side=record.side).verified and extracted
+    # An index calibrated before screening existed (no screen model) always verifies.
+    matcher.calibration = dataclasses.replace(cal, screen=None)
+    extracted.clear()
+    matcher.config = dataclasses.replace(matcher.config, screen=0.01)
+    assert matcher.match(image, side=record.side).verified and extracted
+    with pytest.raises(ReidError, match="re-enroll"):
+        bad = cal.to_dict()
+        bad["screen"]["names"] = ["s1", "margin"]
+        MatchCalibration.from_dict(bad)
+
+
 def test_opening_with_another_model_is_refused(setup, tmp_path):
     root, *_ = setup
     other = tiny_release(tmp_path / "other", 1)

@@ -53,6 +53,7 @@ ENCOUNTER_COLUMNS: list[str] = [
     "matched_side",
     "probability",
     "new_probability",
+    "verified",
     "proposed_individual",
     "candidates",
     "model_version",
@@ -86,6 +87,9 @@ class BulkOptions:
     batch_size: int = 32
     decode_threads: int = 2
     top: int = 5
+    # Decide an encounter on the embedding alone when the gallery's screening model is at
+    # least this sure (of its best candidate, or that it is new); 0 verifies every one.
+    screen: float = 0.0
     # P(same flank) comes from the gallery calibration, where same-flank pairs are rare
     # (~4 % of verified candidates); among an unmatched encounter's nearest unmatched
     # neighbours they are far more common, so the same evidence is worth more there. On
@@ -138,6 +142,8 @@ def run_bulk(
         raise ReidError(f"engine {opts.engine!r} is not one of {', '.join(ENGINES)}")
     if opts.batch_size < 1 or opts.decode_threads < 1 or opts.top < 1:
         raise ReidError("batch size, decode threads and top must be at least 1")
+    if not 0.0 <= opts.screen < 1.0:
+        raise ReidError(f"screening confidence {opts.screen} is not in [0, 1)")
     if not 0.0 < opts.new_threshold <= 1.0:
         raise ReidError(f"new-individual threshold {opts.new_threshold} is not in (0, 1]")
     say = echo or (lambda _m: None)
@@ -149,7 +155,6 @@ def run_bulk(
         f"{source.kind} source {source.root}: {len(source.captures)} captures, "
         f"{len(encounters)} encounters"
     )
-    matcher = Matcher.open(index_dir, model=opts.model, device=opts.device)
     spec = JobSpec(
         index_dir=str(Path(index_dir).resolve()),
         model=None if opts.model is None else str(Path(opts.model).resolve()),
@@ -157,7 +162,16 @@ def run_bulk(
         batch_size=opts.batch_size,
         decode_threads=opts.decode_threads,
         top=opts.top,
+        screen=opts.screen,
     )
+    matcher = Matcher.open(
+        index_dir, model=opts.model, device=opts.device, config=spec.match_config()
+    )
+    if opts.screen > 0 and (matcher.calibration is None or matcher.calibration.screen is None):
+        say(
+            "the gallery's calibration has no screening model (enrolled by an older "
+            "version; re-enroll to screen): every encounter is verified"
+        )
     header = {
         "season": season_fingerprint(encounters),
         "model": matcher.manifest["sha256"],
@@ -359,6 +373,7 @@ def write_outputs(
                 "matched_side": r["matched_side"] or "",
                 "probability": _p4(r["probability"]),
                 "new_probability": _p4(r["new_probability"]),
+                "verified": _yes_no(r.get("verified")),
                 "proposed_individual": p.id if p else "",
                 "candidates": "|".join(
                     f"{c['individual']}:{c['probability']:.4f}" for c in r["candidates"]
@@ -438,6 +453,12 @@ def write_outputs(
 
 def _p4(value) -> str:
     return "" if value is None else f"{value:.4f}"
+
+
+def _yes_no(value) -> str:
+    """encounters.csv's ``verified``: yes, no (decided on the embedding alone), or empty
+    (unreadable, or journalled by a version that did not record it)."""
+    return "" if value is None else "yes" if value else "no"
 
 
 def _atomic_text(path: Path, text: str) -> None:

@@ -41,10 +41,17 @@ class JobSpec:
     batch_size: int = 32
     decode_threads: int = 2
     top: int = 5
+    screen: float = 0.0  # MatchConfig.screen: decide on the embedding alone when this sure
 
     def settings(self) -> dict:
         """The settings that change results (the journal header keeps them)."""
-        return {"top": self.top}
+        # screen only when on: journals of runs made before screening existed resume
+        return {"top": self.top, **({"screen": self.screen} if self.screen else {})}
+
+    def match_config(self):
+        from reid.match import MatchConfig
+
+        return MatchConfig(screen=self.screen)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -118,7 +125,9 @@ class EncounterWorker:
         if matcher is None:
             from reid.match import Matcher
 
-            matcher = Matcher.open(spec.index_dir, model=spec.model, device=spec.device)
+            matcher = Matcher.open(
+                spec.index_dir, model=spec.model, device=spec.device, config=spec.match_config()
+            )
         self.spec = spec
         self.matcher = matcher
         self.input = input_settings(matcher)
@@ -229,6 +238,7 @@ def result_row(
             probability=None,
             new_probability=None,
             candidates=[],
+            verified=None,
         )
         return row
     row.update(
@@ -237,6 +247,7 @@ def result_row(
         matched_side=result.side,
         probability=round(float(result.probability), 6),
         new_probability=round(float(result.new_probability), 6),
+        verified=bool(result.verified),
         candidates=[
             {
                 "individual": c.individual,

@@ -125,6 +125,27 @@ def test_resume_refuses_another_season(season, gallery, release, reference):
         )
 
 
+def test_screening_decides_sure_encounters_unverified(
+    season, gallery, release, reference, tmp_path
+):
+    """Every encounter of the reference run is verified (screening off); a screen no more
+    demanding than a three-way guess (1/3) decides every encounter on the embedding alone,
+    says so in encounters.csv, and is a setting the journal holds to."""
+    run, _ = reference
+    assert {r["verified"] for r in rows(run)} == {"yes"}
+    screened = tmp_path / "screened"
+    opts = BulkOptions(model=release, batch_size=2, screen=0.3, report=False, show_progress=False)
+    summary = run_bulk(season / "season", gallery, screened, opts)
+    table = rows(screened)
+    assert summary.complete and len(table) == len(rows(run))
+    assert {r["verified"] for r in table} == {"no"}
+    assert all(r["decision"] in ("known", "new") for r in table)
+    with pytest.raises(ReidError, match="another settings"):
+        run_bulk(season / "season", gallery, run, opts)
+    with pytest.raises(ReidError, match="screening confidence"):
+        run_bulk(season / "season", gallery, tmp_path / "bad", BulkOptions(screen=1.0))
+
+
 @pytest.mark.slow
 def test_kill_9_then_resume_equals_an_uninterrupted_run(
     season, gallery, release, reference, tmp_path
