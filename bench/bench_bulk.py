@@ -1,7 +1,7 @@
 """Season bulk matching on this machine: throughput, peak memory, Ray overhead, accuracy.
 
     .venv/bin/python bench/bench_bulk.py [--model models/bigcat-default] [--data DIR]
-        [--part 0.5] [--ray-season half|full] [--skip-ray]
+        [--part 0.5] [--ray-season half|full] [--skip-ray] [--screen P]
 
 Renders (or reuses) the benchmark season (:data:`reid.synthetic.season.SEASON_BENCH`:
 5,000 frames in 1,000 bursts, 40 known + 10 new individuals of each species, as a
@@ -14,7 +14,9 @@ fresh child process (so its peak RSS is its own):
 - the whole season (or, with ``--ray-season half``, its first half) on a local Ray
   instance (2 CPUs): time, overhead against the local engine on the same frames, and
   whether encounters.csv is identical to the local engine's;
-- accuracy against the known truth (:func:`reid.synthetic.season.score_run`).
+- accuracy against the known truth (:func:`reid.synthetic.season.score_run`);
+- with ``--screen P``, the whole season again with screening (``reid bulk --screen P``):
+  throughput, the share of encounters decided unverified, accuracy.
 
 Prints one JSON object.
 """
@@ -56,7 +58,11 @@ def child(args: argparse.Namespace) -> None:
         from reid.bulk import BulkOptions, run_bulk
 
         opts = BulkOptions(
-            model=Path(args.model), engine=args.engine, ray_cpus=2, show_progress=False
+            model=Path(args.model),
+            engine=args.engine,
+            ray_cpus=2,
+            screen=args.screen,
+            show_progress=False,
         )
         t = time.perf_counter()
         s = run_bulk(args.source, args.index, args.run, opts)
@@ -98,6 +104,12 @@ def main() -> None:
     ap.add_argument("--index")
     ap.add_argument("--run")
     ap.add_argument("--engine", default="local")
+    ap.add_argument(
+        "--screen",
+        type=float,
+        default=0.0,
+        help="Also run the whole season with this screening confidence (reid bulk --screen).",
+    )
     args = ap.parse_args()
     if args.child:
         return child(args)
@@ -162,6 +174,33 @@ def main() -> None:
             "peak_rss_mb": round(r["peak_rss_mb"]),
         }
     result["accuracy"] = score_run(data, runs / "full")
+    if args.screen > 0:
+        import csv
+
+        r = spawn(
+            "--child",
+            "bulk",
+            "--model",
+            args.model,
+            "--source",
+            str(data / "season"),
+            "--index",
+            str(index),
+            "--run",
+            str(runs / "screened"),
+            "--screen",
+            str(args.screen),
+        )
+        with (runs / "screened" / "encounters.csv").open(encoding="utf-8") as f:
+            verified = [row["verified"] for row in csv.DictReader(f)]
+        result["screened"] = {
+            "screen": args.screen,
+            "wall_s": round(r["wall_s"], 1),
+            "frames_per_s": r["frames_per_s"],
+            "over_forward": round(r["frames_per_s"] / bare, 3),
+            "unverified": round(verified.count("no") / max(1, len(verified)), 3),
+            "accuracy": score_run(data, runs / "screened"),
+        }
     if not args.skip_ray:
         which = args.ray_season
         ray_source = half if which == "half" else data / "season"
