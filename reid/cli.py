@@ -273,6 +273,11 @@ def eval_(
     verify_top: Annotated[
         int, typer.Option(min=1, help="--open-set: candidates verified geometrically per query.")
     ] = 10,
+    new_prior: Annotated[
+        float | None,
+        typer.Option(help="--open-set: P(new)'s prior [default: the share of queries from "
+                     "flanks never enrolled, the evaluation's base rate]."),
+    ] = None,
 ) -> None:
     """Measure re-identification accuracy of a method on a catalogue.
 
@@ -299,7 +304,7 @@ def eval_(
         records = records[:limit]
     if open_set:
         _eval_open_set(records, model, gallery_ratio, unknown_ratio, split_seed, verify_top,
-                       workers, as_json)
+                       workers, as_json, new_prior)
         return
     scorer = _method_with_model(method, workers, model)
     result = evaluate(records, scorer, show_progress=not as_json)
@@ -324,13 +329,16 @@ def _eval_open_set(
     verify_top: int,
     workers: int,
     as_json: bool,
+    new_prior: float | None = None,
 ) -> None:
     from reid.evaluate import evaluate_open_set
-    from reid.match import MatchConfig
+    from reid.match import MatchConfig, check_new_prior
 
     for name, v in (("--gallery-ratio", gallery_ratio), ("--unknown-ratio", unknown_ratio)):
         if not 0 < v < 1:
             raise ReidError(f"{name} must be between 0 and 1, got {v}")
+    if new_prior is not None:
+        check_new_prior(new_prior)
     result = evaluate_open_set(
         records,
         model,
@@ -339,6 +347,7 @@ def _eval_open_set(
         seed=seed,
         workers=workers,
         config=MatchConfig(verify_top=verify_top),
+        new_prior=new_prior,
         show_progress=not as_json,
     )
     if as_json:
@@ -456,6 +465,12 @@ def enroll(
     calibration_sample: Annotated[
         int, typer.Option(min=10, help="Gallery images used as held-out calibration queries.")
     ] = 1000,
+    new_prior: Annotated[
+        float | None,
+        typer.Option(help="Expected share of queries that show an animal (flank) not in "
+                     "the gallery: P(new)'s prior, stored with the index "
+                     "[default: the index's, else 0.5]."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Enroll a catalogue's identified flank photos in a gallery index (build or extend).
@@ -471,7 +486,8 @@ def enroll(
     records = load_catalogue(catalogue)
     summary = enroll_catalogue(
         records, index, model, organisation=organisation, workers=workers,
-        calibration_sample=calibration_sample, show_progress=not as_json,
+        calibration_sample=calibration_sample, new_prior=new_prior,
+        show_progress=not as_json,
     )
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
@@ -504,6 +520,12 @@ def match(
         Path | None,
         typer.Option(help="Model release (default: the index's model, else the shipped one)."),
     ] = None,
+    new_prior: Annotated[
+        float | None,
+        typer.Option(help="Expected share of queries that show an animal (flank) not in "
+                     "the gallery: P(new)'s prior for this run "
+                     "[default: the one stored with the index]."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (a list per image).")] = False,
 ) -> None:
     """Identify flank photos against a gallery: known individual or new, with probability.
@@ -514,11 +536,11 @@ def match(
     keypoint coordinates.
     """
     from reid.images import load_image
-    from reid.match import Matcher, write_json
+    from reid.match import MatchConfig, Matcher, write_json
 
     if side not in ("left", "right", "unknown"):
         raise ReidError(f"--side {side!r} is not left, right or unknown")
-    matcher = Matcher.open(index, model)
+    matcher = Matcher.open(index, model, config=MatchConfig(new_prior=new_prior))
     pictures = [load_image(p) for p in images]
     kw = dict(side=None if side == "unknown" else side, species=species, top=top)
     if encounter:
@@ -727,6 +749,12 @@ def bulk(
                      "this sure (of the best candidate or of 'new'); 0 verifies every one "
                      "[default: BulkOptions.screen]."),
     ] = None,
+    new_prior: Annotated[
+        float | None,
+        typer.Option(help="Expected share of the season's encounters that show an animal "
+                     "(flank) not in the gallery: P(new)'s prior "
+                     "[default: the one stored with the index]."),
+    ] = None,
     new_threshold: Annotated[
         float,
         typer.Option(help="Calibrated P(same flank) at which unmatched encounters are "
@@ -763,7 +791,8 @@ def bulk(
         model=model, engine=engine, address=address, ray_workers=ray_workers,
         ray_cpus=ray_cpus, gpus_per_worker=gpus_per_worker, device=device, gap_s=gap,
         batch_size=batch_size, decode_threads=decode_threads, top=top,
-        screen=BulkOptions.screen if screen is None else screen, new_threshold=new_threshold,
+        screen=BulkOptions.screen if screen is None else screen, new_prior=new_prior,
+        new_threshold=new_threshold,
         species=species, utc_offset_h=utc_offset, report=report,
         registry="" if registry else None, show_progress=not as_json,
     )

@@ -36,7 +36,9 @@ on held-out queries made from the gallery itself: each sampled gallery image is
 matched once against the rest of the gallery (its flank is *known*) and once with all
 images of its flank removed (its flank is *new*), exactly as a real query would be.
 ``P(new)`` assumes the share of new individuals among queries is ``new_prior`` (0.5 by
-default; set it to what a survey expects).
+default; set it to what a survey expects: ``reid enroll --new-prior`` stores it with the
+index, ``MatchConfig.new_prior`` or ``--new-prior`` of ``reid match`` and ``reid bulk``
+overrides it for one run).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ import math
 import threading
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +88,11 @@ class MatchConfig:
     # this sure (of the best candidate or of "new"); 0 (the default) always verifies.
     # Needs an index calibrated by a version that fits the screening model.
     screen: float = 0.0
+    # The expected share of queries that show a flank not in the gallery, which sets
+    # P(new)'s prior; None keeps the one stored with the index's calibration (set at
+    # enrolment, 0.5 by default). A well-surveyed park expects few new animals, a first
+    # survey many: the same evidence then gives a different P(new) and decision.
+    new_prior: float | None = None
     sift: SiftConfig = field(default_factory=SiftConfig)
 
 
@@ -389,6 +396,11 @@ class Matcher:
         self.device = device
         cal = index.attachments.get(CALIBRATION_KEY)
         self.calibration = MatchCalibration.from_dict(cal) if cal else None
+        prior = self.config.new_prior
+        if prior is not None:
+            check_new_prior(prior)
+            if self.calibration is not None:
+                self.calibration = replace(self.calibration, new_prior=float(prior))
 
     @classmethod
     def open(
@@ -856,13 +868,16 @@ def enroll(
     organisation: str = "",
     workers: int = 2,
     calibration_sample: int = 1000,
-    new_prior: float = 0.5,
+    new_prior: float | None = None,
     config: MatchConfig | None = None,
     show_progress: bool = True,
     device: str = "cpu",
 ) -> EnrollSummary:
     """Add the identified left/right flank images of ``records`` to the index in
     ``index_dir`` (created if absent), cache their keypoints, recalibrate, save.
+
+    ``new_prior``: the share of new-flank queries expected, stored with the calibration
+    (default: the index's current value, else 0.5).
 
     Skipped: unidentified images, unknown sides, and images already enrolled (same file
     and box). An existing index made with another model is refused.
@@ -871,6 +886,8 @@ def enroll(
     from reid.release import load_release, model_fingerprint
 
     index_dir = Path(index_dir)
+    if new_prior is not None:
+        check_new_prior(new_prior)
     existing = None
     if is_index(index_dir):
         existing = GalleryIndex.open(index_dir)
@@ -914,6 +931,9 @@ def enroll(
         ids = index.add(vectors, new_entries)
         for i, f in zip(ids, feats, strict=True):
             matcher.features.put(i, f)
+    if new_prior is None:
+        old = matcher.calibration
+        new_prior = 0.5 if old is None else old.new_prior
     calibration = fit_calibration(
         matcher,
         calibration_sample,
@@ -924,6 +944,14 @@ def enroll(
     index.attachments[CALIBRATION_KEY] = calibration.to_dict()
     index.save(index_dir)
     return EnrollSummary(len(todo), skipped, len(index), calibration.stats)
+
+
+def check_new_prior(p: float) -> None:
+    """Refuse a share of new-flank queries that is not strictly between 0 and 1."""
+    if not 0.0 < float(p) < 1.0:
+        raise ReidError(
+            f"expected share of new individuals {p} is not between 0 and 1 (exclusive)"
+        )
 
 
 def write_json(result: MatchResult | list[MatchResult]) -> str:

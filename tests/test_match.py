@@ -145,6 +145,46 @@ def test_an_unenrolled_animal_is_more_likely_new(setup):
     assert np.mean(p_new_stranger) > np.mean(p_new_known)
 
 
+def test_the_expected_share_of_new_animals_moves_p_new_by_bayes_rule(setup, tmp_path):
+    root, release, records, gallery, held_out, names, _ = setup
+    from reid.match import MatchConfig
+
+    query = next(iter(held_out.values()))
+    image = load_image(query.path)
+    stored = Matcher.open(root / "index", release).match(image, side=query.side)
+    few = Matcher.open(root / "index", release, config=MatchConfig(new_prior=0.1))
+    many = Matcher.open(root / "index", release, config=MatchConfig(new_prior=0.9))
+    a = few.match(image, side=query.side)
+    b = many.match(image, side=query.side)
+    assert a.new_probability < stored.new_probability < b.new_probability
+    # Only the prior moves: the odds of "new" against the best candidate scale by the
+    # ratio of the prior odds, (0.9 / 0.1) / (0.1 / 0.9) = 81.
+    cal_a, cal_b = few.calibration, many.calibration
+    odds = [
+        r.new_probability / c.decide(r.candidates)[0] for r, c in ((a, cal_a), (b, cal_b))
+    ]
+    assert odds[1] / odds[0] == pytest.approx(81, rel=1e-3)
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(ReidError, match="share of new individuals"):
+            Matcher.open(root / "index", release, config=MatchConfig(new_prior=bad))
+    # Stored at enrolment, kept when the index is extended, and read back by match.
+    ix = tmp_path / "ix"
+    enroll(gallery[:8], ix, release, new_prior=0.2, show_progress=False, workers=1)
+    enroll(gallery[8:], ix, release, show_progress=False, workers=1)
+    reopened = Matcher.open(ix, release)
+    assert reopened.calibration.new_prior == pytest.approx(0.2)
+    with pytest.raises(ReidError, match="share of new individuals"):
+        enroll(gallery[:2], tmp_path / "other", release, new_prior=0, show_progress=False)
+    p_new = []
+    for extra in ([], ["--new-prior", "0.9"]):
+        res = runner.invoke(app, ["match", str(query.path), "--index", str(ix), "--json", *extra])
+        assert res.exit_code == 0, res.output
+        p_new.append(json.loads(res.output)[0]["new_probability"])
+    assert p_new[0] < p_new[1]
+    bad = runner.invoke(app, ["match", str(query.path), "--index", str(ix), "--new-prior", "2"])
+    assert bad.exit_code != 0 and "share of new individuals" in bad.output
+
+
 def test_encounter_and_pair_probability(setup):
     root, release, records, _, held_out, _, _ = setup
     matcher = Matcher.open(root / "index", release)

@@ -90,6 +90,9 @@ class BulkOptions:
     # Decide an encounter on the embedding alone when the gallery's screening model is at
     # least this sure (of its best candidate, or that it is new); 0 verifies every one.
     screen: float = 0.0
+    # Expected share of encounters showing a flank not in the gallery (P(new)'s prior);
+    # None: the one stored with the gallery's calibration.
+    new_prior: float | None = None
     # P(same flank) comes from the gallery calibration, where same-flank pairs are rare
     # (~4 % of verified candidates); among an unmatched encounter's nearest unmatched
     # neighbours they are far more common, so the same evidence is worth more there. On
@@ -135,7 +138,7 @@ def run_bulk(
     echo: Callable[[str], None] | None = None,
 ) -> BulkSummary:
     """Run (or resume) a season job; see the module text."""
-    from reid.match import Matcher
+    from reid.match import Matcher, check_new_prior
 
     opts = options or BulkOptions()
     if opts.engine not in ENGINES:
@@ -144,6 +147,8 @@ def run_bulk(
         raise ReidError("batch size, decode threads and top must be at least 1")
     if not 0.0 <= opts.screen < 1.0:
         raise ReidError(f"screening confidence {opts.screen} is not in [0, 1)")
+    if opts.new_prior is not None:
+        check_new_prior(opts.new_prior)
     if not 0.0 < opts.new_threshold <= 1.0:
         raise ReidError(f"new-individual threshold {opts.new_threshold} is not in (0, 1]")
     say = echo or (lambda _m: None)
@@ -163,6 +168,7 @@ def run_bulk(
         decode_threads=opts.decode_threads,
         top=opts.top,
         screen=opts.screen,
+        new_prior=opts.new_prior,
     )
     matcher = Matcher.open(
         index_dir, model=opts.model, device=opts.device, config=spec.match_config()

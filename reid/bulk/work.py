@@ -42,16 +42,22 @@ class JobSpec:
     decode_threads: int = 2
     top: int = 5
     screen: float = 0.0  # MatchConfig.screen: decide on the embedding alone when this sure
+    new_prior: float | None = None  # MatchConfig.new_prior; None: the gallery's
 
     def settings(self) -> dict:
         """The settings that change results (the journal header keeps them)."""
-        # screen only when on: journals of runs made before screening existed resume
-        return {"top": self.top, **({"screen": self.screen} if self.screen else {})}
+        # each only when set: journals of runs made before it existed still resume
+        out: dict = {"top": self.top}
+        if self.screen:
+            out["screen"] = self.screen
+        if self.new_prior is not None:
+            out["new_prior"] = self.new_prior
+        return out
 
     def match_config(self):
         from reid.match import MatchConfig
 
-        return MatchConfig(screen=self.screen)
+        return MatchConfig(screen=self.screen, new_prior=self.new_prior)
 
     def to_dict(self) -> dict:
         return asdict(self)

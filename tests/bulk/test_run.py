@@ -146,6 +146,32 @@ def test_screening_decides_sure_encounters_unverified(
         run_bulk(season / "season", gallery, tmp_path / "bad", BulkOptions(screen=1.0))
 
 
+def test_expected_share_of_new_animals_is_a_setting_of_the_run(
+    season, gallery, release, reference, tmp_path
+):
+    """A season that expects almost only new animals calls at least as many encounters new
+    as the reference run, with P(new) never lower; the journal holds the run to it."""
+    run, _ = reference
+    opts = BulkOptions(
+        model=release, batch_size=2, new_prior=0.95, report=False, registry=None,
+        show_progress=False,
+    )  # fmt: skip
+    summary = run_bulk(season / "season", gallery, tmp_path / "mostly-new", opts)
+    ref = {r["encounter"]: r for r in rows(run)}
+    table = rows(tmp_path / "mostly-new")
+    assert summary.complete and len(table) == len(ref)
+    assert sum(r["decision"] == "new" for r in table) >= sum(
+        r["decision"] == "new" for r in ref.values()
+    )
+    for r in table:
+        if r["decision"] == ref[r["encounter"]]["decision"] == "new":
+            assert float(r["probability"]) >= float(ref[r["encounter"]]["probability"]) - 1e-6
+    with pytest.raises(ReidError, match="another settings"):
+        run_bulk(season / "season", gallery, run, opts)
+    with pytest.raises(ReidError, match="share of new individuals"):
+        run_bulk(season / "season", gallery, tmp_path / "bad", BulkOptions(new_prior=1.0))
+
+
 @pytest.mark.slow
 def test_kill_9_then_resume_equals_an_uninterrupted_run(
     season, gallery, release, reference, tmp_path
