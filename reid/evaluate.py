@@ -122,7 +122,9 @@ def evaluate_open_set(
     Keys: ``BAKS``, ``BAUS``, ``gm`` (their geometric mean), ``AKS``, ``AUS``,
     ``n_known``, ``n_unknown``, ``ECE`` (of the decision probability against whether the
     decision was right), ``ECE_new`` (of P(new) against the flank being new),
-    ``top1_known`` (best candidate right, enrolled flanks), ``gallery``, ``queries``,
+    ``top1_known`` (best candidate right, enrolled flanks), ``mean_confidence`` (of the
+    decision probability, against ``accuracy``), ``reliability`` (ECE's bins: see
+    :func:`reid.metrics.reliability_table`), ``gallery``, ``queries``,
     ``seconds``, ``calibration``.
     """
     from dataclasses import replace
@@ -137,7 +139,7 @@ def evaluate_open_set(
         fit_calibration,
         resolve_model,
     )
-    from reid.metrics import expected_calibration_error, open_set_scores
+    from reid.metrics import expected_calibration_error, open_set_scores, reliability_table
     from reid.release import load_release, model_fingerprint
     from reid.splits import open_set_split
 
@@ -210,11 +212,14 @@ def evaluate_open_set(
         if not n
     ]
     out = dict(open_set_scores(truth, predicted, split.known, new_label="new"))
+    confidence = np.array([r.probability for r in results])
     out.update(
-        ECE=expected_calibration_error(np.array([r.probability for r in results]), correct),
+        ECE=expected_calibration_error(confidence, correct),
         ECE_new=expected_calibration_error(np.array([r.new_probability for r in results]), is_new),
         accuracy=float(correct.mean()),
         top1_known=float(np.mean(top1)) if top1 else float("nan"),
+        mean_confidence=float(confidence.mean()),
+        reliability=reliability_table(confidence, correct),
         new_prior=prior,
         gallery=n_train,
         queries=len(split.test),

@@ -507,3 +507,33 @@ def expected_calibration_error(
     )
     # |sum(y) - sum(p)| / N per bin == |B|/N * |mean(y) - mean(p)|
     return float(gap[count > 0].sum() / p.size)
+
+
+def reliability_table(
+    probabilities: np.ndarray, outcomes: np.ndarray, n_bins: int = 15
+) -> list[dict]:
+    """The bins of :func:`expected_calibration_error` that hold samples: for each,
+    ``lo``, ``hi``, ``n``, ``confidence`` (mean probability) and ``rate`` (share of
+    outcomes that happened). Where ``rate`` > ``confidence`` the estimates are
+    under-confident; a reliability diagram plots one against the other."""
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    y = np.asarray(outcomes).ravel().astype(np.float64)
+    if p.shape != y.shape:
+        raise ValueError(f"{p.size} probabilities but {y.size} outcomes")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    bins = np.clip(np.ceil(p * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    out = []
+    for b in range(n_bins):
+        sel = bins == b
+        if sel.any():
+            out.append(
+                {
+                    "lo": round(b / n_bins, 4),
+                    "hi": round((b + 1) / n_bins, 4),
+                    "n": int(sel.sum()),
+                    "confidence": round(float(p[sel].mean()), 4),
+                    "rate": round(float(y[sel].mean()), 4),
+                }
+            )
+    return out

@@ -419,3 +419,24 @@ def test_ece_rejects_bad_input():
     with pytest.raises(ValueError):
         expected_calibration_error([0.5], [2])
     assert math.isnan(expected_calibration_error([], []))
+
+
+def test_reliability_table_is_the_bins_of_ece():
+    from reid.metrics import expected_calibration_error, reliability_table
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 1, 500)
+    y = rng.uniform(0, 1, 500) < p**2  # under-confident nowhere, over-confident in the middle
+    table = reliability_table(p, y, n_bins=10)
+    assert sum(b["n"] for b in table) == 500
+    assert all(b["lo"] < b["confidence"] <= b["hi"] for b in table)
+    ece = sum(b["n"] / 500 * abs(b["rate"] - b["confidence"]) for b in table)
+    assert ece == pytest.approx(expected_calibration_error(p, y, n_bins=10), abs=1e-3)
+    assert table[4]["rate"] < table[4]["confidence"]
+    hand = reliability_table(np.array([0.0, 0.25, 0.3, 0.9]), np.array([0, 1, 0, 1]), n_bins=2)
+    assert hand == [
+        {"lo": 0.0, "hi": 0.5, "n": 3, "confidence": 0.1833, "rate": 0.3333},
+        {"lo": 0.5, "hi": 1.0, "n": 1, "confidence": 0.9, "rate": 1.0},
+    ]
+    with pytest.raises(ValueError):
+        reliability_table(p, y[:3])
