@@ -475,6 +475,25 @@ def open_set_scores(
 # --------------------------------------------------------------------------- calibration
 
 
+def _calibration_bins(
+    probabilities: np.ndarray, outcomes: np.ndarray, n_bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Checked (probabilities, 0/1 outcomes as floats, bin index of each) for the
+    ``n_bins`` equal bins ``(lo, hi]`` of [0, 1] (0 falls in the first)."""
+    p = np.asarray(probabilities, dtype=np.float64).ravel()
+    y = np.asarray(outcomes).ravel()
+    if p.shape != y.shape:
+        raise ValueError(f"{p.size} probabilities but {y.size} outcomes")
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    if not np.all(np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise ValueError("probabilities must be finite and within [0, 1]")
+    if not np.all((y == 0) | (y == 1)):
+        raise ValueError("outcomes must be 0/1 or booleans")
+    bins = np.clip(np.ceil(p * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    return p, y.astype(np.float64), bins
+
+
 def expected_calibration_error(
     probabilities: np.ndarray, outcomes: np.ndarray, n_bins: int = 15
 ) -> float:
@@ -486,20 +505,9 @@ def expected_calibration_error(
     ``sum_b |B|/N * |mean(outcomes in B) - mean(probabilities in B)|``. ``nan`` for no
     samples.
     """
-    p = np.asarray(probabilities, dtype=np.float64).ravel()
-    y = np.asarray(outcomes).ravel()
-    if p.shape != y.shape:
-        raise ValueError(f"{p.size} probabilities but {y.size} outcomes")
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    if not np.all(np.isfinite(p)) or np.any((p < 0) | (p > 1)):
-        raise ValueError("probabilities must be finite and within [0, 1]")
-    if not np.all((y == 0) | (y == 1)):
-        raise ValueError("outcomes must be 0/1 or booleans")
+    p, y, bins = _calibration_bins(probabilities, outcomes, n_bins)
     if p.size == 0:
         return math.nan
-    y = y.astype(np.float64)
-    bins = np.clip(np.ceil(p * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
     count = np.bincount(bins, minlength=n_bins)
     gap = np.abs(
         np.bincount(bins, weights=y, minlength=n_bins)
@@ -516,13 +524,7 @@ def reliability_table(
     ``lo``, ``hi``, ``n``, ``confidence`` (mean probability) and ``rate`` (share of
     outcomes that happened). Where ``rate`` > ``confidence`` the estimates are
     under-confident; a reliability diagram plots one against the other."""
-    p = np.asarray(probabilities, dtype=np.float64).ravel()
-    y = np.asarray(outcomes).ravel().astype(np.float64)
-    if p.shape != y.shape:
-        raise ValueError(f"{p.size} probabilities but {y.size} outcomes")
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    bins = np.clip(np.ceil(p * n_bins).astype(np.int64) - 1, 0, n_bins - 1)
+    p, y, bins = _calibration_bins(probabilities, outcomes, n_bins)
     out = []
     for b in range(n_bins):
         sel = bins == b
