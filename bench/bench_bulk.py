@@ -152,19 +152,16 @@ def main() -> None:
     runs = data / "runs"
     shutil.rmtree(runs, ignore_errors=True)
     half = part_source(data, runs / "half-source", args.part)
+
+    def bulk(source: Path, name: str, *extra: str) -> dict:
+        """One ``reid bulk`` run of ``source`` into ``runs/name`` in a child process."""
+        return spawn(
+            "--child", "bulk", "--model", args.model, "--source", str(source),
+            "--index", str(index), "--run", str(runs / name), *extra,
+        )  # fmt: skip
+
     for name, source in (("half", half), ("full", data / "season")):
-        r = spawn(
-            "--child",
-            "bulk",
-            "--model",
-            args.model,
-            "--source",
-            str(source),
-            "--index",
-            str(index),
-            "--run",
-            str(runs / name),
-        )
+        r = bulk(source, name)
         result[name] = {
             "frames": r["frames"],
             "encounters": r["encounters"],
@@ -177,20 +174,7 @@ def main() -> None:
     if args.screen > 0:
         import csv
 
-        r = spawn(
-            "--child",
-            "bulk",
-            "--model",
-            args.model,
-            "--source",
-            str(data / "season"),
-            "--index",
-            str(index),
-            "--run",
-            str(runs / "screened"),
-            "--screen",
-            str(args.screen),
-        )
+        r = bulk(data / "season", "screened", "--screen", str(args.screen))
         with (runs / "screened" / "encounters.csv").open(encoding="utf-8") as f:
             verified = [row["verified"] for row in csv.DictReader(f)]
         result["screened"] = {
@@ -204,20 +188,7 @@ def main() -> None:
     if not args.skip_ray:
         which = args.ray_season
         ray_source = half if which == "half" else data / "season"
-        r = spawn(
-            "--child",
-            "bulk",
-            "--model",
-            args.model,
-            "--source",
-            str(ray_source),
-            "--index",
-            str(index),
-            "--run",
-            str(runs / "ray"),
-            "--engine",
-            "ray",
-        )
+        r = bulk(ray_source, "ray", "--engine", "ray")
         same = (runs / "ray" / "encounters.csv").read_text() == (
             runs / which / "encounters.csv"
         ).read_text()
