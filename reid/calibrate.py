@@ -22,6 +22,7 @@ reads either kind back from :meth:`to_dict`.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -207,6 +208,10 @@ class MultinomialCalibrator:
     penalty; the weights are stored for raw features. ``predict(x, shift)`` adds
     ``shift[k]`` to outcome k's log-odds: the change of prior from the fitted base rates
     to the ones of the queries it is applied to.
+
+    ``temperature`` T divides the fitted log-odds before the shift (T < 1 sharpens): set
+    by :meth:`fit_temperature` when the queries it will see carry stronger evidence than
+    the ones it was fitted on (see :func:`reid.match.fit_calibration`).
     """
 
     names: tuple[str, ...] = ()
@@ -216,6 +221,7 @@ class MultinomialCalibrator:
     l2: float = 1e-2
     n_samples: int = 0
     counts: list[int] = field(default_factory=list)
+    temperature: float = 1.0
 
     kind = "multinomial"
 
@@ -298,8 +304,9 @@ class MultinomialCalibrator:
         return a @ np.asarray(self.weights, np.float64).T + np.asarray(self.bias, np.float64)
 
     def predict(self, x: np.ndarray | Sequence, shift: Sequence[float] | None = None) -> np.ndarray:
-        """(N, K) probabilities; ``shift`` (K,) is added to the log-odds first."""
-        z = self.logits(x)
+        """(N, K) probabilities; the log-odds are divided by ``temperature``, then
+        ``shift`` (K,) is added."""
+        z = self.logits(x) / self.temperature
         if shift is not None:
             z = z + np.asarray(shift, np.float64)
         return np.clip(_softmax(z), EPS, 1 - EPS)
@@ -319,7 +326,35 @@ class MultinomialCalibrator:
             "l2": self.l2,
             "n_samples": self.n_samples,
             "counts": list(self.counts),
+            "temperature": self.temperature,
         }
+
+    def fit_temperature(
+        self,
+        x: np.ndarray | Sequence,
+        y: np.ndarray | Sequence,
+        shift: Sequence[float] | None = None,
+        bounds: tuple[float, float] = (0.25, 4.0),
+    ) -> float:
+        """The temperature that makes this model best predict outcomes ``y`` of samples
+        ``x`` (maximum likelihood, ``shift`` added after it as in :meth:`predict`), by a
+        log-spaced search over ``bounds``. Returns it; ``self.temperature`` is unchanged.
+        """
+        b = np.asarray(y).ravel().astype(np.int64)
+        z = self.logits(x)
+        if len(b) != len(z) or len(b) == 0:
+            raise ValueError(f"{len(z)} samples but {len(b)} outcomes")
+        if not np.all((b >= 0) & (b < len(self.classes))):
+            raise ValueError(f"outcomes must be integers in 0..{len(self.classes) - 1}")
+        s = np.zeros(len(self.classes)) if shift is None else np.asarray(shift, np.float64)
+        grid = np.exp(np.linspace(np.log(bounds[0]), np.log(bounds[1]), 481))
+
+        def nll(t: float) -> float:
+            p = np.clip(_softmax(z / t + s), 1e-300, 1.0)
+            return -float(np.mean(np.log(p[np.arange(len(b)), b])))
+
+        losses = [nll(t) for t in grid]
+        return float(grid[int(np.argmin(losses))])
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:
@@ -329,6 +364,16 @@ def _softmax(z: np.ndarray) -> np.ndarray:
 
 
 Calibrator = LogisticCalibrator | IsotonicCalibrator | MultinomialCalibrator
+
+
+def _temperature(value) -> float:
+    try:
+        t = float(value)
+    except (TypeError, ValueError):
+        t = math.nan
+    if not (math.isfinite(t) and t > 0):
+        raise ValueError(f"temperature must be a positive number, got {value!r}")
+    return t
 
 
 def calibrator_from_dict(data: dict) -> Calibrator:
@@ -362,6 +407,7 @@ def calibrator_from_dict(data: dict) -> Calibrator:
                 l2=float(data.get("l2", 1e-2)),
                 n_samples=int(data.get("n_samples", 0)),
                 counts=[int(c) for c in data.get("counts", [0] * len(classes))],
+                temperature=_temperature(data.get("temperature", 1.0)),
             )
         if kind == "isotonic":
             x = [float(v) for v in data["x"]]

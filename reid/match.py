@@ -165,6 +165,10 @@ DECISION_CLASSES = ("top", "other", "new")
 DECISION_FEATURES = ("s1", "margin", "top_global", "top_log_inliers")
 
 
+#: Queries (of flanks with >= 3 gallery images) needed to fit the decision models'
+#: temperature (see :func:`fit_calibration`); with fewer it stays 1.
+MIN_TEMPERATURE_QUERIES = 50
+
 #: The screening model's features: the best global score (cosine) of any flank and its
 #: margin over the runner-up flank's.
 SCREEN_FEATURES = ("g1", "g_margin")
@@ -731,6 +735,14 @@ def fit_calibration(
     image of its flank (new). Verified candidates give the fusion model's samples
     (genuine when the candidate is the query's flank); the best two fused scores of
     each query give the decision models' samples. Needs two flanks with >= 2 images.
+
+    Such a known query sees one image of its flank fewer than a real query of that
+    flank will, so its evidence is weaker and a model fitted on it is under-confident on
+    real queries. The shift is measured one step down: queries whose flank has >= 3
+    images are also made without one more image of their flank; a model fitted on
+    those is tempered until it best predicts the leave-one-out outcomes, and that
+    temperature (fitted at least on :data:`MIN_TEMPERATURE_QUERIES` such queries, else
+    1) is given to the decision and screening models for the step to real queries.
     """
     index = matcher.index
     entries = index.entries()
@@ -753,6 +765,12 @@ def fit_calibration(
         emb = vectors[row : row + 1]
         known = matcher.candidates(emb, feats, side=e.side, species=e.species, exclude_ids={q})
         new = matcher.candidates(emb, feats, side=e.side, species=e.species, exclude_flank=e.flank)
+        others = [i for i in members[e.flank] if i != q]
+        if len(others) >= 2:  # one step further from real queries: one more image out
+            drop = others[int(np.random.default_rng([seed, q]).integers(len(others)))]
+            fewer[row] = matcher.candidates(
+                emb, feats, side=e.side, species=e.species, exclude_ids={q, drop}
+            )
         if not any(c.key == e.flank and c.verified for c in known):
             # Make sure the fusion model sees genuine pairs even when the embedding
             # ranks the true flank too low to be verified.
@@ -761,6 +779,8 @@ def fit_calibration(
                 matcher._verify(true[:1], feats)
                 return known, new, e.flank, true[0]
         return known, new, e.flank, None
+
+    fewer: dict[int, list[_Raw]] = {}
 
     results = []
     with (
@@ -778,25 +798,46 @@ def fit_calibration(
                 pair_y.append(c.key == flank)
     pair = LogisticCalibrator(names=("global", "local")).fit(np.array(pair_x), np.array(pair_y))
     provisional = MatchCalibration(pair)
-    dec_x, outcome, scr_x, scr_y = [], [], [], []
-    for known, new, flank, forced in results:
+    samples: dict[str, list] = {k: [] for k in ("dec", "scr", "dec2", "scr2")}
+
+    def add(raws: list[_Raw], flank: tuple[str, str, str], absent: bool, level: str) -> None:
+        cands = rank(raws, provisional)
+        if not cands:  # nothing of this species and side left: "new", no features
+            return
+        right = (cands[0].species, cands[0].individual, cands[0].side) == flank
+        outcome = 2 if absent else 0 if right else 1
+        samples["dec" + level].append((decision_features(cands)[0], outcome))
+        # raws are best global first: the screen's "top" is the embedding's best
+        top = 2 if absent else 0 if raws[0].key == flank else 1
+        samples["scr" + level].append((screen_features(raws)[0], top))
+
+    for row, (known, new, flank, forced) in enumerate(results):
         if forced is not None:  # the true flank's forced verification must not count
             forced.inliers, forced.verified, forced.evidence = 0, False, []
-        for raws, absent in ((known, False), (new, True)):
-            cands = rank(raws, provisional)
-            if not cands:  # nothing of this species and side left: "new", no features
-                continue
-            dec_x.append(decision_features(cands)[0])
-            right = (cands[0].species, cands[0].individual, cands[0].side) == flank
-            outcome.append(2 if absent else 0 if right else 1)
-            # raws are best global first: the screen's "top" is the embedding's best
-            scr_x.append(screen_features(raws)[0])
-            scr_y.append(2 if absent else 0 if raws[0].key == flank else 1)
-    y = np.array(outcome, np.int64)
-    decision = MultinomialCalibrator(names=DECISION_FEATURES, classes=DECISION_CLASSES, l2=1.0)
-    decision.fit(np.array(dec_x), y)
-    screen = MultinomialCalibrator(names=SCREEN_FEATURES, classes=DECISION_CLASSES, l2=1.0)
-    screen.fit(np.array(scr_x), np.array(scr_y, np.int64))
+        add(known, flank, False, "")
+        add(new, flank, True, "")
+        add(new, flank, True, "2")
+        if row in fewer:
+            add(fewer[row], flank, False, "2")
+    fitted = {}
+    for name, features in (("dec", DECISION_FEATURES), ("scr", SCREEN_FEATURES)):
+        x = np.array([f for f, _ in samples[name]])
+        y = np.array([o for _, o in samples[name]], np.int64)
+        model = MultinomialCalibrator(names=features, classes=DECISION_CLASSES, l2=1.0)
+        model.fit(x, y)
+        if len(fewer) >= MIN_TEMPERATURE_QUERIES:
+            x2 = np.array([f for f, _ in samples[name + "2"]])
+            y2 = np.array([o for _, o in samples[name + "2"]], np.int64)
+            step = MultinomialCalibrator(names=features, classes=DECISION_CLASSES, l2=1.0)
+            step.fit(x2, y2)
+            # from the step model's share of "new" to the leave-one-out one's
+            new_at = DECISION_CLASSES.index("new")
+            shift = [0.0] * len(DECISION_CLASSES)
+            shift[new_at] = _logit(model.base_rates()[new_at]) - _logit(step.base_rates()[new_at])
+            model.temperature = step.fit_temperature(x, y, shift)
+        fitted[name] = model
+    decision, screen = fitted["dec"], fitted["scr"]
+    y = np.array([o for _, o in samples["dec"]], np.int64)
     known_rows = y != 2
     return MatchCalibration(
         pair=pair,
@@ -809,6 +850,9 @@ def fit_calibration(
             "pairs": len(pair_y),
             "genuine_pairs": int(np.sum(pair_y)),
             "top1_known": float(np.mean(y[known_rows] == 0)) if known_rows.any() else 0.0,
+            "temperature_queries": len(fewer),
+            "temperature": decision.temperature,
+            "screen_temperature": screen.temperature,
         },
     )
 

@@ -79,6 +79,15 @@ PRESETS: dict[str, SynthPreset] = {
             purpose="another 2,400 new coats per species (another seed): default model v0.5",
         ),
         SynthPreset(
+            "synth-train-v5",
+            ("tiger", "leopard"),
+            individuals=2400,
+            images_per_side=4,
+            seed=5,
+            mode="flank",
+            purpose="another 2,400 new coats per species (another seed): default model v0.6",
+        ),
+        SynthPreset(
             "demo",
             ("tiger", "leopard"),
             individuals=8,

@@ -157,3 +157,37 @@ def test_multinomial_stays_finite_on_collinear_barely_separable_features():
     p = model.predict(x)
     assert np.allclose(p.mean(0), np.bincount(y) / n, atol=0.03)
     assert p[y == 0, 0].mean() > p[y != 0, 0].mean()
+
+
+def test_multinomial_temperature_is_found_applied_and_stored():
+    x, y, _ = toy3()
+    model = MultinomialCalibrator(names=("a", "b"), classes=("u", "v", "w"), l2=1e-3).fit(x, y)
+    # Outcomes drawn from the same model, sharpened: log-odds / 0.6.
+    rng = np.random.default_rng(3)
+    xt = rng.normal(size=(6000, 2)) * [1.0, 2.0] + [0.5, -1.0]
+    z = model.logits(xt) / 0.6
+    p = np.exp(z - z.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    yt = np.array([rng.choice(3, p=row) for row in p])
+    assert model.fit_temperature(xt, yt) == pytest.approx(0.6, rel=0.1)
+    assert model.temperature == 1.0  # found, not set
+    # Its own outcomes need none; a prior shift is applied after the temperature.
+    assert model.fit_temperature(x, y) == pytest.approx(1.0, rel=0.1)
+    model.temperature = 0.6
+    assert np.allclose(model.predict(xt), p, atol=2e-4)  # predict clips at 1e-4
+    shifted = model.predict(xt, shift=[0.0, 0.0, np.log(2.0)])
+    plain = model.predict(xt)
+    inside = np.all((plain > 1e-3) & (shifted > 1e-3), axis=1)  # away from the clipping
+    odds = (shifted[inside, 2] / shifted[inside, 0]) / (plain[inside, 2] / plain[inside, 0])
+    assert inside.sum() > 1000 and np.allclose(odds, 2.0, rtol=1e-6)
+    back = calibrator_from_dict(model.to_dict())
+    assert back.temperature == 0.6 and np.array_equal(back.predict(xt), model.predict(xt))
+    # Calibrators written before temperatures existed read back untempered.
+    old = model.to_dict()
+    del old["temperature"]
+    assert calibrator_from_dict(old).temperature == 1.0
+    for bad in (0, -1.0, float("nan"), "hot"):
+        with pytest.raises(ReidError, match="temperature"):
+            calibrator_from_dict(model.to_dict() | {"temperature": bad})
+    with pytest.raises(ValueError, match="outcomes"):
+        model.fit_temperature(xt[:5], yt[:4])

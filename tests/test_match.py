@@ -409,3 +409,33 @@ def test_demo_enrolls_and_matches(tmp_path, setup):
     assert result.exit_code == 0, result.output
     assert "never-enrolled animals called new" in result.output
     assert "enrolled animals named right" in result.output
+
+
+def test_calibration_is_tempered_for_the_step_from_left_out_to_real_queries(
+    setup, tmp_path, monkeypatch
+):
+    """Queries of flanks with >= 3 gallery images are also made with one more image out;
+    the temperature fitted on that step is given to the decision and screening models."""
+    import reid.match as match_module
+    from reid.match import fit_calibration
+
+    root, release, records, _, _, _, _ = setup
+    # Every photo enrolled: 8 flanks of 3 images, so each query has a second image out.
+    enroll(records, tmp_path / "full", release, show_progress=False, workers=1)
+    matcher = Matcher.open(tmp_path / "full", release)
+    monkeypatch.setattr(match_module, "MIN_TEMPERATURE_QUERIES", 4)
+    cal = fit_calibration(matcher, sample=24, workers=1, show_progress=False)
+    assert cal.stats["temperature_queries"] == 24
+    assert 0.25 <= cal.decision.temperature <= 4.0
+    assert cal.stats["temperature"] == cal.decision.temperature
+    assert cal.stats["screen_temperature"] == cal.screen.temperature
+    assert cal.decision.temperature != 1.0 or cal.screen.temperature != 1.0
+    # The same data with too few such queries: untempered.
+    monkeypatch.setattr(match_module, "MIN_TEMPERATURE_QUERIES", 25)
+    plain = fit_calibration(matcher, sample=24, workers=1, show_progress=False)
+    assert plain.decision.temperature == plain.screen.temperature == 1.0
+    assert plain.decision.weights == cal.decision.weights  # the fit itself is unchanged
+    # The setup's gallery has 2 images per flank: no query can lose a second one.
+    two = Matcher.open(root / "index", release)
+    assert two.calibration.stats["temperature_queries"] == 0
+    assert two.calibration.decision.temperature == 1.0
