@@ -800,23 +800,24 @@ def fit_calibration(
     provisional = MatchCalibration(pair)
     samples: dict[str, list] = {k: [] for k in ("dec", "scr", "dec2", "scr2")}
 
-    def add(raws: list[_Raw], flank: tuple[str, str, str], absent: bool, level: str) -> None:
+    def add(raws: list[_Raw], flank: tuple[str, str, str], absent: bool, *levels: str) -> None:
         cands = rank(raws, provisional)
         if not cands:  # nothing of this species and side left: "new", no features
             return
         right = (cands[0].species, cands[0].individual, cands[0].side) == flank
         outcome = 2 if absent else 0 if right else 1
-        samples["dec" + level].append((decision_features(cands)[0], outcome))
         # raws are best global first: the screen's "top" is the embedding's best
         top = 2 if absent else 0 if raws[0].key == flank else 1
-        samples["scr" + level].append((screen_features(raws)[0], top))
+        dec, scr = decision_features(cands)[0], screen_features(raws)[0]
+        for level in levels:
+            samples["dec" + level].append((dec, outcome))
+            samples["scr" + level].append((scr, top))
 
     for row, (known, new, flank, forced) in enumerate(results):
         if forced is not None:  # the true flank's forced verification must not count
             forced.inliers, forced.verified, forced.evidence = 0, False, []
         add(known, flank, False, "")
-        add(new, flank, True, "")
-        add(new, flank, True, "2")
+        add(new, flank, True, "", "2")  # new-flank queries serve both levels
         if row in fewer:
             add(fewer[row], flank, False, "2")
     fitted = {}
