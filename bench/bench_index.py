@@ -36,13 +36,15 @@ its own flank (``own_flank_in_top10``: the neighbours re-identification needs; w
 weak model most of an exact top 10 at 100k+ vectors is other flanks, near-ties whose
 order an approximate index can miss without losing a match), and the resident memory
 each index adds is read from /proc.
-With ``--hnsw`` a bare faiss ``IndexHNSWFlat`` (M=32, efConstruction 40) is measured the
-same way for each ``--ef`` (efSearch). The memory-bandwidth bound of exact search
-(bytes scanned / measured copy bandwidth) is printed beside the exact latencies.
+With ``--hnsw`` the HNSW partition ``GalleryIndex`` makes above its threshold
+(``IndexHNSWFlat`` under an id map; ``--hnsw-m`` and ``--ef-construction``, default the
+index's own) is measured the same way for each ``--ef`` (efSearch). ``--nprobes none``
+leaves the IVF index out. The memory-bandwidth bound of exact search (bytes scanned /
+measured copy bandwidth) is printed beside the exact latencies.
 
     .venv/bin/python bench/bench_index.py [--vectors model|isotropic]
-        [--sizes 10000,100000,1000000] [--nprobes 16,32,64,128] [--hnsw --ef 64,128,256]
-        [--json]
+        [--sizes 10000,100000,1000000] [--nprobes 16,32,64,128|none]
+        [--hnsw --ef 64,128,256 [--hnsw-m 32] [--ef-construction 40]] [--json]
 """
 
 from __future__ import annotations
@@ -54,15 +56,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import faiss
 import numpy as np
 
-from reid.index import GalleryEntry, GalleryIndex, _threads
+from reid.index import (
+    DEFAULT_EF_CONSTRUCTION,
+    DEFAULT_HNSW_M,
+    GalleryEntry,
+    GalleryIndex,
+)
 
 DIM = 512
 FP = "0" * 64
 NPROBES = "16,32,64,128"
-HNSW_M = 32
 REAL_CACHE = Path("/tmp/bigcat-reid-index-bench-embeddings.npz")
 SYNTH_TRAIN = Path.home() / ".local/share/bigcat-reid/synthetic/synth-train-v2"
 SYNTH_BENCH = Path("data/synth-bench-v1")
@@ -295,23 +300,6 @@ def bandwidth_gbs() -> float:
     return best
 
 
-class _Hnsw:
-    """A bare faiss HNSW index with GalleryIndex's search threading (one thread for
-    small searches)."""
-
-    def __init__(self, x: np.ndarray) -> None:
-        self.index = faiss.IndexHNSWFlat(DIM, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        self.index.add(x)
-
-    def set_ef(self, ef: int) -> None:
-        self.index.hnsw.efSearch = ef
-
-    def search(self, q: np.ndarray, k: int) -> list[list[int]]:
-        with _threads(1 if len(q) <= 4 else None):
-            _, ids = self.index.search(q, k)
-        return [[int(i) for i in row if i >= 0] for row in ids]
-
-
 def latencies(search, queries: np.ndarray, batch: int, repeats: int) -> list[float]:
     out = []
     for r in range(repeats):
@@ -332,24 +320,37 @@ def one_size(
     bw: float,
     nprobes: list[int],
     efs: list[int],
+    hnsw_m: int = DEFAULT_HNSW_M,
+    ef_construction: int = DEFAULT_EF_CONSTRUCTION,
 ) -> list[dict]:
     entries = [GalleryEntry(f"img{i}.jpg", f"F{i // 10}", "tiger", "left") for i in range(n)]
     rows = []
     exact_ids: list[set[int]] = []
-    kinds = [("exact", [None]), ("ivf", nprobes)] + ([("hnsw", efs)] if efs else [])
+    kinds = (
+        [("exact", [None])]
+        + ([("ivf", nprobes)] if nprobes else [])
+        + ([("hnsw", efs)] if efs else [])
+    )
     for kind, params in kinds:
         gc.collect()
         before = rss_mb()
         t = time.perf_counter()
-        if kind == "hnsw":
-            index = _Hnsw(x)
-            search = index.search
-        else:
-            index = GalleryIndex.create(FP, DIM, approximate_above=n + 1 if kind == "exact" else 0)
+        index = GalleryIndex.create(
+            FP,
+            DIM,
+            approximate_above=n + 1 if kind == "exact" else 0,
+            approximate="ivf" if kind == "ivf" else "hnsw",
+            hnsw_m=hnsw_m,
+            ef_construction=ef_construction,
+        )
+        if kind == "hnsw":  # the graph is made at the first add and grows with the rest
+            index.add(x[:1], entries[:1])
+            index.add(x[1:], entries[1:])
+        else:  # the inverted file is trained on the whole first add
             index.add(x, entries)
 
-            def search(q, k, index=index):
-                return [[h.id for h in row] for row in index.search(q, k)]
+        def search(q, k, index=index):
+            return [[h.id for h in row] for row in index.search(q, k)]
 
         build = time.perf_counter() - t
         memory = rss_mb() - before
@@ -357,7 +358,7 @@ def one_size(
             if kind == "ivf":
                 index.set_nprobe(p)
             elif kind == "hnsw":
-                index.set_ef(p)
+                index.set_ef_search(p)
             single = np.array(latencies(search, queries, 1, 40 if n >= 1_000_000 else 200)) * 1e3
             batch = np.array(latencies(search, queries, 64, 6 if n >= 1_000_000 else 30)) * 1e3
             ids = [set(row) for row in search(queries[:256], 10)]
@@ -370,7 +371,7 @@ def one_size(
             name = {
                 "exact": "exact",
                 "ivf": f"ivf nprobe {p}",
-                "hnsw": f"hnsw{HNSW_M} ef {p}",
+                "hnsw": f"hnsw{hnsw_m} efC {ef_construction} ef {p}",
             }[kind]
             rows.append(
                 {
@@ -396,8 +397,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--vectors", choices=("model", "isotropic"), default="model")
     parser.add_argument("--sizes", default="10000,100000,1000000")
-    parser.add_argument("--nprobes", default=NPROBES, help="IVF nprobe values")
-    parser.add_argument("--hnsw", action="store_true", help=f"also measure HNSW (M={HNSW_M})")
+    parser.add_argument("--nprobes", default=NPROBES, help="IVF nprobe values, or 'none'")
+    parser.add_argument("--hnsw", action="store_true", help="also measure HNSW")
+    parser.add_argument("--hnsw-m", type=int, default=DEFAULT_HNSW_M, help="HNSW graph degree M")
+    parser.add_argument(
+        "--ef-construction", type=int, default=DEFAULT_EF_CONSTRUCTION, help="HNSW efConstruction"
+    )
     parser.add_argument("--ef", default="64,128,256", help="HNSW efSearch values")
     parser.add_argument("--real", type=Path, default=REAL_CACHE, help="real-embedding cache")
     parser.add_argument("--partition", default="tiger/left", help="species/side of the model")
@@ -407,22 +412,22 @@ def main() -> None:
     bw = bandwidth_gbs()
     print(json.dumps({"read_bandwidth_GBps": round(bw, 1)}), flush=True)
     rng = np.random.default_rng(0)
-    nprobes = [int(s) for s in args.nprobes.split(",")]
+    nprobes = [] if args.nprobes == "none" else [int(s) for s in args.nprobes.split(",")]
     efs = [int(s) for s in args.ef.split(",")] if args.hnsw else []
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
         x, queries, flanks = model_vectors(n, rng, fit) if fit is not None else isotropic(n, rng)
-        rows += one_size(n, x, queries, flanks, bw, nprobes, efs)
+        rows += one_size(n, x, queries, flanks, bw, nprobes, efs, args.hnsw_m, args.ef_construction)
         del x, queries
     if args.json:
         return
     print(
-        f"\n{'n':>9} {'kind':<18}{'1q p50':>8}{'1q p95':>8}{'64q p50':>9}{'64q p95':>9}"
+        f"\n{'n':>9} {'kind':<24}{'1q p50':>8}{'1q p95':>8}{'64q p50':>9}{'64q p95':>9}"
         f"{'recall':>8}{'flank':>7}{'MB':>7}{'bound':>7}{'build s':>8}"
     )
     for r in rows:
         print(
-            f"{r['n']:>9} {r['kind']:<18}{r['single_p50_ms']:>8}{r['single_p95_ms']:>8}"
+            f"{r['n']:>9} {r['kind']:<24}{r['single_p50_ms']:>8}{r['single_p95_ms']:>8}"
             f"{r['batch64_p50_ms']:>9}{r['batch64_p95_ms']:>9}{r['recall@10']:>8}"
             f"{r['own_flank_in_top10']:>7}"
             f"{r['memory_mb']:>7}{r['bandwidth_bound_ms']:>7}{r['build_s']:>8}"

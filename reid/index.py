@@ -7,23 +7,24 @@ while the index lives. Vectors are kept in one FAISS index per (species, side)
 one species and side touches only that partition. Organisation filters are FAISS ID
 selectors inside a partition.
 
-Exact by default: a partition is an ``IndexFlatIP`` (every vector scored; memory-bound,
-0.3 s per query at 1M 512-d vectors on 2 cores, see BENCHMARKS.md). When a partition
-grows above ``approximate_above`` vectors (:data:`APPROXIMATE_ABOVE`, 2,000,000 by
-default) it is converted, once, to an inverted file (``IndexIVFFlat``, ``nlist`` ~
-sqrt(n) lists, trained on a sample of its own vectors) searched with ``nprobe`` lists.
-The threshold is high because no approximate index measured so far keeps recall@10
->= 0.99 against exact search at 100k vectors for less than an exact scan
-(``bench/bench_index.py``, BENCHMARKS.md): on vectors drawn from a model of the default
-model's (v0.3) real embedding distribution, IVF reaches 0.96 with 128 of 256 lists
-(half an exact scan's latency) and 1.0 only when it probes all of them, and HNSW (M=32)
-0.98 at efSearch 512; on isotropic flank centres IVF gives 0.98 at 100k and 0.83 at 1M
-with 128 lists. With v0.3 most of an exact top 10 at those sizes is other flanks with
-near-equal scores (at 10k, four in five of the results the approximate indexes
-missed were those, not the query's own flank), and exact search is still interactive
-(0.3 s per query at 1M); lower the threshold (``create(..., approximate_above=n)``) once
-recall has been measured for a stronger model or a real gallery. Both kinds support
-adding, removing (by id) and re-labelling (metadata only) without a rebuild.
+Exact by default: a partition is an ``IndexFlatIP`` (every vector scored; memory-bound:
+14 ms per query at 100k 512-d vectors and 140 ms at 1M on 2 cores, see BENCHMARKS.md).
+When a partition grows above ``approximate_above`` vectors (:data:`APPROXIMATE_ABOVE`,
+1,000,000 by default) it is converted, once, to an HNSW graph (``IndexHNSWFlat``, M=48,
+efConstruction 80) searched with beam ``ef_search`` (4,096). That is where the graph
+pays and where its recall was measured (``bench/bench_index.py`` on 1M vectors drawn
+from a model of the default model's real embeddings): recall@10 against exact search
+0.998 at efSearch 4,096 in 58 ms per query (exact: 140 ms), 0.988 at 2,048 (31 ms),
+0.970 at 1,024; the graph takes 15 min to build on 2 cores and 18 % more memory than the
+vectors. Below 1M exact search is already interactive (it is the verification that costs)
+and every result is exact. The graph cannot delete vectors: removed ids are tombstones
+that searches filter out (a FAISS ID selector: a search still returns k live results);
+once they
+exceed :data:`REBUILD_TOMBSTONES` of the graph it is rebuilt from the live vectors.
+An inverted file (``approximate="ivf"``: ``IndexIVFFlat``, ~sqrt(n) lists, ``nprobe``
+probed) remains available, and indexes saved before HNSW existed keep theirs; it never
+reached recall 0.99 at 100k+ vectors for less than an exact scan. All kinds support
+adding, removing (by id) and re-labelling (metadata only) without a rebuild by the user.
 
 Persistence is atomic: :meth:`GalleryIndex.save` writes a complete new version
 ``v-NNNNNN/`` beside the old one, syncs it, and then replaces the one-line pointer file
@@ -56,11 +57,24 @@ FORMAT_VERSION = 1
 POINTER_FILE = "CURRENT"
 META_FILE = "index.json"
 ENTRIES_FILE = "entries.jsonl"
-#: Vectors in one (species, side) partition above which it becomes an inverted file.
-APPROXIMATE_ABOVE = 2_000_000
-#: Inverted lists probed per query (of ~sqrt(n)): recall@10 0.98 at 100k and 0.83 at
-#: 1M isotropic synthetic vectors, 1.0 at 10k; 0.96 at 100k on vectors modelled on v0.3's
-#: embeddings (bench/bench_index.py, BENCHMARKS.md).
+#: Vectors in one (species, side) partition above which its search becomes approximate.
+APPROXIMATE_ABOVE = 1_000_000
+#: The approximate index a large partition becomes: ``"hnsw"`` (default) or ``"ivf"``.
+APPROXIMATE_KINDS = ("hnsw", "ivf")
+DEFAULT_APPROXIMATE = "hnsw"
+#: HNSW graph degree (links per vector on the base layer: 2 M) and build beam width.
+DEFAULT_HNSW_M = 48
+DEFAULT_EF_CONSTRUCTION = 80
+#: HNSW beam width per search (more: better recall, slower): recall@10 0.998 at 1M
+#: (bench/bench_index.py); raise it as a partition grows well beyond that.
+DEFAULT_EF_SEARCH = 4096
+#: An HNSW partition cannot delete vectors from its graph: removed ids are tombstones
+#: filtered out at search, and the graph is rebuilt from the live vectors once
+#: tombstones exceed this share of it.
+REBUILD_TOMBSTONES = 0.1
+#: Inverted lists probed per query by ``approximate="ivf"`` partitions (of ~sqrt(n)):
+#: recall@10 0.96 at 100k and 0.88 at 1M (256 probed) on vectors modelled on the default
+#: model's embeddings (bench/bench_index.py, BENCHMARKS.md).
 DEFAULT_NPROBE = 128
 SIDES: tuple[str, ...] = ("left", "right")
 #: Searches of at most this many queries run on one OpenMP thread: a team of threads
@@ -132,30 +146,62 @@ class Hit:
 
 
 class _Partition:
-    """The vectors of one (species, side): a FAISS index plus per-organisation id sets."""
+    """The vectors of one (species, side): a FAISS index plus per-organisation id sets.
 
-    def __init__(self, dim: int, index: faiss.Index | None = None) -> None:
+    ``kind`` is ``"exact"`` (``IndexIDMap2`` over ``IndexFlatIP``), ``"ivf"``
+    (``IndexIVFFlat`` with a hashtable direct map) or ``"hnsw"`` (``IndexIDMap2`` over
+    ``IndexHNSWFlat``, with ``deleted``: removed ids still in the graph)."""
+
+    def __init__(self, dim: int, index: faiss.Index | None = None, kind: str = "exact") -> None:
         self.dim = dim
         self.index = index if index is not None else faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.kind = kind
         self.by_org: dict[str, set[int]] = defaultdict(set)
+        self.deleted: set[int] = set()
 
     @property
     def approximate(self) -> bool:
-        return isinstance(self.index, faiss.IndexIVF)
+        return self.kind != "exact"
 
     def __len__(self) -> int:
-        return int(self.index.ntotal)
+        return int(self.index.ntotal) - len(self.deleted)
 
     def vectors(self) -> tuple[np.ndarray, np.ndarray]:
-        """All (ids, vectors) of the partition."""
-        n = len(self)
-        if n == 0:
+        """All live (ids, vectors) of the partition."""
+        if len(self) == 0:
             return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
-        if self.approximate:  # a direct map (hashtable) answers by id
+        if self.kind == "ivf":  # a direct map (hashtable) answers by id
             ids = np.array(sorted(i for s in self.by_org.values() for i in s), np.int64)
             return ids, np.stack([self.index.reconstruct(int(i)) for i in ids])
         ids = faiss.vector_to_array(self.index.id_map).astype(np.int64)
-        return ids, self.index.index.reconstruct_n(0, n)
+        x = self.index.index.reconstruct_n(0, int(self.index.ntotal))
+        if self.deleted:
+            live = ~np.isin(ids, np.fromiter(self.deleted, np.int64, len(self.deleted)))
+            ids, x = ids[live], x[live]
+        return ids, x
+
+
+def _kind_of(index: faiss.Index) -> str:
+    """The partition kind of a FAISS index read from disk."""
+    if isinstance(index, faiss.IndexIVF):
+        return "ivf"
+    if isinstance(index, faiss.IndexIDMap2):
+        inner = faiss.downcast_index(index.index)
+        if isinstance(inner, faiss.IndexHNSW):
+            return "hnsw"
+        if isinstance(inner, faiss.IndexFlat):
+            return "exact"
+    raise ValueError(f"unexpected FAISS index type {type(index).__name__}")
+
+
+def _hnsw_for(vectors: np.ndarray, ids: np.ndarray, dim: int, m: int, ef_construction: int):
+    """An HNSW graph over ``vectors``, answering with ``ids``."""
+    graph = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = ef_construction
+    index = faiss.IndexIDMap2(graph)
+    if len(vectors):
+        index.add_with_ids(np.ascontiguousarray(vectors), ids)
+    return index
 
 
 def _ivf_for(vectors: np.ndarray, ids: np.ndarray, dim: int, nprobe: int, seed: int = 0):
@@ -190,6 +236,10 @@ class GalleryIndex:
         model_name: str = "",
         approximate_above: int = APPROXIMATE_ABOVE,
         nprobe: int = DEFAULT_NPROBE,
+        approximate: str = DEFAULT_APPROXIMATE,
+        hnsw_m: int = DEFAULT_HNSW_M,
+        ef_construction: int = DEFAULT_EF_CONSTRUCTION,
+        ef_search: int = DEFAULT_EF_SEARCH,
     ) -> None:
         if not fingerprint:
             raise ReidError("a gallery index needs the fingerprint of its model")
@@ -198,8 +248,19 @@ class GalleryIndex:
         self.fingerprint = fingerprint
         self.dim = int(dim)
         self.model_name = model_name
+        if approximate not in APPROXIMATE_KINDS:
+            raise ReidError(f"approximate index {approximate!r} is not one of {APPROXIMATE_KINDS}")
+        if hnsw_m < 2 or ef_construction < 1 or ef_search < 1 or nprobe < 1:
+            raise ReidError(
+                f"index options out of range: hnsw_m {hnsw_m} (>= 2), ef_construction "
+                f"{ef_construction}, ef_search {ef_search}, nprobe {nprobe} (>= 1)"
+            )
         self.approximate_above = int(approximate_above)
         self.nprobe = int(nprobe)
+        self.approximate_kind = approximate
+        self.hnsw_m = int(hnsw_m)
+        self.ef_construction = int(ef_construction)
+        self.ef_search = int(ef_search)
         self.attachments: dict[str, Any] = {}
         self._entries: dict[int, GalleryEntry] = {}
         self._parts: dict[tuple[str, str], _Partition] = {}
@@ -236,6 +297,11 @@ class GalleryIndex:
             model_name=meta.get("model_name", ""),
             approximate_above=int(meta.get("approximate_above", APPROXIMATE_ABOVE)),
             nprobe=int(meta.get("nprobe", DEFAULT_NPROBE)),
+            # indexes saved before HNSW existed became inverted files: keep them so
+            approximate=meta.get("approximate", "ivf"),
+            hnsw_m=int(meta.get("hnsw_m", DEFAULT_HNSW_M)),
+            ef_construction=int(meta.get("ef_construction", DEFAULT_EF_CONSTRUCTION)),
+            ef_search=int(meta.get("ef_search", DEFAULT_EF_SEARCH)),
         )
         index.attachments = meta.get("attachments", {})
         index._next_id = int(meta["next_id"])
@@ -246,14 +312,22 @@ class GalleryIndex:
                     index._entries[int(d.pop("id"))] = GalleryEntry.from_dict(d)
             for p in meta["partitions"]:
                 faiss_index = faiss.read_index(str(version / p["file"]))
-                if isinstance(faiss_index, faiss.IndexIVF):
+                kind = _kind_of(faiss_index)
+                if kind == "ivf":
                     faiss_index.nprobe = index.nprobe
-                part = _Partition(index.dim, faiss_index)
+                part = _Partition(index.dim, faiss_index, kind)
+                part.deleted = {int(i) for i in p.get("deleted", ())}
                 index._parts[(p["species"], p["side"])] = part
         except (OSError, KeyError, ValueError, RuntimeError) as e:
             raise ReidError(f"{folder}: the gallery index is damaged: {e}") from None
         for i, e in index._entries.items():
-            index._parts[(e.species, e.side)].by_org[e.organisation].add(i)
+            part = index._parts.get((e.species, e.side))
+            if part is None or i in part.deleted:
+                raise ReidError(
+                    f"{folder}: the gallery index is damaged: record {i} has no vector; "
+                    "rebuild it with reid enroll"
+                )
+            part.by_org[e.organisation].add(i)
         n = sum(len(p) for p in index._parts.values())
         if n != len(index._entries):
             raise ReidError(
@@ -293,6 +367,13 @@ class GalleryIndex:
             self._next_id += len(x)
         return ids.tolist()
 
+    def set_ef_search(self, ef_search: int) -> None:
+        """Beam width of searches in HNSW partitions (more: better recall, slower)."""
+        if ef_search < 1:
+            raise ReidError(f"ef_search must be >= 1, got {ef_search}")
+        with self._lock:
+            self.ef_search = int(ef_search)
+
     def set_nprobe(self, nprobe: int) -> None:
         """Inverted lists probed per query by approximate partitions (more: better
         recall, slower)."""
@@ -301,12 +382,17 @@ class GalleryIndex:
         with self._lock:
             self.nprobe = int(nprobe)
             for part in self._parts.values():
-                if part.approximate:
+                if part.kind == "ivf":
                     part.index.nprobe = self.nprobe
 
     def _make_approximate(self, part: _Partition) -> None:
         ids, vectors = part.vectors()
-        part.index = _ivf_for(vectors, ids, self.dim, self.nprobe)
+        if self.approximate_kind == "ivf":
+            part.index = _ivf_for(vectors, ids, self.dim, self.nprobe)
+        else:
+            part.index = _hnsw_for(vectors, ids, self.dim, self.hnsw_m, self.ef_construction)
+        part.kind = self.approximate_kind
+        part.deleted = set()
 
     def remove(self, ids: Iterable[int]) -> int:
         """Remove the vectors with these ids (unknown ids are ignored); returns how many."""
@@ -318,7 +404,14 @@ class GalleryIndex:
                     by_part[(e.species, e.side)].append(i)
                     self._parts[(e.species, e.side)].by_org[e.organisation].discard(i)
             for key, gone in by_part.items():
-                self._parts[key].index.remove_ids(np.array(gone, np.int64))
+                part = self._parts[key]
+                if part.kind != "hnsw":
+                    part.index.remove_ids(np.array(gone, np.int64))
+                    continue
+                # the graph keeps them until it is rebuilt; searches filter them out
+                part.deleted.update(gone)
+                if len(part.deleted) > REBUILD_TOMBSTONES * part.index.ntotal:
+                    self._make_approximate(part)
             return sum(len(v) for v in by_part.values())
 
     def relabel(self, ids: Iterable[int], individual: str) -> int:
@@ -359,7 +452,7 @@ class GalleryIndex:
         """Per (species, side): vector count and whether the search is approximate."""
         with self._lock:
             return {
-                k: {"vectors": len(p), "approximate": p.approximate}
+                k: {"vectors": len(p), "approximate": p.approximate, "kind": p.kind}
                 for k, p in sorted(self._parts.items())
             }
 
@@ -406,15 +499,22 @@ class GalleryIndex:
                 if len(part) == 0:
                     continue
                 params = None
+                selector = None
                 if orgs is not None:
                     allowed = [i for o in orgs for i in part.by_org.get(o, ())]
                     if not allowed:
                         continue
                     selector = faiss.IDSelectorBatch(np.array(allowed, np.int64))
-                    if part.approximate:
-                        params = faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
-                    else:
-                        params = faiss.SearchParameters(sel=selector)
+                elif part.deleted:
+                    gone = faiss.IDSelectorBatch(np.array(sorted(part.deleted), np.int64))
+                    selector = faiss.IDSelectorNot(gone)
+                if part.kind == "hnsw":
+                    extra = {} if selector is None else {"sel": selector}
+                    params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k), **extra)
+                elif selector is not None and part.kind == "ivf":
+                    params = faiss.SearchParametersIVF(sel=selector, nprobe=self.nprobe)
+                elif selector is not None:
+                    params = faiss.SearchParameters(sel=selector)
                 kk = min(k, len(part))
                 with _threads(1 if len(q) <= SINGLE_THREAD_QUERIES else None):
                     if params is None:
@@ -473,7 +573,10 @@ class GalleryIndex:
         for n, ((sp, sd), part) in enumerate(sorted(self._parts.items())):
             file = f"part-{n:03d}.faiss"
             faiss.write_index(part.index, str(out / file))
-            parts.append({"species": sp, "side": sd, "file": file, "vectors": len(part)})
+            d = {"species": sp, "side": sd, "file": file, "vectors": len(part), "kind": part.kind}
+            if part.deleted:
+                d["deleted"] = sorted(part.deleted)
+            parts.append(d)
         with (out / ENTRIES_FILE).open("w", encoding="utf-8") as f:
             for i, e in sorted(self._entries.items()):
                 f.write(json.dumps({"id": i, **e.to_dict()}) + "\n")
@@ -488,6 +591,10 @@ class GalleryIndex:
             "entries": len(self._entries),
             "approximate_above": self.approximate_above,
             "nprobe": self.nprobe,
+            "approximate": self.approximate_kind,
+            "hnsw_m": self.hnsw_m,
+            "ef_construction": self.ef_construction,
+            "ef_search": self.ef_search,
             "partitions": parts,
             "attachments": self.attachments,
         }

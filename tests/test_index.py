@@ -29,15 +29,23 @@ def entries(labels, side="left", species="tiger", org="park-a"):
     ]
 
 
-def test_approximate_index_agrees_with_exact_search():
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_index_agrees_with_exact_search(kind):
     x, labels = clustered(6000)
     queries, _ = clustered(200, seed=1)
     exact = GalleryIndex.create(FP, 32)  # default threshold: stays exact
-    approx = GalleryIndex.create(FP, 32, approximate_above=1000, nprobe=32)  # of 64 lists
-    exact.add(x, entries(labels))
-    approx.add(x, entries(labels))
+    # ivf: 32 of 64 lists probed; hnsw: the default graph and beam
+    approx = GalleryIndex.create(FP, 32, approximate_above=1000, nprobe=32, approximate=kind)
+    exact.add(x[:3000], entries(labels[:3000]))
+    exact.add(x[3000:], entries(labels[3000:]))
+    approx.add(x[:3000], entries(labels[:3000]))  # becomes approximate here
+    approx.add(x[3000:], entries(labels[3000:]))  # and grows as such
     assert exact.partitions()[("tiger", "left")]["approximate"] is False
-    assert approx.partitions()[("tiger", "left")]["approximate"] is True
+    assert approx.partitions()[("tiger", "left")] == {
+        "vectors": 6000,
+        "approximate": True,
+        "kind": kind,
+    }
     # the exact index is faiss's IndexFlatIP: check it against brute force first
     brute = np.argsort(-(queries @ x.T), axis=1)[:, :10]
     e = exact.search(queries, 10)
@@ -97,16 +105,84 @@ def test_add_remove_relabel_without_rebuild_and_round_trip(tmp_path):
     assert np.allclose(back.vectors([0, 51]), x[[0, 1]], atol=1e-6)
 
 
-def test_approximate_partition_survives_save_remove_and_reload(tmp_path):
+@pytest.mark.parametrize("kind", ["hnsw", "ivf"])
+def test_approximate_partition_survives_save_remove_and_reload(tmp_path, kind):
     x, labels = clustered(2500)
-    index = GalleryIndex.create(FP, 32, approximate_above=1000)
+    index = GalleryIndex.create(FP, 32, approximate_above=1000, approximate=kind)
     index.add(x, entries(labels))
     index.save(tmp_path / "ix")
     back = GalleryIndex.open(tmp_path / "ix")
-    assert back.partitions()[("tiger", "left")] == {"vectors": 2500, "approximate": True}
+    assert back.partitions()[("tiger", "left")] == {
+        "vectors": 2500,
+        "approximate": True,
+        "kind": kind,
+    }
     assert back.remove([0]) == 1
     assert back.search(x[:1], 3)[0][0].id != 0
     assert np.allclose(back.vectors([5]), x[5:6], atol=1e-6)
+    back.save(tmp_path / "ix")
+    again = GalleryIndex.open(tmp_path / "ix")
+    assert len(again) == 2499 and 0 not in again
+    assert again.search(x[:1], 3)[0][0].id != 0
+
+
+def test_hnsw_removal_filters_tombstones_and_rebuilds_the_graph(tmp_path):
+    x, labels = clustered(3000)
+    index = GalleryIndex.create(FP, 32, approximate_above=1000, hnsw_m=16)
+    index.add(x, entries(labels[:1500], org="park-a") + entries(labels[1500:], org="park-b"))
+    part = index._parts[("tiger", "left")]
+    # 200 of 3,000 removed: kept in the graph as tombstones, never returned
+    assert index.remove(range(200)) == 200
+    assert part.kind == "hnsw" and len(part.deleted) == 200 and part.index.ntotal == 3000
+    assert len(index) == 2800 and index.partitions()[("tiger", "left")]["vectors"] == 2800
+    for row in index.search(x[:200], 10):  # each query is a removed vector itself
+        assert len(row) == 10 and all(h.id >= 200 for h in row)
+    for row in index.search(x[:50], 10, organisations=["park-a"]):
+        assert all(200 <= h.id < 1500 for h in row)
+    # tombstones survive a save and reload
+    index.save(tmp_path / "ix")
+    back = GalleryIndex.open(tmp_path / "ix", FP)
+    assert back._parts[("tiger", "left")].deleted == set(range(200))
+    assert all(h.id >= 200 for row in back.search(x[:100], 10) for h in row)
+    ids, vectors = back._parts[("tiger", "left")].vectors()
+    assert sorted(ids.tolist()) == list(range(200, 3000))
+    assert np.allclose(vectors[np.argsort(ids)], x[200:], atol=1e-6)
+    # past 10 % of the graph the partition is rebuilt from its live vectors
+    assert back.remove(range(200, 400)) == 200
+    rebuilt = back._parts[("tiger", "left")]
+    assert rebuilt.deleted == set() and rebuilt.index.ntotal == 2600 and rebuilt.kind == "hnsw"
+    assert back.search(x[400:401], 1)[0][0].id == 400
+    assert back.add(x[:1], entries(labels[:1])) == [3000]  # ids are still never reused
+
+
+def test_indexes_saved_before_hnsw_keep_inverted_files(tmp_path):
+    import json
+
+    x, labels = clustered(1500)
+    index = GalleryIndex.create(FP, 32, approximate_above=1000, approximate="ivf")
+    index.add(x, entries(labels))
+    index.save(tmp_path / "ix")
+    version = tmp_path / "ix" / (tmp_path / "ix" / "CURRENT").read_text().strip()
+    meta = json.loads((version / "index.json").read_text())
+    for key in ("approximate", "hnsw_m", "ef_construction", "ef_search"):
+        del meta[key]
+    for p in meta["partitions"]:
+        del p["kind"]
+    (version / "index.json").write_text(json.dumps(meta))
+    back = GalleryIndex.open(tmp_path / "ix", FP)
+    assert back.approximate_kind == "ivf"
+    assert back.partitions()[("tiger", "left")]["kind"] == "ivf"
+    assert back.search(x[:1], 1)[0][0].id == 0
+
+
+def test_index_options_are_checked():
+    with pytest.raises(ReidError, match="approximate index 'annoy'"):
+        GalleryIndex.create(FP, 32, approximate="annoy")
+    with pytest.raises(ReidError, match="out of range"):
+        GalleryIndex.create(FP, 32, ef_search=0)
+    index = GalleryIndex.create(FP, 32)
+    with pytest.raises(ReidError, match="ef_search"):
+        index.set_ef_search(0)
 
 
 def test_opening_with_another_models_fingerprint_is_refused(tmp_path):
