@@ -88,6 +88,15 @@ PRESETS: dict[str, SynthPreset] = {
             purpose="another 2,400 new coats per species (another seed): default model v0.6",
         ),
         SynthPreset(
+            "synth-train-v6",
+            ("leopard",),
+            individuals=2400,
+            images_per_side=4,
+            seed=6,
+            mode="flank",
+            purpose="2,400 new leopard coats: a leopard-only stage tried on v0.7, not released",
+        ),
+        SynthPreset(
             "demo",
             ("tiger", "leopard"),
             individuals=8,
