@@ -18,9 +18,9 @@ from a model of the default model's real embeddings): recall@10 against exact se
 0.970 at 1,024; the graph takes 15 min to build on 2 cores and 18 % more memory than the
 vectors. Below 1M exact search is already interactive (it is the verification that costs)
 and every result is exact. The graph cannot delete vectors: removed ids are tombstones
-that searches filter out (a FAISS ID selector: a search still returns k live results);
-once they
-exceed :data:`REBUILD_TOMBSTONES` of the graph it is rebuilt from the live vectors.
+that searches filter out (a FAISS ID selector: a search still returns k live results),
+and once they exceed :data:`REBUILD_TOMBSTONES` of the graph it is rebuilt from the live
+vectors (inside that ``remove`` call: minutes at 1M vectors).
 An inverted file (``approximate="ivf"``: ``IndexIVFFlat``, ~sqrt(n) lists, ``nprobe``
 probed) remains available, and indexes saved before HNSW existed keep theirs; it never
 reached recall 0.99 at 100k+ vectors for less than an exact scan. All kinds support
