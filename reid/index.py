@@ -158,6 +158,27 @@ class _Partition:
         self.kind = kind
         self.by_org: dict[str, set[int]] = defaultdict(set)
         self.deleted: set[int] = set()
+        self._live: tuple[faiss.IDSelector, faiss.IDSelector] | None = None
+
+    def bury(self, ids: Iterable[int]) -> None:
+        """Mark ``ids`` as removed from the graph (tombstones)."""
+        self.deleted.update(int(i) for i in ids)
+        self._live = None
+
+    def unbury_all(self) -> None:
+        """Forget the tombstones (the graph was rebuilt without them)."""
+        self.deleted = set()
+        self._live = None
+
+    def live_selector(self) -> faiss.IDSelector | None:
+        """A selector of the ids not in ``deleted`` (None: nothing is deleted), made once
+        per change of the tombstones rather than on every search."""
+        if not self.deleted:
+            return None
+        if self._live is None:
+            gone = faiss.IDSelectorBatch(np.array(sorted(self.deleted), np.int64))
+            self._live = (gone, faiss.IDSelectorNot(gone))  # Not refers to gone: keep both
+        return self._live[1]
 
     @property
     def approximate(self) -> bool:
@@ -316,7 +337,7 @@ class GalleryIndex:
                 if kind == "ivf":
                     faiss_index.nprobe = index.nprobe
                 part = _Partition(index.dim, faiss_index, kind)
-                part.deleted = {int(i) for i in p.get("deleted", ())}
+                part.bury(p.get("deleted", ()))
                 index._parts[(p["species"], p["side"])] = part
         except (OSError, KeyError, ValueError, RuntimeError) as e:
             raise ReidError(f"{folder}: the gallery index is damaged: {e}") from None
@@ -392,7 +413,7 @@ class GalleryIndex:
         else:
             part.index = _hnsw_for(vectors, ids, self.dim, self.hnsw_m, self.ef_construction)
         part.kind = self.approximate_kind
-        part.deleted = set()
+        part.unbury_all()
 
     def remove(self, ids: Iterable[int]) -> int:
         """Remove the vectors with these ids (unknown ids are ignored); returns how many."""
@@ -409,7 +430,7 @@ class GalleryIndex:
                     part.index.remove_ids(np.array(gone, np.int64))
                     continue
                 # the graph keeps them until it is rebuilt; searches filter them out
-                part.deleted.update(gone)
+                part.bury(gone)
                 if len(part.deleted) > REBUILD_TOMBSTONES * part.index.ntotal:
                     self._make_approximate(part)
             return sum(len(v) for v in by_part.values())
@@ -499,15 +520,13 @@ class GalleryIndex:
                 if len(part) == 0:
                     continue
                 params = None
-                selector = None
-                if orgs is not None:
+                if orgs is not None:  # by_org holds live ids only
                     allowed = [i for o in orgs for i in part.by_org.get(o, ())]
                     if not allowed:
                         continue
                     selector = faiss.IDSelectorBatch(np.array(allowed, np.int64))
-                elif part.deleted:
-                    gone = faiss.IDSelectorBatch(np.array(sorted(part.deleted), np.int64))
-                    selector = faiss.IDSelectorNot(gone)
+                else:
+                    selector = part.live_selector()
                 if part.kind == "hnsw":
                     extra = {} if selector is None else {"sel": selector}
                     params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, k), **extra)

@@ -757,6 +757,8 @@ def fit_calibration(
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(eligible, min(sample, len(eligible)), replace=False).tolist())
     vectors = index.vectors(chosen)
+    # row -> candidates of that query with one more image of its flank left out
+    fewer: dict[int, list[_Raw]] = {}
 
     def one(row: int) -> tuple[list[_Raw], list[_Raw], tuple[str, str, str], _Raw | None]:
         q = chosen[row]
@@ -780,8 +782,6 @@ def fit_calibration(
                 return known, new, e.flank, true[0]
         return known, new, e.flank, None
 
-    fewer: dict[int, list[_Raw]] = {}
-
     results = []
     with (
         progress_bar(len(chosen), "calibrating", enabled=show_progress) as advance,
@@ -798,7 +798,14 @@ def fit_calibration(
                 pair_y.append(c.key == flank)
     pair = LogisticCalibrator(names=("global", "local")).fit(np.array(pair_x), np.array(pair_y))
     provisional = MatchCalibration(pair)
+    # "dec"/"scr": leave-one-out samples; "dec2"/"scr2": one image further down
     samples: dict[str, list] = {k: [] for k in ("dec", "scr", "dec2", "scr2")}
+
+    def arrays(name: str) -> tuple[np.ndarray, np.ndarray]:
+        return (
+            np.array([f for f, _ in samples[name]]),
+            np.array([o for _, o in samples[name]], np.int64),
+        )
 
     def add(raws: list[_Raw], flank: tuple[str, str, str], absent: bool, *levels: str) -> None:
         cands = rank(raws, provisional)
@@ -822,13 +829,11 @@ def fit_calibration(
             add(fewer[row], flank, False, "2")
     fitted = {}
     for name, features in (("dec", DECISION_FEATURES), ("scr", SCREEN_FEATURES)):
-        x = np.array([f for f, _ in samples[name]])
-        y = np.array([o for _, o in samples[name]], np.int64)
+        x, y = arrays(name)
         model = MultinomialCalibrator(names=features, classes=DECISION_CLASSES, l2=1.0)
         model.fit(x, y)
         if len(fewer) >= MIN_TEMPERATURE_QUERIES:
-            x2 = np.array([f for f, _ in samples[name + "2"]])
-            y2 = np.array([o for _, o in samples[name + "2"]], np.int64)
+            x2, y2 = arrays(name + "2")
             step = MultinomialCalibrator(names=features, classes=DECISION_CLASSES, l2=1.0)
             step.fit(x2, y2)
             # from the step model's share of "new" to the leave-one-out one's
@@ -838,7 +843,7 @@ def fit_calibration(
             model.temperature = step.fit_temperature(x, y, shift)
         fitted[name] = model
     decision, screen = fitted["dec"], fitted["scr"]
-    y = np.array([o for _, o in samples["dec"]], np.int64)
+    y = arrays("dec")[1]
     known_rows = y != 2
     return MatchCalibration(
         pair=pair,

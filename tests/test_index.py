@@ -153,6 +153,11 @@ def test_hnsw_removal_filters_tombstones_and_rebuilds_the_graph(tmp_path):
     assert rebuilt.deleted == set() and rebuilt.index.ntotal == 2600 and rebuilt.kind == "hnsw"
     assert back.search(x[400:401], 1)[0][0].id == 400
     assert back.add(x[:1], entries(labels[:1])) == [3000]  # ids are still never reused
+    # a search after each removal sees it (the tombstone selector is not stale)
+    back.remove([400])
+    assert back.search(x[400:401], 1)[0][0].id != 400
+    back.remove([401])
+    assert back.search(x[401:402], 1)[0][0].id != 401
 
 
 def test_indexes_saved_before_hnsw_keep_inverted_files(tmp_path):
