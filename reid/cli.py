@@ -594,6 +594,13 @@ def export(
         str | None,
         typer.Option(help="What it was trained on (default: taken from the checkpoint)."),
     ] = None,
+    input_size: Annotated[
+        str | None,
+        typer.Option(
+            help="Size HxW to embed at, e.g. 192x384 (default: the training size). Choose "
+            "it on a validation catalogue with bench/bench_input_size.py."
+        ),
+    ] = None,
 ) -> None:
     """Turn a training checkpoint into a clean model release.
 
@@ -601,14 +608,19 @@ def export(
     preprocessing, training data, metrics, SHA-256 of the weights) and a README.md model
     card. Load it with --model OUT (reid eval) or reid.release.load_release.
     """
-    from reid.release import load_checkpoint_model, save_release, training_data_of
+    from reid.release import load_checkpoint_model, parse_size, save_release, training_data_of
 
     net, ckpt = load_checkpoint_model(checkpoint)
     if training_data is None:
         training_data = training_data_of(ckpt)
     metrics = ckpt.get("metrics") if isinstance(ckpt.get("metrics"), dict) else {}
     folder = save_release(
-        net, out, name=name or out.resolve().name, training_data=training_data, metrics=metrics
+        net,
+        out,
+        name=name or out.resolve().name,
+        training_data=training_data,
+        metrics=metrics,
+        input_size=None if input_size is None else parse_size(input_size, "--input-size"),
     )
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     typer.echo(f"released {manifest['name']} to {folder}")

@@ -97,6 +97,25 @@ PRESETS: dict[str, SynthPreset] = {
             purpose="2,400 new leopard coats: a leopard-only stage tried on v0.7, not released",
         ),
         SynthPreset(
+            "synth-train-v7",
+            ("tiger", "leopard"),
+            individuals=2400,
+            images_per_side=4,
+            seed=8,
+            mode="flank",
+            purpose="another 2,400 new coats per species (seed 8; seed 7 is the demo's)",
+        ),
+        SynthPreset(
+            "synth-val-v1",
+            ("tiger", "leopard"),
+            individuals=100,
+            images_per_side=4,
+            seed=9,
+            mode="flank",
+            purpose="validation for inference choices (input size), so that they are never "
+            "tuned on synth-bench-v1",
+        ),
+        SynthPreset(
             "demo",
             ("tiger", "leopard"),
             individuals=8,

@@ -47,6 +47,18 @@ ARCHITECTURE_KEYS: tuple[str, ...] = (
 REQUIRED_KEYS: tuple[str, ...] = ("format_version", "name", *ARCHITECTURE_KEYS, "sha256")
 
 
+def parse_size(text: str, what: str = "size") -> tuple[int, int]:
+    """``"192x384"`` -> (192, 384): height x width in pixels, both positive."""
+    parts = str(text).lower().replace("×", "x").split("x")
+    try:
+        h, w = (int(p) for p in parts)
+    except ValueError:
+        raise ReidError(f"{what} {text!r} is not HEIGHTxWIDTH, e.g. 192x384") from None
+    if h < 1 or w < 1:
+        raise ReidError(f"{what} {text!r}: height and width must be positive")
+    return h, w
+
+
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with Path(path).open("rb") as f:
@@ -63,11 +75,22 @@ def save_release(
     training_data: str,
     metrics: dict,
     extra: dict | None = None,
+    input_size: tuple[int, int] | None = None,
 ) -> Path:
     """Write ``out_dir/model.safetensors``, ``manifest.json`` and a ``README.md`` model
-    card; returns ``out_dir``. Existing files of a release there are replaced."""
+    card; returns ``out_dir``. Existing files of a release there are replaced.
+
+    ``input_size`` (H, W) is the size images are embedded at, when it is not the size
+    the model was trained at (``model.config.input_size``, kept as ``train_input_size``):
+    random crops in training enlarge the animal, so a model often matches best when
+    served somewhat larger than it was trained (FixRes). GeM pooling takes any size."""
     if not name or not name.strip():
         raise ReidError("a release needs a name")
+    train_size = tuple(model.config.input_size)
+    if input_size is not None:
+        input_size = tuple(int(v) for v in input_size)
+        if len(input_size) != 2 or min(input_size) < 1:
+            raise ReidError(f"input size {input_size} is not (height, width) > 0")
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -76,11 +99,12 @@ def save_release(
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     weights = out_dir / WEIGHTS_FILE
     _atomic_write(weights, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
-    cfg = replace(model.config, pretrained=None).to_dict()
+    cfg = replace(model.config, pretrained=None, input_size=input_size or train_size).to_dict()
     manifest = {
         "format_version": FORMAT_VERSION,
         "name": name.strip(),
         **{k: cfg[k] for k in ARCHITECTURE_KEYS},
+        "train_input_size": list(train_size),
         "training_data": training_data,
         "metrics": _jsonable(metrics),
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -195,8 +219,15 @@ def check_state_dict(model: EmbeddingModel, state: dict, source: str) -> None:
 
 
 def model_fingerprint(manifest: dict) -> str:
-    """The identity of a released model: the SHA-256 of its weights file."""
-    return str(manifest["sha256"])
+    """The identity of a released model: the SHA-256 of its weights file, followed by
+    ``@HxW`` when it embeds at another size than it was trained at (the same weights
+    served at two sizes give different vectors, which must not share an index)."""
+    sha = str(manifest["sha256"])
+    size = [int(v) for v in manifest["input_size"]]
+    trained = manifest.get("train_input_size")
+    if trained is None or [int(v) for v in trained] == size:
+        return sha
+    return f"{sha}@{size[0]}x{size[1]}"
 
 
 def release_folder(path: Path) -> Path:
@@ -274,7 +305,7 @@ def model_card(manifest: dict) -> str:
         "| --- | --- |",
         f"| backbone | {manifest['backbone']} |",
         f"| input (H x W) | {manifest['input_size'][0]} x {manifest['input_size'][1]}, "
-        "letterboxed |",
+        f"letterboxed{_trained_at(manifest)} |",
         f"| embedding | {manifest['embedding_dim']} dims, {manifest['pooling']} pooling |",
         f"| normalisation | mean {manifest['mean']}, std {manifest['std']} |",
         f"| parameters | {params} |",
@@ -294,6 +325,13 @@ def model_card(manifest: dict) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _trained_at(manifest: dict) -> str:
+    trained = manifest.get("train_input_size")
+    if trained is None or list(trained) == list(manifest["input_size"]):
+        return ""
+    return f" (trained at {trained[0]} x {trained[1]})"
 
 
 def _fmt(v) -> str:

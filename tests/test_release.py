@@ -227,3 +227,41 @@ def test_eval_with_a_tampered_release_is_refused(release, catalogue):
     weights.write_bytes(bytes(data))
     args = ["eval", str(catalogue), "--method", "embedding", "--model", str(release)]
     assert "SHA-256" in error_line(runner.invoke(app, args))
+
+
+def test_release_served_at_another_size_than_trained(tmp_path, trained, catalogue):
+    from reid.data.load import load_catalogue
+
+    records = load_catalogue(catalogue)
+    plain = save_release(trained, tmp_path / "plain", name="t", training_data="s", metrics={})
+    big = save_release(
+        trained, tmp_path / "big", name="t", training_data="s", metrics={}, input_size=(48, 96)
+    )
+    m_plain, m_big = read_manifest(plain), read_manifest(big)
+    assert m_plain["input_size"] == m_plain["train_input_size"] == [32, 64]
+    assert m_big["input_size"] == [48, 96] and m_big["train_input_size"] == [32, 64]
+    # same weights, another size: other vectors, so another fingerprint (no shared index)
+    assert m_big["sha256"] == m_plain["sha256"] == model_fingerprint(m_plain)
+    assert model_fingerprint(m_big) == m_plain["sha256"] + "@48x96"
+    assert "48 x 96, letterboxed (trained at 32 x 64)" in (big / "README.md").read_text()
+    model, _ = load_release(big)
+    assert model.config.input_size == (48, 96)
+    at_48 = embed_records(model, records, workers=0)
+    at_32 = embed_records(load_release(plain)[0], records, workers=0)
+    assert at_48.shape == at_32.shape and not np.allclose(at_48, at_32, atol=1e-3)
+    # the eval method's override embeds exactly like the release made at that size
+    method = embedding_method.EmbeddingMethod(workers=0, model=plain, input_size=(48, 96))
+    np.testing.assert_allclose(method.embeddings(records), at_48, atol=1e-6)
+    assert method.fingerprint == model_fingerprint(m_big)
+
+
+def test_export_input_size_option(tmp_path, trained):
+    write_checkpoint(tmp_path / "ckpt.pt", trained)
+    rel = tmp_path / "rel"
+    args = ["export", str(tmp_path / "ckpt.pt"), "--out", str(rel), "--input-size", "48x96"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert read_manifest(rel)["input_size"] == [48, 96]
+    for bad in ("48by96", "48x0", "48x96x2"):
+        line = error_line(runner.invoke(app, args[:-1] + [bad]))
+        assert "--input-size" in line and ("HEIGHTxWIDTH" in line or "positive" in line), line

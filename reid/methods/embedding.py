@@ -18,7 +18,8 @@ class EmbeddingMethod:
     """Embed every image once (decoding in ``workers`` processes), then score all pairs
     by the dot product of the unit vectors. ``model`` is a release folder (default: the
     shipped :data:`DEFAULT_MODEL`); it is loaded, and its SHA-256 checked, on creation.
-    Progress: one unit per image embedded."""
+    ``input_size`` (H, W) embeds at another size than the release's, to choose one
+    (``bench/bench_input_size.py``). Progress: one unit per image embedded."""
 
     name = "embedding"
 
@@ -28,7 +29,10 @@ class EmbeddingMethod:
         model: Path | str | None = None,
         batch_size: int = 32,
         device: str = "cpu",
+        input_size: tuple[int, int] | None = None,
     ) -> None:
+        from dataclasses import replace
+
         from reid.release import load_release, model_fingerprint
 
         if model is None:
@@ -41,6 +45,14 @@ class EmbeddingMethod:
         self.batch_size = max(1, batch_size)
         self.device = device
         self.model, self.manifest = load_release(Path(model), device=device)
+        if input_size is not None:
+            size = [int(v) for v in input_size]
+            self.model.config = replace(self.model.config, input_size=tuple(size))
+            self.manifest = {
+                "train_input_size": self.manifest["input_size"],
+                **self.manifest,
+                "input_size": size,
+            }
         self.fingerprint = model_fingerprint(self.manifest)
 
     def work(self, n_images: int) -> int:
