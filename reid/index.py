@@ -633,11 +633,18 @@ def check_fingerprint(
     ``fingerprint``, in one line that says how to rebuild it."""
     if built_with != fingerprint:
         raise ReidError(
-            f"{folder} was built with model {model_name or '?'} (sha256 {built_with[:12]}...), "
-            f"not with this model (sha256 {fingerprint[:12]}...): embeddings of two models "
-            f"cannot be compared; rebuild it with `reid enroll CATALOGUE --index NEW_DIR "
-            f"--model MODEL`, or pass the model it was built with"
+            f"{folder} was built with model {model_name or '?'} (sha256 {_short(built_with)}), "
+            f"not with this model (sha256 {_short(fingerprint)}): embeddings of two models "
+            f"(or of one model at two input sizes) cannot be compared; rebuild it with "
+            f"`reid enroll CATALOGUE --index NEW_DIR --model MODEL`, or pass the model it "
+            f"was built with"
         )
+
+
+def _short(fingerprint: str) -> str:
+    """``abcdef123456...@192x384`` from a model fingerprint (SHA-256[@size])."""
+    sha, at, size = fingerprint.partition("@")
+    return f"{sha[:12]}...{at}{size}"
 
 
 @contextlib.contextmanager

@@ -253,6 +253,11 @@ def test_release_served_at_another_size_than_trained(tmp_path, trained, catalogu
     method = embedding_method.EmbeddingMethod(workers=0, model=plain, input_size=(48, 96))
     np.testing.assert_allclose(method.embeddings(records), at_48, atol=1e-6)
     assert method.fingerprint == model_fingerprint(m_big)
+    # a gallery made at one size refuses the other, and says which size it is
+    from reid.index import check_fingerprint
+
+    with pytest.raises(ReidError, match=r"@48x96\), not with this model \(sha256 \w{12}\.\.\.\)"):
+        check_fingerprint(model_fingerprint(m_big), model_fingerprint(m_plain), "gallery")
 
 
 def test_export_input_size_option(tmp_path, trained):
