@@ -86,11 +86,9 @@ def save_release(
     served somewhat larger than it was trained (FixRes). GeM pooling takes any size."""
     if not name or not name.strip():
         raise ReidError("a release needs a name")
-    train_size = tuple(model.config.input_size)
-    if input_size is not None:
-        input_size = tuple(int(v) for v in input_size)
-        if len(input_size) != 2 or min(input_size) < 1:
-            raise ReidError(f"input size {input_size} is not (height, width) > 0")
+    train_size = list(model.config.input_size)
+    # ModelConfig checks the size, before anything is written
+    cfg = replace(model.config, pretrained=None, input_size=input_size or train_size).to_dict()
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -99,12 +97,11 @@ def save_release(
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     weights = out_dir / WEIGHTS_FILE
     _atomic_write(weights, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
-    cfg = replace(model.config, pretrained=None, input_size=input_size or train_size).to_dict()
     manifest = {
         "format_version": FORMAT_VERSION,
         "name": name.strip(),
         **{k: cfg[k] for k in ARCHITECTURE_KEYS},
-        "train_input_size": list(train_size),
+        "train_input_size": train_size,
         "training_data": training_data,
         "metrics": _jsonable(metrics),
         "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -223,11 +220,19 @@ def model_fingerprint(manifest: dict) -> str:
     ``@HxW`` when it embeds at another size than it was trained at (the same weights
     served at two sizes give different vectors, which must not share an index)."""
     sha = str(manifest["sha256"])
-    size = [int(v) for v in manifest["input_size"]]
-    trained = manifest.get("train_input_size")
-    if trained is None or [int(v) for v in trained] == size:
+    if trained_elsewhere(manifest) is None:
         return sha
-    return f"{sha}@{size[0]}x{size[1]}"
+    h, w = manifest["input_size"]
+    return f"{sha}@{h}x{w}"
+
+
+def trained_elsewhere(manifest: dict) -> list[int] | None:
+    """The size (H, W) the release was trained at when it is served at another one;
+    None when it is served at its training size (or predates ``train_input_size``)."""
+    trained = manifest.get("train_input_size")
+    if trained is None or [int(v) for v in trained] == [int(v) for v in manifest["input_size"]]:
+        return None
+    return [int(v) for v in trained]
 
 
 def release_folder(path: Path) -> Path:
@@ -328,10 +333,8 @@ def model_card(manifest: dict) -> str:
 
 
 def _trained_at(manifest: dict) -> str:
-    trained = manifest.get("train_input_size")
-    if trained is None or list(trained) == list(manifest["input_size"]):
-        return ""
-    return f" (trained at {trained[0]} x {trained[1]})"
+    trained = trained_elsewhere(manifest)
+    return "" if trained is None else f" (trained at {trained[0]} x {trained[1]})"
 
 
 def _fmt(v) -> str:

@@ -46,12 +46,11 @@ class EmbeddingMethod:
         self.device = device
         self.model, self.manifest = load_release(Path(model), device=device)
         if input_size is not None:
-            size = [int(v) for v in input_size]
-            self.model.config = replace(self.model.config, input_size=tuple(size))
+            self.model.config = replace(self.model.config, input_size=input_size)
             self.manifest = {
                 "train_input_size": self.manifest["input_size"],
                 **self.manifest,
-                "input_size": size,
+                "input_size": list(self.model.config.input_size),
             }
         self.fingerprint = model_fingerprint(self.manifest)
 
