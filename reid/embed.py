@@ -56,6 +56,35 @@ def letterbox(image: np.ndarray, input_size: tuple[int, int], fill: Sequence[int
     return canvas
 
 
+def letterbox_input(image: np.ndarray, input_size: tuple[int, int], mean: Sequence[float]) -> np.ndarray:
+    """The uint8 half of :func:`preprocess`: ``image`` (H x W x 3 uint8 RGB) letterboxed to
+    ``input_size`` = (h, w) on a canvas of the mean colour. Decoding workers stop here and
+    the consumer normalises whole batches with :func:`normalise_batch` (a quarter of the
+    bytes to pass around, and one vectorised pass instead of one per image)."""
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {image.dtype} {image.shape}")
+    fill = np.clip(np.round(np.asarray(mean, np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return letterbox(image, input_size, fill)
+
+
+def normalise_batch(
+    batch: torch.Tensor | np.ndarray, mean: Sequence[float], std: Sequence[float]
+) -> torch.Tensor:
+    """Letterboxed uint8 images (N, h, w, 3) as model input (N, 3, h, w) float32 in
+    channels_last memory (what the network runs fastest on; no transposing copy):
+    ``(x / 255 - mean) / std``, the same float32 operations, in the same order, as
+    :func:`preprocess`, so both give bit-identical inputs."""
+    if isinstance(batch, np.ndarray):
+        batch = torch.from_numpy(np.ascontiguousarray(batch))
+    if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
+        raise ValueError(f"expected an N x H x W x 3 uint8 batch, got {batch.dtype} {tuple(batch.shape)}")
+    x = batch.permute(0, 3, 1, 2).to(torch.float32)  # keeps the NHWC strides: channels_last
+    x.mul_(torch.tensor(np.float32(1 / 255.0)))
+    x.sub_(torch.tensor(np.asarray(mean, np.float32)).view(1, 3, 1, 1))
+    x.div_(torch.tensor(np.asarray(std, np.float32)).view(1, 3, 1, 1))
+    return x
+
+
 def preprocess(
     image: np.ndarray,
     input_size: tuple[int, int],
@@ -64,14 +93,8 @@ def preprocess(
 ) -> torch.Tensor:
     """An RGB uint8 image (H x W x 3) as the model's input: (3, h, w) float32, letterboxed
     to ``input_size`` = (h, w) and normalised with ``mean`` / ``std`` (0..1 scale)."""
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an H x W x 3 uint8 RGB image, got {image.dtype} {image.shape}")
-    mean_a = np.asarray(mean, np.float32)
-    std_a = np.asarray(std, np.float32)
-    fill = np.clip(np.round(mean_a * 255.0), 0, 255).astype(np.uint8)
-    boxed = letterbox(image, input_size, fill)
-    x = (boxed.astype(np.float32) * np.float32(1 / 255.0) - mean_a) / std_a
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
+    boxed = letterbox_input(image, input_size, mean)
+    return normalise_batch(torch.from_numpy(boxed)[None], mean, std)[0].contiguous()
 
 
 def load_record_image(record: ImageRecord, input_size: tuple[int, int] | None = None) -> np.ndarray:
@@ -199,6 +222,7 @@ def embed_images(
     with inference(model, device) as dev:
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            batch = torch.stack([preprocess(im, cfg.input_size, cfg.mean, cfg.std) for im in chunk])
+            boxed = np.stack([letterbox_input(im, cfg.input_size, cfg.mean) for im in chunk])
+            batch = normalise_batch(boxed, cfg.mean, cfg.std)
             out[start : start + len(chunk)] = _forward(model, batch, dev)
     return out

@@ -82,6 +82,12 @@ SIDES: tuple[str, ...] = ("left", "right")
 #: requests, a training job) its spin-waits made single-query search 60x slower
 #: (bench/bench_index.py: 64 ms vs 1 ms at 10k vectors on 2 shared cores).
 SINGLE_THREAD_QUERIES = 4
+#: ... and so do searches of at most this many query x vector products (5 burst frames
+#: against 400k vectors): a season run alternates the network, keypoints and search
+#: every few milliseconds, and FAISS's idle team spinning after each search slowed the
+#: keypoint extraction after it by a quarter and the search itself from 0.05 to 12 ms
+#: (480-vector gallery, 5 queries; BENCHMARKS.md, season bulk matching).
+SINGLE_THREAD_WORK = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -535,7 +541,8 @@ class GalleryIndex:
                 elif selector is not None:
                     params = faiss.SearchParameters(sel=selector)
                 kk = min(k, len(part))
-                with _threads(1 if len(q) <= SINGLE_THREAD_QUERIES else None):
+                small = len(q) <= SINGLE_THREAD_QUERIES or len(q) * len(part) <= SINGLE_THREAD_WORK
+                with _threads(1 if small else None):
                     if params is None:
                         scores, ids = part.index.search(q, kk)
                     else:

@@ -1,8 +1,10 @@
 """Engines: who does the season's work. Both yield result rows as encounters finish.
 
-- :class:`LocalEngine`: this process. Frames of the next chunks of encounters are
-  decoded in threads while the network embeds and the matcher matches the current one,
-  so throughput approaches the model's own speed.
+- :class:`LocalEngine`: this process. The network embeds a chunk of encounters with the
+  CPU to itself; then the frames of the next chunk are decoded in threads while the
+  matcher (keypoints, verification: mostly one core) matches the current one. Decoding
+  beside the network instead would take cores from its thread team, which slows it by
+  more than the decoding costs.
 - :class:`RayEngine`: a Ray cluster (or a local Ray instance). Ray Data takes chunks of
   encounters, decodes their frames in parallel tasks, and embeds and matches them in a
   pool of actors that each hold one matcher; rows stream back to the driver, which
@@ -45,23 +47,23 @@ def chunks(encounters: Sequence[Encounter], frames_per_chunk: int) -> list[list[
 
 
 class LocalEngine:
-    """Decode ahead in threads, embed and match in this process."""
+    """Embed a chunk, then match it while the next one decodes (see the module text)."""
 
     name = "local"
 
-    def __init__(self, spec: JobSpec, matcher, prefetch: int = 2) -> None:
+    def __init__(self, spec: JobSpec, matcher) -> None:
         self.spec = spec
-        self.prefetch = max(1, prefetch)
         self.worker = EncounterWorker(spec, matcher)
 
     def run(self, parts: Sequence[list[Encounter]]) -> Iterator[dict]:
         """Result rows of the encounters in ``parts`` (chunks, see :func:`chunks`)."""
         work = deque(parts)
-        pending: deque = deque()
-        while work or pending:
-            while work and len(pending) < self.prefetch:
-                pending.append(self.worker.decode_async(work.popleft()))
-            yield from self.worker.process(pending.popleft()())
+        pending = self.worker.decode_async(work.popleft()) if work else None
+        while pending is not None:
+            decoded = pending()
+            embeddings = self.worker.embed(decoded)
+            pending = self.worker.decode_async(work.popleft()) if work else None
+            yield from self.worker.match(decoded, embeddings)
 
     def close(self) -> None:
         self.worker.close()
