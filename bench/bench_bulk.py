@@ -1,7 +1,7 @@
 """Season bulk matching on this machine: throughput, peak memory, Ray overhead, accuracy.
 
     .venv/bin/python bench/bench_bulk.py [--model models/bigcat-default] [--data DIR]
-        [--part 0.5] [--ray-season half|full] [--skip-ray] [--screen P]
+        [--part 0.5] [--ray-season half|full] [--skip-ray] [--screen P] [--compare-screen Q]
 
 Renders (or reuses) the benchmark season (:data:`reid.synthetic.season.SEASON_BENCH`:
 5,000 frames in 1,000 bursts, 40 known + 10 new individuals of each species, as a
@@ -10,13 +10,15 @@ fresh child process (so its peak RSS is its own):
 
 - the model's bare forward throughput (tensors in memory, batch 32, channels_last);
 - ``reid bulk`` on the first half (``--part``) of the season and on the whole season, local engine:
-  frames/s, ratio to the bare forward, peak RSS (must not grow with season size);
+  frames/s, ratio to the bare forward, peak RSS (must not grow with season size), with
+  ``--screen P`` (default: ``reid bulk``'s own default);
 - the whole season (or, with ``--ray-season half``, its first half) on a local Ray
   instance (2 CPUs): time, overhead against the local engine on the same frames, and
   whether encounters.csv is identical to the local engine's;
 - accuracy against the known truth (:func:`reid.synthetic.season.score_run`);
-- with ``--screen P``, the whole season again with screening (``reid bulk --screen P``):
-  throughput, the share of encounters decided unverified, accuracy.
+- the whole season again with ``--compare-screen Q`` (default 0: verify every
+  encounter): throughput, the share of encounters decided unverified, accuracy, and how
+  many encounters' decision or individual differ from the main run.
 
 Prints one JSON object.
 """
@@ -61,7 +63,7 @@ def child(args: argparse.Namespace) -> None:
             model=Path(args.model),
             engine=args.engine,
             ray_cpus=2,
-            screen=args.screen,
+            screen=BulkOptions.screen if args.screen is None else args.screen,
             show_progress=False,
         )
         t = time.perf_counter()
@@ -78,6 +80,28 @@ def spawn(*extra: str) -> dict:
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def encounter_rows(run: Path) -> dict[str, dict]:
+    import csv
+
+    with (run / "encounters.csv").open(encoding="utf-8") as f:
+        return {row["encounter"]: row for row in csv.DictReader(f)}
+
+
+def unverified(run: Path) -> float:
+    """Share of a run's encounters decided on the embedding alone."""
+    rows = encounter_rows(run).values()
+    return round(sum(r["verified"] == "no" for r in rows) / max(1, len(rows)), 3)
+
+
+def differing(a: Path, b: Path) -> int:
+    """Encounters whose decision or individual differ between two runs."""
+    ra, rb = encounter_rows(a), encounter_rows(b)
+    return sum(
+        (ra[k]["decision"], ra[k]["individual"]) != (rb[k]["decision"], rb[k]["individual"])
+        for k in ra
+    )
 
 
 def part_source(season: Path, out: Path, fraction: float) -> Path:
@@ -107,8 +131,14 @@ def main() -> None:
     ap.add_argument(
         "--screen",
         type=float,
+        default=None,
+        help="Screening confidence of the main runs (reid bulk --screen; default: its default).",
+    )
+    ap.add_argument(
+        "--compare-screen",
+        type=float,
         default=0.0,
-        help="Also run the whole season with this screening confidence (reid bulk --screen).",
+        help="Also run the whole season with this screening (0: verify every encounter).",
     )
     args = ap.parse_args()
     if args.child:
@@ -160,8 +190,9 @@ def main() -> None:
             "--index", str(index), "--run", str(runs / name), *extra,
         )  # fmt: skip
 
+    main_screen = [] if args.screen is None else ["--screen", str(args.screen)]
     for name, source in (("half", half), ("full", data / "season")):
-        r = bulk(source, name)
+        r = bulk(source, name, *main_screen)
         result[name] = {
             "frames": r["frames"],
             "encounters": r["encounters"],
@@ -169,21 +200,19 @@ def main() -> None:
             "frames_per_s": r["frames_per_s"],
             "over_forward": round(r["frames_per_s"] / bare, 3),
             "peak_rss_mb": round(r["peak_rss_mb"]),
+            "unverified": unverified(runs / name),
         }
     result["accuracy"] = score_run(data, runs / "full")
-    if args.screen > 0:
-        import csv
-
-        r = bulk(data / "season", "screened", "--screen", str(args.screen))
-        with (runs / "screened" / "encounters.csv").open(encoding="utf-8") as f:
-            verified = [row["verified"] for row in csv.DictReader(f)]
-        result["screened"] = {
-            "screen": args.screen,
+    if args.compare_screen is not None and args.compare_screen >= 0:
+        r = bulk(data / "season", "compare", "--screen", str(args.compare_screen))
+        result["compare"] = {
+            "screen": args.compare_screen,
             "wall_s": round(r["wall_s"], 1),
             "frames_per_s": r["frames_per_s"],
             "over_forward": round(r["frames_per_s"] / bare, 3),
-            "unverified": round(verified.count("no") / max(1, len(verified)), 3),
-            "accuracy": score_run(data, runs / "screened"),
+            "unverified": unverified(runs / "compare"),
+            "accuracy": score_run(data, runs / "compare"),
+            "decisions_differing_from_full": differing(runs / "full", runs / "compare"),
         }
     if not args.skip_ray:
         which = args.ray_season

@@ -56,7 +56,9 @@ def letterbox(image: np.ndarray, input_size: tuple[int, int], fill: Sequence[int
     return canvas
 
 
-def letterbox_input(image: np.ndarray, input_size: tuple[int, int], mean: Sequence[float]) -> np.ndarray:
+def letterbox_input(
+    image: np.ndarray, input_size: tuple[int, int], mean: Sequence[float]
+) -> np.ndarray:
     """The uint8 half of :func:`preprocess`: ``image`` (H x W x 3 uint8 RGB) letterboxed to
     ``input_size`` = (h, w) on a canvas of the mean colour. Decoding workers stop here and
     the consumer normalises whole batches with :func:`normalise_batch` (a quarter of the
@@ -77,7 +79,8 @@ def normalise_batch(
     if isinstance(batch, np.ndarray):
         batch = torch.from_numpy(np.ascontiguousarray(batch))
     if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
-        raise ValueError(f"expected an N x H x W x 3 uint8 batch, got {batch.dtype} {tuple(batch.shape)}")
+        shape = tuple(batch.shape)
+        raise ValueError(f"expected an N x H x W x 3 uint8 batch, got {batch.dtype} {shape}")
     x = batch.permute(0, 3, 1, 2).to(torch.float32)  # keeps the NHWC strides: channels_last
     x.mul_(torch.tensor(np.float32(1 / 255.0)))
     x.sub_(torch.tensor(np.asarray(mean, np.float32)).view(1, 3, 1, 1))

@@ -110,28 +110,31 @@ def tentative_matches(
         return out
     k = max(2, max(len(f) for f in gallery))
     block = max(1, 8_000_000 // (len(query) * k))  # bound memory of one product
+    nq = len(query)
+    rows = np.arange(nq)
     for start in range(0, len(gallery), block):
         chunk = gallery[start : start + block]
         desc, valid = _padded(chunk, k)
         # RootSIFT vectors have unit L2 norm: squared distance = 2 - 2 * dot product.
         # One matrix product scores the whole block: (q, 128) x (128, m*k).
-        sim = (query.desc @ desc.reshape(-1, 128).T).reshape(len(query), len(chunk), k)
-        sim = sim.transpose(1, 0, 2)  # (m, q, k)
-        sim[~np.broadcast_to(valid[:, None, :], sim.shape)] = -np.inf
-        best = np.argmax(sim, axis=2)  # (m, q)
-        first = np.take_along_axis(sim, best[:, :, None], axis=2)[:, :, 0]
-        back = np.argmax(sim, axis=1) if config.mutual else None  # (m, k)
-        np.put_along_axis(sim, best[:, :, None], -np.inf, axis=2)
-        second = sim.max(axis=2)  # second best, cheaper than a partition
-        d1 = np.sqrt(np.maximum(2 - 2 * first, 0))
-        d2 = np.sqrt(np.maximum(2 - 2 * second, 0))
-        ok = (d1 < config.ratio * d2) & np.isfinite(first)
-        if back is not None:
-            # Mutual nearest neighbours: the gallery keypoint's best query keypoint is us.
-            ok &= np.take_along_axis(back, best, axis=1) == np.arange(len(query))[None, :]
+        sim = (query.desc @ desc.reshape(-1, 128).T).reshape(nq, len(chunk), k)
+        if not valid.all():  # padding (images with fewer keypoints) never matches
+            sim[:, ~valid] = -np.inf
         for j in range(len(chunk)):
-            qi = np.flatnonzero(ok[j])
-            pairs = np.stack([qi, best[j, qi]], axis=1)
+            s = sim[:, j, :]  # (q, k): rows contiguous, no transposed copy
+            best = s.argmax(axis=1)
+            first = s[rows, best]
+            s[rows, best] = -np.inf
+            second = s.max(axis=1)  # second best, cheaper than a partition
+            s[rows, best] = first
+            d1 = np.sqrt(np.maximum(2 - 2 * first, 0))
+            d2 = np.sqrt(np.maximum(2 - 2 * second, 0))
+            ok = (d1 < config.ratio * d2) & np.isfinite(first)
+            if config.mutual:
+                # Mutual nearest neighbours: the gallery keypoint's best query keypoint is us.
+                ok &= s.argmax(axis=0)[best] == rows
+            qi = np.flatnonzero(ok)
+            pairs = np.stack([qi, best[qi]], axis=1)
             out[start + j] = _unique_locations(pairs, query.xy, chunk[j].xy)
     return out
 

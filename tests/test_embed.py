@@ -7,7 +7,15 @@ import pytest
 import torch
 
 from reid.data.records import BBox
-from reid.embed import embed_images, embed_records, letterbox, load_record_image, preprocess
+from reid.embed import (
+    embed_images,
+    embed_records,
+    letterbox,
+    letterbox_input,
+    load_record_image,
+    normalise_batch,
+    preprocess,
+)
 from reid.errors import ImageError
 from reid.images import crop, load_image
 from reid.model import IMAGENET_MEAN, IMAGENET_STD, ModelConfig, build_model
@@ -54,6 +62,23 @@ def test_preprocess_normalises_and_pads_with_the_mean():
     expected = (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD)
     assert torch.allclose(x[:, 16, 32], expected, atol=1e-5)
     assert x[:, :, :16].abs().max() < 0.01  # the border is ~0 after normalising
+
+
+def test_batch_normalisation_is_bit_identical_to_preprocess_and_channels_last():
+    """Bulk decoding stops at the uint8 letterbox and normalises whole batches; the inputs
+    must be exactly those of preprocess (enrolment, training), or a season run would
+    match on other numbers than the gallery was built with."""
+    rng = np.random.default_rng(3)
+    shapes = [(215, 437, 3), (100, 100, 3), (32, 64, 3), (9, 300, 3)]
+    images = [rng.integers(0, 256, s, dtype=np.uint8) for s in shapes]
+    boxed = np.stack([letterbox_input(im, (32, 64), IMAGENET_MEAN) for im in images])
+    batch = normalise_batch(boxed, IMAGENET_MEAN, IMAGENET_STD)
+    assert batch.shape == (4, 3, 32, 64) and batch.dtype == torch.float32
+    assert batch.is_contiguous(memory_format=torch.channels_last)
+    for x, im in zip(batch, images, strict=True):
+        assert torch.equal(x, preprocess(im, (32, 64), IMAGENET_MEAN, IMAGENET_STD))
+    with pytest.raises(ValueError, match="uint8"):
+        normalise_batch(boxed.astype(np.float32), IMAGENET_MEAN, IMAGENET_STD)
 
 
 def test_preprocess_refuses_non_rgb():

@@ -4,7 +4,15 @@ import cv2
 import numpy as np
 import pytest
 
-from reid.verify import SiftConfig, extract, scores_against, verify_many
+from reid.verify import (
+    LocalFeatures,
+    SiftConfig,
+    _unique_locations,
+    extract,
+    scores_against,
+    tentative_matches,
+    verify_many,
+)
 
 
 def texture(seed: int, size=(240, 480)) -> np.ndarray:
@@ -101,3 +109,36 @@ def test_sift_method_is_symmetric_and_independent_of_worker_count(tmp_path):
     assert np.array_equal(one, two)
     assert np.array_equal(one, one.T)
     assert one[0, 1] >= 40 and one[0, 1] == one.max()
+
+
+def _naive_tentative(query, gallery):
+    """Ratio test + mutual nearest neighbour, one gallery image and one keypoint at a time."""
+    config = SiftConfig()
+    out = []
+    for g in gallery:
+        pairs = []
+        if len(query) >= 2 and len(g) >= 1:
+            d = np.sqrt(np.maximum(2 - 2 * (query.desc @ g.desc.T).astype(np.float64), 0))
+            for i in range(len(query)):
+                order = np.argsort(d[i], kind="stable")
+                first = d[i, order[0]]
+                second = d[i, order[1]] if len(g) > 1 else np.inf
+                mutual = int(np.argmin(d[:, order[0]])) == i
+                if first < config.ratio * second and (mutual or not config.mutual):
+                    pairs.append((i, int(order[0])))
+        pairs = np.array(pairs, np.int64).reshape(-1, 2)
+        out.append(_unique_locations(pairs, query.xy, g.xy))
+    return out
+
+
+def test_tentative_matches_equal_a_one_pair_at_a_time_reference():
+    """The vectorised matcher (padded blocks, one product per block) finds exactly the
+    matches of the plain definition, with images of unequal keypoint counts (padding)."""
+    feats = [extract(texture(s)) for s in (11, 12)]
+    a = feats[0]
+    b = extract(warp(texture(11), H_MILD))
+    cut = LocalFeatures(b.xy[:57], b.desc[:57], b.scale)  # fewer keypoints: padded
+    gallery = [b, feats[1], cut]
+    for got, want in zip(tentative_matches(a, gallery), _naive_tentative(a, gallery), strict=True):
+        assert {tuple(p) for p in got} == {tuple(p) for p in want}
+    assert len(tentative_matches(a, gallery)[0]) >= 40

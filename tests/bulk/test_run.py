@@ -26,7 +26,7 @@ def rows(run_dir):
 @pytest.fixture(scope="module")
 def reference(season, gallery, release, tmp_path_factory):
     run = tmp_path_factory.mktemp("reference")
-    opts = BulkOptions(model=release, batch_size=2, show_progress=False)
+    opts = BulkOptions(model=release, batch_size=2, screen=0.0, show_progress=False)
     summary = run_bulk(season / "season", gallery, run, opts)
     return run, summary
 
@@ -109,7 +109,7 @@ def test_rerun_of_a_finished_run_does_nothing(season, gallery, release, referenc
         season / "season",
         gallery,
         run,
-        BulkOptions(model=release, batch_size=2, show_progress=False),
+        BulkOptions(model=release, batch_size=2, screen=0.0, show_progress=False),
     )
     assert again.matched_now == 0 and rows(run) == before
 
@@ -153,7 +153,7 @@ def test_expected_share_of_new_animals_is_a_setting_of_the_run(
     as the reference run, with P(new) never lower; the journal holds the run to it."""
     run, _ = reference
     opts = BulkOptions(
-        model=release, batch_size=2, new_prior=0.95, report=False, registry=None,
+        model=release, batch_size=2, new_prior=0.95, screen=0.0, report=False, registry=None,
         show_progress=False,
     )  # fmt: skip
     summary = run_bulk(season / "season", gallery, tmp_path / "mostly-new", opts)
