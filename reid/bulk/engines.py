@@ -1,10 +1,12 @@
 """Engines: who does the season's work. Both yield result rows as encounters finish.
 
-- :class:`LocalEngine`: this process. The network embeds a chunk of encounters with the
-  CPU to itself; then the frames of the next chunk are decoded in threads while the
-  matcher (keypoints, verification: mostly one core) matches the current one. Decoding
-  beside the network instead would take cores from its thread team, which slows it by
-  more than the decoding costs.
+- :class:`LocalEngine`: this process. On the CPU, the network embeds a chunk of
+  encounters with the cores to itself; then the frames of the next chunk are decoded in
+  threads while the matcher (keypoints, verification: mostly one core) matches the
+  current one. Decoding beside the network would take cores from its thread team, which
+  slows it by more than the decoding costs. With the network on an accelerator
+  (``--device cuda``) the cores are free while it runs, so the next chunks decode beside
+  it as well.
 - :class:`RayEngine`: a Ray cluster (or a local Ray instance). Ray Data takes chunks of
   encounters, decodes their frames in parallel tasks, and embeds and matches them in a
   pool of actors that each hold one matcher; rows stream back to the driver, which
@@ -47,22 +49,43 @@ def chunks(encounters: Sequence[Encounter], frames_per_chunk: int) -> list[list[
 
 
 class LocalEngine:
-    """Embed a chunk, then match it while the next one decodes (see the module text)."""
+    """Embed a chunk, then match it while the next one decodes (see the module text).
+
+    ``decode_beside_network``: also decode ahead while the network runs (None: when the
+    model is not on the CPU). Either way the rows are the same, in the same order."""
 
     name = "local"
 
-    def __init__(self, spec: JobSpec, matcher) -> None:
+    def __init__(
+        self,
+        spec: JobSpec,
+        matcher,
+        prefetch: int = 2,
+        decode_beside_network: bool | None = None,
+    ) -> None:
         self.spec = spec
         self.worker = EncounterWorker(spec, matcher)
+        self.prefetch = max(1, prefetch)
+        if decode_beside_network is None:
+            decode_beside_network = not str(spec.device).startswith("cpu")
+        self.beside = decode_beside_network
 
     def run(self, parts: Sequence[list[Encounter]]) -> Iterator[dict]:
         """Result rows of the encounters in ``parts`` (chunks, see :func:`chunks`)."""
         work = deque(parts)
-        pending = self.worker.decode_async(work.popleft()) if work else None
-        while pending is not None:
-            decoded = pending()
+        pending: deque = deque()
+
+        def decode_ahead(n: int) -> None:
+            while work and len(pending) < n:
+                pending.append(self.worker.decode_async(work.popleft()))
+
+        decode_ahead(1)
+        while pending:
+            decoded = pending.popleft()()
+            if self.beside:
+                decode_ahead(self.prefetch)
             embeddings = self.worker.embed(decoded)
-            pending = self.worker.decode_async(work.popleft()) if work else None
+            decode_ahead(self.prefetch if self.beside else 1)
             yield from self.worker.match(decoded, embeddings)
 
     def close(self) -> None:

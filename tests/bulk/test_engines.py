@@ -41,6 +41,15 @@ def test_local_engine_matches_every_encounter_once(season, gallery, release):
         engine.close()
     assert [r["id"] for r in rows] == [e.id for e in encounters]
     assert all(r["decision"] in ("known", "new") and not r["skipped"] for r in rows)
+    # Decoding ahead beside the network (the schedule for an accelerator) changes when
+    # frames are decoded, never what is matched.
+    ahead = LocalEngine(
+        JobSpec(str(gallery), str(release), batch_size=3), matcher, decode_beside_network=True
+    )
+    try:
+        assert list(ahead.run(chunks(encounters, 3))) == rows
+    finally:
+        ahead.close()
 
 
 def test_unreadable_frames_are_skipped_and_named(season, gallery, release, tmp_path):
