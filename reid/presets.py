@@ -106,6 +106,15 @@ PRESETS: dict[str, SynthPreset] = {
             purpose="another 2,400 new coats per species (seed 8; seed 7 is the demo's)",
         ),
         SynthPreset(
+            "synth-train-v8",
+            ("tiger", "leopard"),
+            individuals=2400,
+            images_per_side=4,
+            seed=10,
+            mode="flank",
+            purpose="another 2,400 new coats per species (seed 10; seed 9 is synth-val-v1's)",
+        ),
+        SynthPreset(
             "synth-val-v1",
             ("tiger", "leopard"),
             individuals=100,
