@@ -75,7 +75,8 @@ def normalise_batch(
     """Letterboxed uint8 images (N, h, w, 3) as model input (N, 3, h, w) float32 in
     channels_last memory (what the network runs fastest on; no transposing copy):
     ``(x / 255 - mean) / std``, the same float32 operations, in the same order, as
-    :func:`preprocess`, so both give bit-identical inputs."""
+    :func:`preprocess`, so both give bit-identical inputs (a test checks it). For the
+    consumer of decoded images, not for forked decoding workers (torch kernels)."""
     if isinstance(batch, np.ndarray):
         batch = torch.from_numpy(np.ascontiguousarray(batch))
     if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[3] != 3:
@@ -97,7 +98,12 @@ def preprocess(
     """An RGB uint8 image (H x W x 3) as the model's input: (3, h, w) float32, letterboxed
     to ``input_size`` = (h, w) and normalised with ``mean`` / ``std`` (0..1 scale)."""
     boxed = letterbox_input(image, input_size, mean)
-    return normalise_batch(torch.from_numpy(boxed)[None], mean, std)[0].contiguous()
+    # numpy, not torch: this runs in forked DataLoader workers (see the module text);
+    # normalise_batch does the same float32 operations in the same order on batches.
+    mean_a = np.asarray(mean, np.float32)
+    std_a = np.asarray(std, np.float32)
+    x = (boxed.astype(np.float32) * np.float32(1 / 255.0) - mean_a) / std_a
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))
 
 
 def load_record_image(record: ImageRecord, input_size: tuple[int, int] | None = None) -> np.ndarray:
