@@ -138,7 +138,8 @@ def main() -> None:
         "--compare-screen",
         type=float,
         default=0.0,
-        help="Also run the whole season with this screening (0: verify every encounter).",
+        help="Also run the whole season with this screening (0: verify every encounter; "
+        "negative: skip that run).",
     )
     args = ap.parse_args()
     if args.child:
@@ -203,7 +204,7 @@ def main() -> None:
             "unverified": unverified(runs / name),
         }
     result["accuracy"] = score_run(data, runs / "full")
-    if args.compare_screen is not None and args.compare_screen >= 0:
+    if args.compare_screen >= 0:
         r = bulk(data / "season", "compare", "--screen", str(args.compare_screen))
         result["compare"] = {
             "screen": args.compare_screen,

@@ -82,10 +82,11 @@ class LocalEngine:
         decode_ahead(1)
         while pending:
             decoded = pending.popleft()()
-            if self.beside:
+            if self.beside:  # the network is elsewhere: decode during it
                 decode_ahead(self.prefetch)
             embeddings = self.worker.embed(decoded)
-            decode_ahead(self.prefetch if self.beside else 1)
+            if not self.beside:  # the network is done with the cores: decode while matching
+                decode_ahead(1)
             yield from self.worker.match(decoded, embeddings)
 
     def close(self) -> None:
