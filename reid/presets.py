@@ -115,6 +115,15 @@ PRESETS: dict[str, SynthPreset] = {
             purpose="another 2,400 new coats per species (seed 10; seed 9 is synth-val-v1's)",
         ),
         SynthPreset(
+            "synth-train-v9",
+            ("tiger", "leopard"),
+            individuals=2400,
+            images_per_side=4,
+            seed=12,
+            mode="flank",
+            purpose="another 2,400 new coats per species (seed 12; seed 11 is the seasons')",
+        ),
+        SynthPreset(
             "synth-val-v1",
             ("tiger", "leopard"),
             individuals=100,
