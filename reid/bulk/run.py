@@ -91,8 +91,9 @@ class BulkOptions:
     # least this sure (of its best candidate, or that it is new); 0 verifies every one.
     # On by default for season runs: with default model v0.9 on the benchmark season it
     # decided 44 % of encounters unverified, every decision identical to verifying all,
-    # and the run 4 % faster (v0.8: 39 %, 5-12 %; BENCHMARKS.md). Single queries (reid match, the API)
-    # always verify: a researcher confirming a candidate wants the keypoint evidence.
+    # and the run 4 % faster (v0.8: 39 %, 5-12 %; BENCHMARKS.md). Single queries (reid
+    # match, the API) always verify: a researcher confirming a candidate wants the
+    # keypoint evidence.
     screen: float = 0.95
     # Expected share of encounters showing a flank not in the gallery (P(new)'s prior);
     # None: the one stored with the gallery's calibration.
