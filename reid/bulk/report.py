@@ -149,18 +149,29 @@ def draw_map(table: list[dict], moves: list[SeasonMovement], path: Path) -> Path
 
 
 def _draw_borders(ax, codes: set[str], box) -> None:
-    """Country outlines from :func:`reid.geo.countries` where they can be read."""
+    """Country outlines from :func:`reid.geo.countries` where they can be read, clipped
+    to a margin around the map's box (``lon0, lon1, lat0, lat1``): a whole country's
+    outline has tens of thousands of vertices (Russia's 36,000) that matplotlib would
+    draw only to clip them away; the cut edges fall outside the visible area."""
     try:
+        from shapely import clip_by_rect
+
         from reid.geo import countries
 
         shapes = countries()
     except Exception:  # borders are decoration: a map without them is still right
         return
+    margin = 0.25 * max(box[1] - box[0], box[3] - box[2])
     for code in sorted(codes):
         geom = shapes.get(code)
         if geom is None:
             continue
+        geom = clip_by_rect(
+            geom, box[0] - margin, box[2] - margin, box[1] + margin, box[3] + margin
+        )
         for poly in getattr(geom, "geoms", [geom]):
+            if poly.geom_type != "Polygon" or poly.is_empty:
+                continue
             x, y = poly.exterior.xy
             ax.plot(x, y, color="0.5", lw=0.8)
             ax.fill(x, y, color="0.93", zorder=0)
