@@ -124,6 +124,15 @@ PRESETS: dict[str, SynthPreset] = {
             purpose="another 2,400 new coats per species (seed 12; seed 11 is the seasons')",
         ),
         SynthPreset(
+            "synth-train-v10",
+            ("tiger", "leopard"),
+            individuals=2400,
+            images_per_side=4,
+            seed=13,
+            mode="flank",
+            purpose="another 2,400 new coats per species (seed 13): the stage after v0.10",
+        ),
+        SynthPreset(
             "synth-val-v1",
             ("tiger", "leopard"),
             individuals=100,
