@@ -5,6 +5,7 @@ A config file holds sections (``data``, ``model``, ``sampler``, ``augment``, ``l
 lists what it changes. Overrides address a key by its dotted name
 (``optim.lr=3e-4``, ``model.input_size=32,64``) and are coerced to the field's type;
 an unknown key or a value of the wrong type is a :class:`ConfigError` naming the key.
+A file may ``extends: BASE.yaml`` another and list only what it changes.
 
 The resolved config (defaults + file + overrides) is written as ``config.yaml`` beside
 every checkpoint, and stored as a plain dict in the checkpoint itself.
@@ -213,25 +214,71 @@ def config_from_dict(data: dict, overrides: typing.Sequence[str] = ()) -> TrainC
 
 
 def load_config(path: str | Path | None, overrides: typing.Sequence[str] = ()) -> TrainConfig:
-    """Defaults, then the YAML file at ``path`` (if any), then ``overrides`` (``a.b=v``)."""
+    """Defaults, then the YAML file at ``path`` (if any), then ``overrides`` (``a.b=v``).
+
+    A file may start from another with a top-level ``extends: OTHER.yaml`` (a path
+    relative to the file's folder): the other file is read first (itself perhaps
+    extending a third), then this file's keys replace its keys one by one. Naming a data
+    source (``data.synthetic`` or ``data.manifest``) replaces the one the base file named,
+    as on the command line.
+    """
     data: dict = {}
     if path is not None:
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise ConfigError(f"{path}: cannot read the config: {e.strerror or e}") from None
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a config is a mapping of sections")
+        data = _read_layered(Path(path), ())
         try:
             return config_from_dict(data, overrides)
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
     return config_from_dict(data, overrides)
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config: {e.strerror or e}") from None
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(e).split())}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config is a mapping of sections")
+    return data
+
+
+def _read_layered(path: Path, chain: tuple[Path, ...]) -> dict:
+    """The nested dict of ``path`` with its ``extends`` chain merged underneath."""
+    resolved = path.resolve()
+    if resolved in chain:
+        loop = " -> ".join(str(p.name) for p in (*chain, resolved))
+        raise ConfigError(f"{path}: 'extends' goes round in a circle: {loop}")
+    data = _read_yaml(path)
+    base_name = data.pop("extends", None)
+    if base_name is None:
+        return data
+    if not isinstance(base_name, str) or not base_name.strip():
+        raise ConfigError(f"{path}: 'extends' names one config file, e.g. extends: stage.yaml")
+    base_path = path.parent / base_name
+    if not base_path.is_file():
+        raise ConfigError(f"{path}: 'extends: {base_name}': no such file {base_path}")
+    base = _read_layered(base_path, (*chain, resolved))
+    sources = {"synthetic", "manifest"}
+    top_data, base_data = data.get("data"), base.get("data")
+    if isinstance(top_data, dict) and isinstance(base_data, dict) and sources & set(top_data):
+        for key in sources - set(top_data):
+            base_data.pop(key, None)
+    return _overlay(base, data)
+
+
+def _overlay(base: dict, top: dict) -> dict:
+    """``top``'s keys over ``base``'s, section by section (a plain dict merge per level)."""
+    out = dict(base)
+    for k, v in top.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _overlay(out[k], v)
+        else:
+            out[k] = v
+    return out
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> Path:

@@ -122,3 +122,64 @@ def test_saved_config_reads_back_identically(tmp_path):
     plain = config_to_dict(cfg)
     assert plain["model"]["input_size"] == [48, 96]  # plain lists, as ModelConfig.to_dict
     assert plain["model"] == cfg.model.to_dict()
+
+
+# --------------------------------------------------------------------------- extends
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_extends_layers_a_file_over_its_base(tmp_path):
+    _write(
+        tmp_path / "base.yaml", "data: {synthetic: demo}\noptim: {lr: 0.002, weight_decay: 0.05}\n"
+    )
+    _write(tmp_path / "mid.yaml", "extends: base.yaml\noptim: {lr: 0.001}\nschedule: {epochs: 4}\n")
+    top = _write(tmp_path / "top.yaml", "extends: mid.yaml\nschedule: {epochs: 5}\n")
+    cfg = load_config(top, ["run.seed=7"])
+    assert cfg.data.synthetic == "demo"
+    assert cfg.optim.lr == 0.001 and cfg.optim.weight_decay == 0.05  # key by key, not section
+    assert cfg.schedule.epochs == 5 and cfg.run.seed == 7
+    assert "extends" not in config_to_dict(cfg)
+    # the saved config is self-contained: it loads without its bases
+    saved = save_config(cfg, tmp_path / "run" / "config.yaml")
+    (tmp_path / "base.yaml").unlink()
+    assert load_config(saved) == cfg
+
+
+def test_extends_a_data_source_replaces_the_bases(tmp_path):
+    _write(tmp_path / "base.yaml", "data: {manifest: photos.csv, train_ratio: 0.7}\n")
+    top = _write(tmp_path / "top.yaml", "extends: base.yaml\ndata: {synthetic: demo}\n")
+    cfg = load_config(top)
+    assert cfg.data.synthetic == "demo" and cfg.data.manifest is None
+    assert cfg.data.train_ratio == 0.7
+
+
+def test_extends_errors_name_the_file(tmp_path):
+    a = _write(tmp_path / "a.yaml", "extends: b.yaml\n")
+    _write(tmp_path / "b.yaml", "extends: a.yaml\n")
+    with pytest.raises(ConfigError, match="circle"):
+        load_config(a)
+    missing = _write(tmp_path / "m.yaml", "extends: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="nowhere.yaml"):
+        load_config(missing)
+    bad = _write(tmp_path / "n.yaml", "extends: [a.yaml, b.yaml]\n")
+    with pytest.raises(ConfigError, match="one config file"):
+        load_config(bad)
+    _write(tmp_path / "typo.yaml", "optim: {lrr: 0.1}\ndata: {synthetic: demo}\n")
+    child = _write(tmp_path / "child.yaml", "extends: typo.yaml\n")
+    with pytest.raises(ConfigError, match="child.yaml.*did you mean optim.lr"):
+        load_config(child)
+
+
+def test_stage_recipes_differ_from_the_stage_base_only_in_data_and_folder():
+    from training.config import _flat
+
+    base = _flat(config_to_dict(load_config(CONFIGS / "stage.yaml", ["data.synthetic=demo"])))
+    for n in (4, 5, 6, 8, 9, 10, 11):
+        stage = _flat(config_to_dict(load_config(CONFIGS / f"default-v{n}.yaml")))
+        changed = {k for k in base if base[k] != stage[k]}
+        assert changed == {"data.synthetic", "data.cache_dir", "run.out"}, (n, changed)
+        assert stage["run.out"] == f"runs/default-v{n}"
