@@ -133,6 +133,15 @@ PRESETS: dict[str, SynthPreset] = {
             purpose="another 2,400 new coats per species (seed 13): the stage after v0.10",
         ),
         SynthPreset(
+            "synth-train-v11",
+            ("tiger", "leopard"),
+            individuals=2400,
+            images_per_side=4,
+            seed=14,
+            mode="flank",
+            purpose="another 2,400 new coats per species (seed 14): the stage after v0.11",
+        ),
+        SynthPreset(
             "synth-val-v1",
             ("tiger", "leopard"),
             individuals=100,
