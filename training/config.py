@@ -204,10 +204,9 @@ def config_from_dict(data: dict, overrides: typing.Sequence[str] = ()) -> TrainC
         given.add(key)
     # The command line's data source replaces the file's: `data.manifest=X` on the
     # command line means "train on X", whatever synthetic preset the file named.
-    if "data.manifest" in given and "data.synthetic" not in given:
-        merged["data"]["synthetic"] = None
-    if "data.synthetic" in given and "data.manifest" not in given:
-        merged["data"]["manifest"] = None
+    named = {k.removeprefix("data.") for k in given if k.startswith("data.")}
+    for key in _replaced_sources(named):
+        merged["data"][key] = None
     cfg = _build(TrainConfig, merged, "")
     _validate(cfg)
     return cfg
@@ -262,12 +261,20 @@ def _read_layered(path: Path, chain: tuple[Path, ...]) -> dict:
     if not base_path.is_file():
         raise ConfigError(f"{path}: 'extends: {base_name}': no such file {base_path}")
     base = _read_layered(base_path, (*chain, resolved))
-    sources = {"synthetic", "manifest"}
     top_data, base_data = data.get("data"), base.get("data")
-    if isinstance(top_data, dict) and isinstance(base_data, dict) and sources & set(top_data):
-        for key in sources - set(top_data):
+    if isinstance(top_data, dict) and isinstance(base_data, dict):
+        for key in _replaced_sources(top_data):
             base_data.pop(key, None)
     return _overlay(base, data)
+
+
+def _replaced_sources(named: typing.Collection[str]) -> list[str]:
+    """The data sources that a layer naming the ``data`` keys ``named`` replaces: naming
+    one source (``synthetic`` or ``manifest``) drops the other from the layers below."""
+    sources = ("synthetic", "manifest")
+    if not any(k in named for k in sources):
+        return []
+    return [k for k in sources if k not in named]
 
 
 def _overlay(base: dict, top: dict) -> dict:
