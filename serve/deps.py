@@ -72,7 +72,9 @@ def get_session(state: State) -> Iterator[Session]:
         yield session
 
 
-DbSession = Annotated[Session, Depends(get_session)]
+# scope="function": the transaction commits before the response leaves, so a client that
+# follows it (a 303 to the review page, a GET right after a POST) sees the write.
+DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def _token(request: Request) -> str | None:
