@@ -142,6 +142,15 @@ PRESETS: dict[str, SynthPreset] = {
             purpose="another 2,400 new coats per species (seed 14): the stage after v0.11",
         ),
         SynthPreset(
+            "synth-train-v12",
+            ("tiger", "leopard"),
+            individuals=2400,
+            images_per_side=4,
+            seed=15,
+            mode="flank",
+            purpose="another 2,400 new coats per species (seed 15): the stage after v0.12",
+        ),
+        SynthPreset(
             "synth-val-v1",
             ("tiger", "leopard"),
             individuals=100,

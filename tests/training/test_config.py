@@ -178,7 +178,7 @@ def test_stage_recipes_differ_from_the_stage_base_only_in_data_and_folder():
     from training.config import _flat
 
     base = _flat(config_to_dict(load_config(CONFIGS / "stage.yaml", ["data.synthetic=demo"])))
-    for n in (4, 5, 6, 8, 9, 10, 11, 12):
+    for n in (4, 5, 6, 8, 9, 10, 11, 12, 13):
         stage = _flat(config_to_dict(load_config(CONFIGS / f"default-v{n}.yaml")))
         changed = {k for k in base if base[k] != stage[k]}
         assert changed == {"data.synthetic", "data.cache_dir", "run.out"}, (n, changed)
