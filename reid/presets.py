@@ -30,6 +30,12 @@ class SynthPreset:
         return len(self.species) * self.individuals * self.images_per_side * 2
 
 
+def _stage(name: str, seed: int, purpose: str) -> SynthPreset:
+    """A training stage's catalogue: 2,400 new coats of each species (``seed``), four
+    photos of each flank, flank crops (every two-species stage from synth-train-v3 on)."""
+    return SynthPreset(name, ("tiger", "leopard"), 2400, 4, seed, "flank", purpose)
+
+
 PRESETS: dict[str, SynthPreset] = {
     p.name: p
     for p in (
@@ -60,32 +66,20 @@ PRESETS: dict[str, SynthPreset] = {
             mode="flank",
             purpose="four times the individuals of v1 (fewer photos each): default model v0.3",
         ),
-        SynthPreset(
+        _stage(
             "synth-train-v3",
-            ("tiger", "leopard"),
-            individuals=2400,
-            images_per_side=4,
-            seed=3,
-            mode="flank",
-            purpose="twice v2's individuals, all new coats (another seed): default model v0.4",
+            3,
+            "twice v2's individuals, all new coats (another seed): default model v0.4",
         ),
-        SynthPreset(
+        _stage(
             "synth-train-v4",
-            ("tiger", "leopard"),
-            individuals=2400,
-            images_per_side=4,
-            seed=4,
-            mode="flank",
-            purpose="another 2,400 new coats per species (another seed): default model v0.5",
+            4,
+            "another 2,400 new coats per species (another seed): default model v0.5",
         ),
-        SynthPreset(
+        _stage(
             "synth-train-v5",
-            ("tiger", "leopard"),
-            individuals=2400,
-            images_per_side=4,
-            seed=5,
-            mode="flank",
-            purpose="another 2,400 new coats per species (another seed): default model v0.6",
+            5,
+            "another 2,400 new coats per species (another seed): default model v0.6",
         ),
         SynthPreset(
             "synth-train-v6",
@@ -96,59 +90,35 @@ PRESETS: dict[str, SynthPreset] = {
             mode="flank",
             purpose="2,400 new leopard coats: a leopard-only stage tried on v0.7, not released",
         ),
-        SynthPreset(
+        _stage(
             "synth-train-v7",
-            ("tiger", "leopard"),
-            individuals=2400,
-            images_per_side=4,
-            seed=8,
-            mode="flank",
-            purpose="another 2,400 new coats per species (seed 8; seed 7 is the demo's)",
+            8,
+            "another 2,400 new coats per species (seed 8; seed 7 is the demo's)",
         ),
-        SynthPreset(
+        _stage(
             "synth-train-v8",
-            ("tiger", "leopard"),
-            individuals=2400,
-            images_per_side=4,
-            seed=10,
-            mode="flank",
-            purpose="another 2,400 new coats per species (seed 10; seed 9 is synth-val-v1's)",
+            10,
+            "another 2,400 new coats per species (seed 10; seed 9 is synth-val-v1's)",
         ),
-        SynthPreset(
+        _stage(
             "synth-train-v9",
-            ("tiger", "leopard"),
-            individuals=2400,
-            images_per_side=4,
-            seed=12,
-            mode="flank",
-            purpose="another 2,400 new coats per species (seed 12; seed 11 is the seasons')",
+            12,
+            "another 2,400 new coats per species (seed 12; seed 11 is the seasons')",
         ),
-        SynthPreset(
+        _stage(
             "synth-train-v10",
-            ("tiger", "leopard"),
-            individuals=2400,
-            images_per_side=4,
-            seed=13,
-            mode="flank",
-            purpose="another 2,400 new coats per species (seed 13): the stage after v0.10",
+            13,
+            "another 2,400 new coats per species (seed 13): the stage after v0.10",
         ),
-        SynthPreset(
+        _stage(
             "synth-train-v11",
-            ("tiger", "leopard"),
-            individuals=2400,
-            images_per_side=4,
-            seed=14,
-            mode="flank",
-            purpose="another 2,400 new coats per species (seed 14): the stage after v0.11",
+            14,
+            "another 2,400 new coats per species (seed 14): the stage after v0.11",
         ),
-        SynthPreset(
+        _stage(
             "synth-train-v12",
-            ("tiger", "leopard"),
-            individuals=2400,
-            images_per_side=4,
-            seed=15,
-            mode="flank",
-            purpose="another 2,400 new coats per species (seed 15): the stage after v0.12",
+            15,
+            "another 2,400 new coats per species (seed 15): the stage after v0.12",
         ),
         SynthPreset(
             "synth-val-v1",
