@@ -752,6 +752,9 @@ def bulk(
     ] = 60.0,
     batch_size: Annotated[int, typer.Option(min=1, help="Frames per model batch.")] = 32,
     decode_threads: Annotated[int, typer.Option(min=1, help="Image decoding threads.")] = 2,
+    match_threads: Annotated[
+        int, typer.Option(min=1, help="Encounters matched at once (keypoints, verification).")
+    ] = 2,
     top: Annotated[int, typer.Option(min=1, help="Candidates kept per encounter.")] = 5,
     screen: Annotated[
         float | None,
@@ -802,7 +805,8 @@ def bulk(
     opts = BulkOptions(
         model=model, engine=engine, address=address, ray_workers=ray_workers,
         ray_cpus=ray_cpus, gpus_per_worker=gpus_per_worker, device=device, gap_s=gap,
-        batch_size=batch_size, decode_threads=decode_threads, top=top,
+        batch_size=batch_size, decode_threads=decode_threads, match_threads=match_threads,
+        top=top,
         screen=BulkOptions.screen if screen is None else screen, new_prior=new_prior,
         new_threshold=new_threshold,
         species=species, utc_offset_h=utc_offset, report=report,

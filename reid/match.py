@@ -529,23 +529,27 @@ class Matcher:
             embeddings, cfg.shortlist * (1 if side else 2) + extra, species, side, orgs
         )
         flanks: dict[tuple[str, str, str], _Raw] = {}
+        where: dict[tuple[str, str, str], dict[int, int]] = {}  # flank -> image id -> hit
         for hits in per_frame:
             for h in hits:
-                if h.id in exclude_ids or h.entry.flank == exclude_flank:
+                flank = h.entry.flank
+                if h.id in exclude_ids or flank == exclude_flank:
                     continue
                 if side is not None and h.entry.side != side:  # the partitions guarantee it
                     raise AssertionError(f"gallery {h.entry.side} flank returned for {side}")
-                c = flanks.get(h.entry.flank)
+                c = flanks.get(flank)
                 if c is None:
-                    flanks[h.entry.flank] = _Raw(h.entry.flank, h.entry.organisation, [h], h.score)
-                elif all(h.id != o.id for o in c.hits):
+                    flanks[flank] = _Raw(flank, h.entry.organisation, [h], h.score)
+                    where[flank] = {h.id: 0}
+                    continue
+                at = where[flank]
+                j = at.get(h.id)
+                if j is None:
+                    at[h.id] = len(c.hits)
                     c.hits.append(h)
-                    c.global_score = max(c.global_score, h.score)
-                else:
-                    for j, o in enumerate(c.hits):  # same image, better frame
-                        if o.id == h.id and h.score > o.score:
-                            c.hits[j] = h
-                    c.global_score = max(c.global_score, h.score)
+                elif h.score > c.hits[j].score:  # same image, better frame
+                    c.hits[j] = h
+                c.global_score = max(c.global_score, h.score)
         ranked = sorted(flanks.values(), key=lambda c: (-c.global_score, c.key))
         for c in ranked:
             c.hits.sort(key=lambda h: (-h.score, h.id))

@@ -130,10 +130,13 @@ def tentative_matches(
             d1 = np.sqrt(np.maximum(2 - 2 * first, 0))
             d2 = np.sqrt(np.maximum(2 - 2 * second, 0))
             ok = (d1 < config.ratio * d2) & np.isfinite(first)
-            if config.mutual:
-                # Mutual nearest neighbours: the gallery keypoint's best query keypoint is us.
-                ok &= s.argmax(axis=0)[best] == rows
             qi = np.flatnonzero(ok)
+            if config.mutual and len(qi):
+                # Mutual nearest neighbours: the gallery keypoint's best query keypoint is
+                # us. Only the columns of the few pairs that passed the ratio test are
+                # searched (a full column argmax of the strided block cost a fifth of
+                # the matching).
+                qi = qi[s[:, best[qi]].argmax(axis=0) == qi]
             pairs = np.stack([qi, best[qi]], axis=1)
             out[start + j] = _unique_locations(pairs, query.xy, chunk[j].xy)
     return out

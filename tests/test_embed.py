@@ -5,6 +5,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from reid.data.records import BBox
 from reid.embed import (
@@ -46,6 +47,15 @@ def test_letterbox_keeps_aspect_and_centres():
     assert boxed.shape == (32, 64, 3)
     assert (boxed[:, 16:48] == 255).all()  # square image: 32x32 in the middle
     assert (boxed[:, :16] == (1, 2, 3)).all() and (boxed[:, 48:] == (1, 2, 3)).all()
+
+
+def test_letterbox_of_a_tall_image_pads_left_and_right_only():
+    rng = np.random.default_rng(1)
+    tall = rng.integers(0, 256, (64, 20, 3), dtype=np.uint8)
+    boxed = letterbox(tall, (32, 64), fill=(7, 8, 9))
+    assert (boxed[:, :27] == (7, 8, 9)).all() and (boxed[:, 37:] == (7, 8, 9)).all()
+    inner = np.asarray(Image.fromarray(tall).resize((10, 32), Image.Resampling.BILINEAR))
+    assert np.array_equal(boxed[:, 27:37], inner)
 
 
 def test_letterbox_of_a_two_to_one_flank_has_no_border():

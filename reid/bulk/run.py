@@ -86,6 +86,9 @@ class BulkOptions:
     gap_s: float = DEFAULT_GAP_S
     batch_size: int = 32
     decode_threads: int = 2
+    # Encounters matched at once, each on one thread (keypoints, verification); the
+    # results do not depend on it.
+    match_threads: int = 2
     top: int = 5
     # Decide an encounter on the embedding alone when the gallery's screening model is at
     # least this sure (of its best candidate, or that it is new); 0 verifies every one.
@@ -148,8 +151,8 @@ def run_bulk(
     opts = options or BulkOptions()
     if opts.engine not in ENGINES:
         raise ReidError(f"engine {opts.engine!r} is not one of {', '.join(ENGINES)}")
-    if opts.batch_size < 1 or opts.decode_threads < 1 or opts.top < 1:
-        raise ReidError("batch size, decode threads and top must be at least 1")
+    if min(opts.batch_size, opts.decode_threads, opts.match_threads, opts.top) < 1:
+        raise ReidError("batch size, decode and match threads and top must be at least 1")
     if not 0.0 <= opts.screen < 1.0:
         raise ReidError(f"screening confidence {opts.screen} is not in [0, 1)")
     if opts.new_prior is not None:
@@ -171,6 +174,7 @@ def run_bulk(
         device=opts.device,
         batch_size=opts.batch_size,
         decode_threads=opts.decode_threads,
+        match_threads=opts.match_threads,
         top=opts.top,
         screen=opts.screen,
         new_prior=opts.new_prior,

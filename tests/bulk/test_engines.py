@@ -52,6 +52,41 @@ def test_local_engine_matches_every_encounter_once(season, gallery, release):
         ahead.close()
 
 
+def test_rows_do_not_depend_on_the_match_threads(season, gallery, release):
+    from reid.bulk.bursts import group_bursts
+    from reid.bulk.sources import read_source
+    from reid.match import Matcher
+
+    encounters = group_bursts(read_source(season / "season").captures)
+    matcher = Matcher.open(gallery, model=release)
+    rows = {}
+    for threads in (1, 3):
+        spec = JobSpec(str(gallery), str(release), batch_size=8, match_threads=threads)
+        engine = LocalEngine(spec, matcher)
+        try:
+            rows[threads] = list(engine.run(chunks(encounters, 8)))
+        finally:
+            engine.close()
+    assert len(rows[1]) == len(encounters) and rows[3] == rows[1]
+
+
+def test_matching_kernels_are_single_threaded_only_inside_the_block():
+    import cv2
+    from threadpoolctl import threadpool_info
+
+    from reid.bulk.work import single_threaded_kernels
+
+    def blas() -> list[int]:
+        return [d["num_threads"] for d in threadpool_info() if d["user_api"] == "blas"]
+
+    cv2.setNumThreads(2)
+    before = blas()
+    with single_threaded_kernels():
+        assert cv2.getNumThreads() == 1
+        assert blas() and all(n == 1 for n in blas())
+    assert cv2.getNumThreads() == 2 and blas() == before
+
+
 def test_unreadable_frames_are_skipped_and_named(season, gallery, release, tmp_path):
     from dataclasses import replace
 
