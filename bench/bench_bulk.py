@@ -10,7 +10,9 @@ fresh child process (so its peak RSS is its own):
 
 - the model's bare forward throughput (tensors in memory, batch 32, channels_last);
 - ``reid bulk`` on the first half (``--part``) of the season and on the whole season, local engine:
-  frames/s, ratio to the bare forward, peak RSS (must not grow with season size), with
+  frames/s, ratio to the bare forward (and, free of the machine's drift between two
+  measurements, the share of the run's matching time spent in the network), peak RSS
+  (must not grow with season size), with
   ``--screen P`` (default: ``reid bulk``'s own default);
 - the whole season (or, with ``--ray-season half``, its first half) on a local Ray
   instance (2 CPUs): time, overhead against the local engine on the same frames, and
@@ -200,6 +202,9 @@ def main() -> None:
             "wall_s": round(r["wall_s"], 1),
             "frames_per_s": r["frames_per_s"],
             "over_forward": round(r["frames_per_s"] / bare, 3),
+            # the same ratio against the network's speed in this run (no drift between two
+            # measurements): the share of the matching time spent in the network
+            "network_share": round(r["network_s"] / r["seconds"], 3),
             "peak_rss_mb": round(r["peak_rss_mb"]),
             "unverified": unverified(runs / name),
         }
@@ -211,6 +216,7 @@ def main() -> None:
             "wall_s": round(r["wall_s"], 1),
             "frames_per_s": r["frames_per_s"],
             "over_forward": round(r["frames_per_s"] / bare, 3),
+            "network_share": round(r["network_s"] / r["seconds"], 3),
             "unverified": unverified(runs / "compare"),
             "accuracy": score_run(data, runs / "compare"),
             "decisions_differing_from_full": differing(runs / "full", runs / "compare"),

@@ -821,6 +821,11 @@ def bulk(
         f"{summary.new} new in {summary.proposals} proposed individuals, "
         f"{summary.unreadable} unreadable; {summary.matched_now} matched now at "
         f"{summary.frames_per_s} frames/s"
+        + (
+            f" ({summary.network_s / summary.seconds:.0%} of the time in the network)"
+            if summary.network_s and summary.seconds
+            else ""
+        )
     )
     for name, path in summary.outputs.items():
         typer.echo(f"{name:<16}{path}")

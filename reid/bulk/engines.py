@@ -89,6 +89,11 @@ class LocalEngine:
                 decode_ahead(1)
             yield from self.worker.match(decoded, embeddings)
 
+    @property
+    def network_s(self) -> float:
+        """Wall time this engine's network has run (batches normalised and embedded)."""
+        return self.worker.network_s
+
     def close(self) -> None:
         self.worker.close()
 

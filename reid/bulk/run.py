@@ -131,6 +131,10 @@ class BulkSummary:
     frames_per_s: float
     outputs: dict[str, str]
     complete: bool = True
+    # Of ``seconds``, the time the network ran (local engine; None on Ray, where it runs
+    # in the workers): network_s / seconds is the run's speed as a share of the model's
+    # own, measured in the same run.
+    network_s: float | None = None
 
     def to_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -217,6 +221,7 @@ def run_bulk(
                     adv(len(row["frames"]))
         finally:
             engine.close()
+        network_s = getattr(engine, "network_s", None)
         results = {e.id: journal.done.get(e.id) for e in encounters}
     seconds = time.perf_counter() - started
     complete = all(r is not None for r in results.values())
@@ -244,6 +249,7 @@ def run_bulk(
         frames_per_s=round(new_frames / seconds, 2) if seconds > 0 else 0.0,
         outputs=outputs,
         complete=complete,
+        network_s=None if network_s is None else round(network_s, 3),
     )
     if complete:
         _atomic_text(run_dir / "summary.json", json.dumps(summary.to_dict(), indent=2) + "\n")

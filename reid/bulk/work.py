@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -166,6 +167,7 @@ class EncounterWorker:
         self.matcher = matcher
         self.input = input_settings(matcher)
         self._pool = ThreadPoolExecutor(max(1, spec.decode_threads), "reid-decode")
+        self.network_s = 0.0  # wall time in the network (normalising the batches included)
         self._match_pool = (
             ThreadPoolExecutor(spec.match_threads, "reid-match") if spec.match_threads > 1 else None
         )
@@ -203,11 +205,13 @@ class EncounterWorker:
         out = np.empty((len(flat), d), np.float32)
         bs = max(1, self.spec.batch_size)
         _size, mean, std = self.input
+        started = time.perf_counter()
         with inference(self.matcher.model, self.spec.device) as dev:
             for start in range(0, len(flat), bs):
                 batch = normalise_batch(np.stack(flat[start : start + bs]), mean, std)
                 batch = batch.to(dev).contiguous(memory_format=torch.channels_last)
                 out[start : start + len(batch)] = self.matcher.model(batch).float().cpu().numpy()
+        self.network_s += time.perf_counter() - started
         per, i = [], 0
         for ts in decoded.tensors:
             n = sum(t is not None for t in ts)

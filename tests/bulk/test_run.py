@@ -37,6 +37,7 @@ def test_outputs_of_a_season_run(season, reference, spec):
     table = rows(run)
     bursts = SPEC.passes * 2 * (SPEC.known + SPEC.new)
     assert summary.complete and summary.encounters == len(table) == bursts
+    assert 0.0 < summary.network_s < summary.seconds  # the local engine times its network
     assert sorted(r["encounter"] for r in table) == sorted({r["encounter"] for r in table})
     assert all(r["decision"] in ("known", "new") for r in table)
     for r in table:
