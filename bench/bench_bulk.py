@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_bulk.py [--model models/bigcat-default] [--data DIR]
         [--part 0.5] [--ray-season half|full] [--skip-ray] [--screen P] [--compare-screen Q]
+        [--verify-frames N]
 
 Renders (or reuses) the benchmark season (:data:`reid.synthetic.season.SEASON_BENCH`:
 5,000 frames in 1,000 bursts, 40 known + 10 new individuals of each species, as a
@@ -66,6 +67,7 @@ def child(args: argparse.Namespace) -> None:
             engine=args.engine,
             ray_cpus=2,
             screen=BulkOptions.screen if args.screen is None else args.screen,
+            verify_frames=args.verify_frames,
             show_progress=False,
         )
         t = time.perf_counter()
@@ -137,6 +139,12 @@ def main() -> None:
         help="Screening confidence of the main runs (reid bulk --screen; default: its default).",
     )
     ap.add_argument(
+        "--verify-frames",
+        type=int,
+        default=2,
+        help="Frames of a burst verified in every run (reid bulk --verify-frames).",
+    )
+    ap.add_argument(
         "--compare-screen",
         type=float,
         default=0.0,
@@ -190,7 +198,8 @@ def main() -> None:
         """One ``reid bulk`` run of ``source`` into ``runs/name`` in a child process."""
         return spawn(
             "--child", "bulk", "--model", args.model, "--source", str(source),
-            "--index", str(index), "--run", str(runs / name), *extra,
+            "--index", str(index), "--run", str(runs / name),
+            "--verify-frames", str(args.verify_frames), *extra,
         )  # fmt: skip
 
     main_screen = [] if args.screen is None else ["--screen", str(args.screen)]

@@ -764,6 +764,11 @@ def bulk(
                      "this sure (of the best candidate or of 'new'); 0 verifies every one "
                      "[default: BulkOptions.screen]."),
     ] = None,
+    verify_frames: Annotated[
+        int,
+        typer.Option(min=1, help="Frames of a burst whose keypoints are verified (best first; "
+                     "the next only when the first is not decisive): 1 is faster."),
+    ] = 2,
     new_prior: Annotated[
         float | None,
         typer.Option(help="Expected share of the season's encounters that show an animal "
@@ -808,6 +813,7 @@ def bulk(
         batch_size=batch_size, decode_threads=decode_threads, match_threads=match_threads,
         top=top,
         screen=BulkOptions.screen if screen is None else screen, new_prior=new_prior,
+        verify_frames=verify_frames,
         new_threshold=new_threshold,
         species=species, utc_offset_h=utc_offset, report=report,
         registry="" if registry else None, show_progress=not as_json,

@@ -49,6 +49,7 @@ class JobSpec:
     top: int = 5
     screen: float = 0.0  # MatchConfig.screen: decide on the embedding alone when this sure
     new_prior: float | None = None  # MatchConfig.new_prior; None: the gallery's
+    verify_frames: int = 2  # MatchConfig.verify_frames (its default): frames of a burst verified
 
     def settings(self) -> dict:
         """The settings that change results (the journal header keeps them)."""
@@ -58,12 +59,16 @@ class JobSpec:
             out["screen"] = self.screen
         if self.new_prior is not None:
             out["new_prior"] = self.new_prior
+        if self.verify_frames != 2:
+            out["verify_frames"] = self.verify_frames
         return out
 
     def match_config(self):
         from reid.match import MatchConfig
 
-        return MatchConfig(screen=self.screen, new_prior=self.new_prior)
+        return MatchConfig(
+            screen=self.screen, new_prior=self.new_prior, verify_frames=self.verify_frames
+        )
 
     def to_dict(self) -> dict:
         return asdict(self)

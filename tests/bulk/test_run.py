@@ -173,6 +173,39 @@ def test_expected_share_of_new_animals_is_a_setting_of_the_run(
         run_bulk(season / "season", gallery, tmp_path / "bad", BulkOptions(new_prior=1.0))
 
 
+def test_one_verified_frame_per_burst_is_a_setting_of_the_run(
+    season, gallery, release, reference, tmp_path
+):
+    """Verifying only each burst's best frame matches every encounter, extracts keypoints
+    of no more frames than the default, and the journal holds the run to it."""
+    from reid import match as match_module
+
+    calls = []
+    extract = match_module.extract
+
+    def counting(image, config):
+        calls.append(1)
+        return extract(image, config)
+
+    run, _ = reference
+    opts = BulkOptions(
+        model=release, batch_size=2, screen=0.0, verify_frames=1, report=False, registry=None,
+        show_progress=False,
+    )  # fmt: skip
+    match_module.extract = counting
+    try:
+        summary = run_bulk(season / "season", gallery, tmp_path / "one", opts)
+    finally:
+        match_module.extract = extract
+    table = rows(tmp_path / "one")
+    assert summary.complete and len(table) == len(rows(run)) == len(calls)  # one frame each
+    assert {r["verified"] for r in table} == {"yes"}
+    with pytest.raises(ReidError, match="another settings"):
+        run_bulk(season / "season", gallery, run, opts)
+    with pytest.raises(ReidError, match="verified frames"):
+        run_bulk(season / "season", gallery, tmp_path / "bad", BulkOptions(verify_frames=0))
+
+
 @pytest.mark.slow
 def test_kill_9_then_resume_equals_an_uninterrupted_run(
     season, gallery, release, reference, tmp_path
