@@ -67,7 +67,7 @@ def child(args: argparse.Namespace) -> None:
             engine=args.engine,
             ray_cpus=2,
             screen=BulkOptions.screen if args.screen is None else args.screen,
-            verify_frames=args.verify_frames,
+            verify_frames=args.verify_frames or BulkOptions.verify_frames,
             show_progress=False,
         )
         t = time.perf_counter()
@@ -141,8 +141,9 @@ def main() -> None:
     ap.add_argument(
         "--verify-frames",
         type=int,
-        default=2,
-        help="Frames of a burst verified in every run (reid bulk --verify-frames).",
+        default=None,
+        help="Frames of a burst verified in every run (reid bulk --verify-frames; default: its "
+        "default).",
     )
     ap.add_argument(
         "--compare-screen",
@@ -199,7 +200,8 @@ def main() -> None:
         return spawn(
             "--child", "bulk", "--model", args.model, "--source", str(source),
             "--index", str(index), "--run", str(runs / name),
-            "--verify-frames", str(args.verify_frames), *extra,
+            *(["--verify-frames", str(args.verify_frames)] if args.verify_frames else []),
+            *extra,
         )  # fmt: skip
 
     main_screen = [] if args.screen is None else ["--screen", str(args.screen)]

@@ -765,10 +765,11 @@ def bulk(
                      "[default: BulkOptions.screen]."),
     ] = None,
     verify_frames: Annotated[
-        int,
+        int | None,
         typer.Option(min=1, help="Frames of a burst whose keypoints are verified (best first; "
-                     "the next only when the first is not decisive): 1 is faster."),
-    ] = 2,
+                     "the next only when the first is not decisive) [default: "
+                     "BulkOptions.verify_frames]."),
+    ] = None,
     new_prior: Annotated[
         float | None,
         typer.Option(help="Expected share of the season's encounters that show an animal "
@@ -813,7 +814,7 @@ def bulk(
         batch_size=batch_size, decode_threads=decode_threads, match_threads=match_threads,
         top=top,
         screen=BulkOptions.screen if screen is None else screen, new_prior=new_prior,
-        verify_frames=verify_frames,
+        verify_frames=BulkOptions.verify_frames if verify_frames is None else verify_frames,
         new_threshold=new_threshold,
         species=species, utc_offset_h=utc_offset, report=report,
         registry="" if registry else None, show_progress=not as_json,

@@ -98,11 +98,12 @@ class BulkOptions:
     # match, the API) always verify: a researcher confirming a candidate wants the
     # keypoint evidence.
     screen: float = 0.95
-    # Frames of a burst whose keypoints are verified, best global score first (the second
-    # only when the first is not decisive). 1 on the benchmark season with default model
-    # v0.13: 0.983 of encounters right against 0.982 with 2, and the run ~4 % faster
-    # (BENCHMARKS.md); 2 keeps a fallback for a best frame that verifies poorly.
-    verify_frames: int = 2
+    # Frames of a burst whose keypoints are verified, best global score first (the next
+    # only when the first is not decisive). 1 for season runs: on the benchmark season with
+    # default model v0.13, 0.983 of encounters right against 0.982 with 2, and the run
+    # 6-7 % faster (BENCHMARKS.md); 2 keeps a fallback for a best frame that verifies
+    # poorly. Single queries (reid match, the API) verify 2.
+    verify_frames: int = 1
     # Expected share of encounters showing a flank not in the gallery (P(new)'s prior);
     # None: the one stored with the gallery's calibration.
     new_prior: float | None = None

@@ -176,8 +176,8 @@ def test_expected_share_of_new_animals_is_a_setting_of_the_run(
 def test_one_verified_frame_per_burst_is_a_setting_of_the_run(
     season, gallery, release, reference, tmp_path
 ):
-    """Verifying only each burst's best frame matches every encounter, extracts keypoints
-    of no more frames than the default, and the journal holds the run to it."""
+    """Verifying only each burst's best frame (the season default) extracts keypoints of
+    one frame per verified encounter, and the journal holds the run to it."""
     from reid import match as match_module
 
     calls = []
@@ -200,8 +200,12 @@ def test_one_verified_frame_per_burst_is_a_setting_of_the_run(
     table = rows(tmp_path / "one")
     assert summary.complete and len(table) == len(rows(run)) == len(calls)  # one frame each
     assert {r["verified"] for r in table} == {"yes"}
+    two = BulkOptions(
+        model=release, batch_size=2, screen=0.0, verify_frames=2, report=False, registry=None,
+        show_progress=False,
+    )  # fmt: skip
     with pytest.raises(ReidError, match="another settings"):
-        run_bulk(season / "season", gallery, run, opts)
+        run_bulk(season / "season", gallery, tmp_path / "one", two)
     with pytest.raises(ReidError, match="verified frames"):
         run_bulk(season / "season", gallery, tmp_path / "bad", BulkOptions(verify_frames=0))
 
