@@ -76,7 +76,8 @@ class MatchConfig:
     verify_images: int = 2  # best gallery images verified per candidate
     # frames of an encounter (a burst) verified: those closest to the gallery. Keypoint
     # extraction and verification cost ~7x an embedding, so a 5-frame burst verifies its
-    # best two frames instead of all five (bulk throughput; accuracy in BENCHMARKS.md).
+    # best two frames instead of all five; season runs (reid bulk --verify-frames) verify
+    # one (bulk throughput; accuracy in BENCHMARKS.md).
     verify_frames: int = 2
     # Verification stops early once a candidate has this many inliers (0: never): the
     # candidates are verified a few at a time, best global score first, one frame at a
