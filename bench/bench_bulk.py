@@ -67,7 +67,9 @@ def child(args: argparse.Namespace) -> None:
             engine=args.engine,
             ray_cpus=2,
             screen=BulkOptions.screen if args.screen is None else args.screen,
-            verify_frames=args.verify_frames or BulkOptions.verify_frames,
+            verify_frames=(
+                BulkOptions.verify_frames if args.verify_frames is None else args.verify_frames
+            ),
             show_progress=False,
         )
         t = time.perf_counter()
@@ -200,7 +202,7 @@ def main() -> None:
         return spawn(
             "--child", "bulk", "--model", args.model, "--source", str(source),
             "--index", str(index), "--run", str(runs / name),
-            *(["--verify-frames", str(args.verify_frames)] if args.verify_frames else []),
+            *([] if args.verify_frames is None else ["--verify-frames", str(args.verify_frames)]),
             *extra,
         )  # fmt: skip
 

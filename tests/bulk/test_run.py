@@ -174,7 +174,7 @@ def test_expected_share_of_new_animals_is_a_setting_of_the_run(
 
 
 def test_one_verified_frame_per_burst_is_a_setting_of_the_run(
-    season, gallery, release, reference, tmp_path
+    season, gallery, release, reference, tmp_path, monkeypatch
 ):
     """Verifying only each burst's best frame (the season default) extracts keypoints of
     one frame per verified encounter, and the journal holds the run to it."""
@@ -192,11 +192,9 @@ def test_one_verified_frame_per_burst_is_a_setting_of_the_run(
         model=release, batch_size=2, screen=0.0, verify_frames=1, report=False, registry=None,
         show_progress=False,
     )  # fmt: skip
-    match_module.extract = counting
-    try:
-        summary = run_bulk(season / "season", gallery, tmp_path / "one", opts)
-    finally:
-        match_module.extract = extract
+    monkeypatch.setattr(match_module, "extract", counting)
+    summary = run_bulk(season / "season", gallery, tmp_path / "one", opts)
+    monkeypatch.undo()
     table = rows(tmp_path / "one")
     assert summary.complete and len(table) == len(rows(run)) == len(calls)  # one frame each
     assert {r["verified"] for r in table} == {"yes"}
