@@ -63,10 +63,21 @@ def read_upload(upload: UploadFile, max_bytes: int, max_pixels: int, field: str 
     return Photo(data, hashlib.sha256(data).hexdigest(), fmt, pixels, name)
 
 
+def to_utc(moment: datetime, field: str) -> datetime:
+    """Naive UTC (naive input taken as UTC); a 422 naming ``field`` for a time that has no
+    UTC equivalent (e.g. 0001-01-01T00:00:00+14:00, before year 1 in UTC)."""
+    if moment.tzinfo is None:
+        return moment
+    try:
+        return moment.astimezone(UTC).replace(tzinfo=None)
+    except (OverflowError, ValueError):
+        raise Problem(422, f"{field} {moment.isoformat()} is outside the range of UTC times",
+                      field=field) from None  # fmt: skip
+
+
 def check_time(moment: datetime, field: str = "captured_at") -> datetime:
     """Naive UTC; a 422 for a time in the future."""
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    moment = to_utc(moment, field)
     if moment > datetime.now(UTC).replace(tzinfo=None) + FUTURE_SLACK:
         raise Problem(422, f"{field} {moment.isoformat()}Z is in the future", field=field)
     if moment.year < 1900:

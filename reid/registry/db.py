@@ -63,7 +63,10 @@ def hidden_password(url: str) -> str:
 def utc(moment: datetime) -> datetime:
     """A naive UTC datetime as stored: aware values are converted, naive ones taken as UTC."""
     if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC).replace(tzinfo=None)
+        try:
+            moment = moment.astimezone(UTC).replace(tzinfo=None)
+        except (OverflowError, ValueError):
+            raise ReidError(f"time {moment.isoformat()} is outside the UTC range") from None
     return moment
 
 

@@ -19,7 +19,7 @@ from serve.records import (
     visible_sightings,
 )
 from serve.schemas import IndividualDetailOut, IndividualOut, MovementOut
-from serve.uploads import check_country_code
+from serve.uploads import check_country_code, to_utc
 
 router = APIRouter(prefix="/v1", tags=["individuals"])
 
@@ -70,6 +70,8 @@ def movements(
         from_country = check_country_code(from_country, "from_country")
     if to_country is not None:
         to_country = check_country_code(to_country, "to_country")
+    if since is not None:
+        since = to_utc(since, "since")
     if individual is not None and visible_individual(session, scope, individual) is None:
         raise Problem(404, f"no individual {individual!r}", field="individual", kind="not-found")
     out, exact = visible_movements(session, scope, from_country=from_country,

@@ -16,6 +16,7 @@ from serve.deps import AppState, CallerScope, DbSession, Reviewer, State, Viewer
 from serve.problems import COMMON, Problem, responses
 from serve.records import sighting_detail, visible_individual, visible_sighting, visible_sightings
 from serve.schemas import DecisionIn, SightingDetailOut, SightingOut
+from serve.uploads import to_utc
 
 router = APIRouter(prefix="/v1/sightings", tags=["sightings"])
 
@@ -44,7 +45,7 @@ def list_(
             raise Problem(422, str(e), field="country") from None
     views, exact = visible_sightings(
         session, scope, individual=individual, country=country, status=status,
-        since=since.replace(tzinfo=None) if since and since.tzinfo is None else since,
+        since=None if since is None else to_utc(since, "since"),
     )  # fmt: skip
     views = views[:limit]
     if exact:
