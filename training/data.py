@@ -3,8 +3,10 @@
 - :func:`load_records`: ``data.manifest`` through :func:`reid.data.load.load_catalogue`,
   or ``data.synthetic``: a preset rendered once into ``data.synthetic_dir``.
 - :func:`flank_identities`: classes are flanks, (individual, side): the two flanks of an
-  animal carry different patterns. Unidentified images and images of an unknown side
-  (which could be either flank) do not train.
+  animal carry different patterns. Unidentified images do not train. An individual none
+  of whose images has a known side is one flank of unknown side (ATRW's entities are
+  flanks without a side label); an image of unknown side of an individual that also has
+  sided images (it could be either flank) does not train.
 - :class:`ImageCache`: decoding JPEGs is the bottleneck on CPU, so every image is decoded
   once, cropped to its box and letterboxed (as :func:`reid.embed.preprocess` does) to
   ``data.cache_scale`` × the input size, leaving room for random crops; kept as one uint8
@@ -73,11 +75,18 @@ def load_records(
 def flank_identities(
     records: Sequence[ImageRecord],
 ) -> tuple[list[ImageRecord], np.ndarray, list[tuple[str, str]]]:
-    """The records that train, their class indices, and the classes (individual, side).
+    """The records that train, their class indices, and the classes (individual, side),
+    ``side`` ``unknown`` for an individual known only as one flank of unknown side.
 
     Classes are sorted, so the same records always give the same indices.
     """
-    kept = [r for r in records if r.individual_id is not None and r.side in ("left", "right")]
+    sided = {r.individual_id for r in records if r.side in ("left", "right")}
+    kept = [
+        r
+        for r in records
+        if r.individual_id is not None
+        and (r.side in ("left", "right") or r.individual_id not in sided)
+    ]
     classes = sorted({(r.individual_id, r.side) for r in kept})  # type: ignore[misc]
     index = {c: i for i, c in enumerate(classes)}
     labels = np.array([index[(r.individual_id, r.side)] for r in kept], dtype=np.int64)

@@ -166,7 +166,7 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
     split = disjoint_split(records, cfg.data.train_ratio, cfg.data.split_seed)
     train_records, labels, classes = flank_identities(split.train)
     if not train_records:
-        raise ReidError("no training image has an individual and a side (left or right)")
+        raise ReidError("no training image has an individual")
     mc = cfg.model
     cache = ImageCache(
         train_records,

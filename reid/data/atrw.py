@@ -9,7 +9,16 @@ Files read (images are optional: without ``image_dir`` nothing checks they exist
   ``{imgid, query: "sing" | "multi", frame: [a, b, frame_number], entityid}``; the image
   is ``%06d.jpg % imgid``, ``(a, b)`` identifies the camera, entity ``-1`` is junk.
 
-All ATRW images are tigers whose flank is not annotated (side ``unknown``).
+ATRW does not annotate the flank. An entity is one flank of one tiger, all its photos
+showing that flank with the animal facing the same way, so the training list's entities
+get a side from their keypoints (:func:`keypoints_facing`: a tiger facing left shows its
+left flank), by majority over the entity's labelled photos; an entity none of whose
+photos has usable keypoints stays ``unknown`` (one flank of unknown side). Test records
+have no keypoints: side ``unknown``.
+
+Keypoints are checked only for what can be checked without the image: a labelled point
+outside the photo (ATRW has some, with negative coordinates) is dropped when it makes a
+box impossible, and a box is optional.
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ from typing import Literal
 import numpy as np
 
 from reid.data.manifest import read_text
-from reid.data.records import BBox, ImageRecord
+from reid.data.records import BBox, ImageRecord, Side
 from reid.errors import ManifestError
 
 #: The 15 keypoints of ATRW's pose annotation, in file order.
@@ -207,13 +216,60 @@ def read_atrw_keypoints(path: Path | str) -> dict[str, np.ndarray]:
     return out
 
 
+#: Keypoint indices of the head (ears, nose) and of the rear (hips, tail) in file order.
+HEAD_POINTS: tuple[int, ...] = (0, 1, 2)
+REAR_POINTS: tuple[int, ...] = (7, 10, 13)
+CENTRE_POINT = 14
+
+
+def keypoints_facing(keypoints: np.ndarray, min_offset: float = 1.0) -> Side | None:
+    """The flank a photo shows, from its pose keypoints, or ``None`` when they cannot tell.
+
+    A tiger seen from the side with its head to the left of its rear (or of its centre)
+    faces left and shows its left flank. Only labelled points with non-negative
+    coordinates count; the head must be at least ``min_offset`` pixels left or right of
+    the rear.
+    """
+    kp = np.asarray(keypoints, dtype=np.float64).reshape(-1, 3)
+    usable = (kp[:, 2] > 0) & (kp[:, 0] >= 0) & (kp[:, 1] >= 0)
+    head = [i for i in HEAD_POINTS if usable[i]]
+    rear = [i for i in REAR_POINTS if usable[i]] or ([CENTRE_POINT] if usable[CENTRE_POINT] else [])
+    if not head or not rear:
+        return None
+    dx = kp[head, 0].mean() - kp[rear, 0].mean()
+    if abs(dx) < min_offset:
+        return None
+    return "left" if dx < 0 else "right"
+
+
+def entity_sides(
+    rows: list[tuple[int, str]], keypoints: dict[str, np.ndarray]
+) -> dict[int, Side]:
+    """Each entity's side: the majority of its photos' :func:`keypoints_facing` (``unknown``
+    when no photo tells, or on a tie)."""
+    votes: dict[int, list[int]] = {}
+    for entity, filename in rows:
+        v = votes.setdefault(entity, [0, 0])
+        kp = keypoints.get(filename)
+        facing = keypoints_facing(kp) if kp is not None else None
+        if facing == "left":
+            v[0] += 1
+        elif facing == "right":
+            v[1] += 1
+    return {
+        e: "left" if left > right else "right" if right > left else "unknown"
+        for e, (left, right) in votes.items()
+    }
+
+
 def keypoints_bbox(keypoints: np.ndarray, margin: float = 0.1, min_points: int = 4) -> BBox | None:
     """A box around the labelled keypoints, grown by ``margin`` of its size on each side.
 
-    ``None`` when fewer than ``min_points`` keypoints are labelled or they span no area.
+    ``None`` when fewer than ``min_points`` usable keypoints are labelled (points with a
+    negative coordinate lie outside the photo and are ignored) or they span no area.
     """
     kp = np.asarray(keypoints, dtype=np.float64).reshape(-1, 3)
-    xy = kp[kp[:, 2] > 0, :2]
+    xy = kp[(kp[:, 2] > 0) & (kp[:, 0] >= 0) & (kp[:, 1] >= 0), :2]
     if len(xy) < min_points:
         return None
     (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
@@ -230,14 +286,19 @@ def read_atrw_train(
     keypoints_path: Path | str | None = None,
     image_dir: Path | str | None = None,
     *,
-    bbox_margin: float | None = 0.1,
+    bbox_margin: float | None = None,
+    sides: bool = True,
 ) -> list[ImageRecord]:
     """Catalogue records of the ATRW re-ID training list, in file order.
 
     ``keypoints_path`` defaults to ``reid_keypoints_train.json`` beside the list when it
-    is there; each record's ``bbox`` is then :func:`keypoints_bbox` of its keypoints
-    (``bbox_margin=None``: no box). Images are in ``image_dir`` (checked to exist), else
-    taken as relative to the list's folder (not checked).
+    is there. The photos are already tight boxes around the whole tiger (as ATRW's test
+    photos, which have no keypoints), so by default the whole photo is used; with
+    ``bbox_margin`` a record's ``bbox`` is :func:`keypoints_bbox` of its keypoints
+    where they give one. With ``sides`` each entity gets the side of :func:`entity_sides`.
+    Images are in ``image_dir`` (checked to exist), else in ``train/`` beside the list
+    when that folder exists (the official layout), else taken as relative to the list's
+    folder (not checked).
     """
     list_path = Path(list_path)
     rows = read_atrw_reid_list(list_path)
@@ -245,9 +306,12 @@ def read_atrw_train(
         beside = list_path.parent / "reid_keypoints_train.json"
         keypoints_path = beside if beside.is_file() else None
     keypoints = read_atrw_keypoints(keypoints_path) if keypoints_path is not None else {}
+    if image_dir is None and (list_path.parent / "train").is_dir():
+        image_dir = list_path.parent / "train"
     if image_dir is not None:
         _check_images(list_path, Path(image_dir), [f for _, f in rows])
     folder = Path(image_dir).resolve() if image_dir is not None else list_path.parent.resolve()
+    side_of = entity_sides(rows, keypoints) if sides else {}
     records = []
     for entity, filename in rows:
         kp = keypoints.get(filename)
@@ -259,6 +323,7 @@ def read_atrw_train(
                 path=folder / filename,
                 individual_id=str(entity),
                 species="tiger",
+                side=side_of.get(entity, "unknown"),
                 bbox=bbox,
             )
         )

@@ -11,7 +11,9 @@ import pytest
 from reid.data.atrw import (
     KEYPOINT_NAMES,
     ATRWTestRecord,
+    entity_sides,
     keypoints_bbox,
+    keypoints_facing,
     read_atrw_keypoints,
     read_atrw_reid_list,
     read_atrw_test_plain,
@@ -138,13 +140,68 @@ def test_train_list_and_keypoints(tmp_path):
     ]
     kps = read_atrw_keypoints(tmp_path / "reid_keypoints_train.json")
     assert kps["000001.jpg"].shape == (15, 3)
-    records = read_atrw_train(tmp_path / "reid_list_train.csv")
+    records = read_atrw_train(tmp_path / "reid_list_train.csv", bbox_margin=0.1)
     assert [r.individual_id for r in records] == ["0", "0", "7"]
     assert records[0].bbox == keypoints_bbox(kps["002019.jpg"], margin=0.1)
     assert records[1].bbox is None  # no keypoints for it
     assert records[0].path == tmp_path.resolve() / "002019.jpg"
-    no_boxes = read_atrw_train(tmp_path / "reid_list_train.csv", bbox_margin=None)
-    assert all(r.bbox is None for r in no_boxes)
+    # head left of the hips: facing left, the left flank; the entity's side covers the
+    # photo without keypoints too
+    assert [r.side for r in records] == ["left", "left", "left"]
+    whole = read_atrw_train(tmp_path / "reid_list_train.csv")  # default: the whole photo
+    assert all(r.bbox is None for r in whole)
+    unsided = read_atrw_train(tmp_path / "reid_list_train.csv", sides=False)
+    assert {r.side for r in unsided} == {"unknown"}
+
+
+def test_official_layout_reads_images_from_train_folder(tmp_path, image_factory):
+    (tmp_path / "reid_list_train.csv").write_text("3,000001.jpg\n")
+    image_factory(tmp_path / "train" / "000001.jpg")
+    (record,) = read_atrw_train(tmp_path / "reid_list_train.csv")
+    assert record.path == (tmp_path / "train" / "000001.jpg").resolve()
+    assert record.side == "unknown"  # no keypoints: one flank of unknown side
+
+
+def mirrored(flat: list[float], width: float = 200.0) -> list[float]:
+    out = list(flat)
+    for i in range(0, len(out), 3):
+        out[i] = width - out[i]
+    return out
+
+
+def test_keypoints_facing():
+    kp = np.asarray(keypoints()).reshape(15, 3)
+    assert keypoints_facing(kp) == "left"
+    assert keypoints_facing(np.asarray(mirrored(keypoints())).reshape(15, 3)) == "right"
+    no_head = kp.copy()
+    no_head[[0, 1, 2], 2] = 0
+    assert keypoints_facing(no_head) is None
+    centre_only = kp.copy()
+    centre_only[[7, 10, 13], 2] = 0
+    centre_only[14] = [200.0, 60.0, 2]  # the centre, right of the head
+    assert keypoints_facing(centre_only) == "left"
+    outside = kp.copy()
+    outside[[0, 1, 2], 0] = -50.0  # labelled outside the photo: not usable
+    assert keypoints_facing(outside) is None
+
+
+def test_entity_sides_majority_and_ties():
+    left, right = keypoints(), mirrored(keypoints())
+    kps = {n: np.asarray(v).reshape(15, 3) for n, v in
+           {"a": left, "b": left, "c": right, "d": right, "e": left}.items()}  # fmt: skip
+    rows = [(1, "a"), (1, "b"), (1, "c"), (2, "d"), (2, "e"), (3, "zz")]
+    assert entity_sides(rows, kps) == {1: "left", 2: "unknown", 3: "unknown"}
+
+
+def test_keypoints_outside_the_photo_give_no_impossible_box():
+    # ATRW labels some keypoints at negative coordinates; the box used to come out with a
+    # negative width (ValueError: bbox size -705.1x466.3 is not positive)
+    kp = np.asarray(keypoints()).reshape(15, 3)
+    kp[:10, 0] = -800.0
+    box = keypoints_bbox(kp)
+    assert box is None or (box.w > 0 and box.h > 0)
+    kp[:, 0] = -800.0
+    assert keypoints_bbox(kp) is None
 
 
 @pytest.mark.parametrize(

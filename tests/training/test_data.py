@@ -37,6 +37,15 @@ def test_the_two_flanks_of_an_animal_are_two_classes():
     assert labels.tolist() == [2, 1, 0, 0]
 
 
+def test_an_individual_known_only_as_a_flank_of_unknown_side_trains_as_one_class():
+    # ATRW's entities are flanks without a side label: each is one class
+    records = [rec("E7", "unknown", "a"), rec("E7", "unknown", "b"), rec("E9", "unknown"),
+               rec("T1", "left"), rec("T1", "unknown")]  # fmt: skip
+    kept, labels, classes = flank_identities(records)
+    assert classes == [("E7", "unknown"), ("E9", "unknown"), ("T1", "left")]
+    assert labels.tolist() == [0, 0, 1, 2]
+
+
 def test_cache_in_memory_and_on_disk_hold_the_same_letterboxed_images(tiny_catalogue, tmp_path):
     records = load_catalogue(tiny_catalogue)[:4]
     size = cache_size((32, 64), 1.15)
