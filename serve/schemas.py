@@ -10,6 +10,8 @@ from pydantic import AfterValidator, BaseModel, Field
 #: A time in UTC: the registry stores naive UTC; answers say so ("...Z").
 Utc = Annotated[datetime, AfterValidator(lambda d: d if d.tzinfo else d.replace(tzinfo=UTC))]
 Species = Literal["tiger", "leopard"]
+#: Individual codes, wherever a caller names one (enrolment, decisions): one path segment.
+CODE_PATTERN = r"^[A-Za-z0-9._:-]+$"
 Side = Literal["left", "right", "unknown"]
 
 
@@ -106,7 +108,10 @@ class DecisionIn(BaseModel):
         description="confirm: it is `individual` (default: the one proposed); new: a new "
         "individual (code `individual`, or generated); reject: not usable."
     )
-    individual: str | None = Field(None, max_length=128, description="Individual code.")
+    individual: str | None = Field(
+        None, min_length=1, max_length=128, pattern=CODE_PATTERN,
+        description="Individual code: letters, digits and . _ : - (as in enrolment).",
+    )  # fmt: skip
     reason: str | None = Field(None, max_length=2000, description="Why (kept in the trail).")
     enrol: bool = Field(
         False, description="Also add the photo to the gallery (confirm/new, known side)."

@@ -14,7 +14,7 @@ from serve.access import Caller, audit
 from serve.deps import AppState, CallerScope, Contributor, DbSession, State, Viewer
 from serve.problems import COMMON, Problem, responses
 from serve.records import visible_individual
-from serve.schemas import GalleryOut
+from serve.schemas import CODE_PATTERN, GalleryOut
 from serve.uploads import box_of, cropped, keep, read_upload, thumbnail
 
 router = APIRouter(prefix="/v1/gallery", tags=["gallery"])
@@ -56,7 +56,7 @@ def enrol(
     scope: CallerScope,
     image: Annotated[UploadFile, File(description="A photo of the flank.")],
     individual: Annotated[
-        str, Form(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$",
+        str, Form(min_length=1, max_length=128, pattern=CODE_PATTERN,
                   description="Individual code (registered for the caller's organisation "
                   "when new).")
     ],  # fmt: skip

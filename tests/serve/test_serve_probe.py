@@ -38,3 +38,19 @@ def test_extreme_utc_offset_of_a_capture_time_is_a_422(world, held_out):
     r = _match(world, _npo_query(held_out), captured_at=EXTREME)
     assert r.status_code == 422, r.text
     assert r.json()["field"] == "captured_at"
+
+
+# -- 4. decision codes are validated like enrolment ----------------------------------
+
+
+def test_decision_codes_are_validated(world, held_out):
+    sighting = _match(world, _npo_query(held_out)).json()["sighting"]
+    for code in ("", "a/b", "T 1", "../x", "x" * 129):
+        for action in ("new", "confirm"):
+            r = world.client.post(f"/v1/sightings/{sighting}/decision",
+                                  headers=world.auth("NPO"),
+                                  json={"action": action, "individual": code})  # fmt: skip
+            assert r.status_code == 422, (code, action, r.text)
+            assert r.json()["field"] == "individual"
+    listed = world.client.get("/v1/individuals", headers=world.auth("NPO")).json()
+    assert {i["code"] for i in listed} == {"T-NPO", "T-INO"}
