@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import threading
 import uuid
 import zipfile
@@ -74,7 +75,7 @@ class JobRunner:
             try:
                 source = read_source(_source_root(inbox), species=species)
             except ReidError as e:
-                raise Problem(422, str(e), field="files") from None
+                raise Problem(422, self.public(str(e), job_id), field="files") from None
             if not source.captures:
                 raise Problem(422, "the job holds no tiger or leopard images", field="files")
         except BaseException:
@@ -160,7 +161,8 @@ class JobRunner:
                 summary = self._run(job)
                 job.update(state="done", encounters=summary.encounters, frames=summary.frames)
             except Exception as e:  # a job's failure is the job's, not the server's
-                job.update(state="failed", error=str(e).splitlines()[0] if str(e) else repr(e))
+                text = str(e).splitlines()[0] if str(e) else type(e).__name__
+                job.update(state="failed", error=self.public(text, job_id))
             self._write(job)
 
     def _run(self, job: dict):
@@ -171,6 +173,26 @@ class JobRunner:
         opts = BulkOptions(model=settings.model, device=settings.device, species=job["species"],
                            show_progress=False, report=False)  # fmt: skip
         return run_bulk(_source_root(folder / "input"), settings.index, folder / "run", opts)
+
+    def public(self, text: str, job_id: str) -> str:
+        """An error message as the job's owner may see it: paths inside the upload as the
+        user named them (``pkg/datapackage.json``, ``a.jpg``), any other server path
+        reduced to its file name."""
+        settings = self.state.settings
+        inbox = self.root / job_id / "input"
+        for prefix in (inbox, inbox.resolve()):
+            text = text.replace(f"{prefix}/", "").replace(str(prefix), ".")
+        run = self.root / job_id / "run"
+        for prefix in (run, run.resolve()):
+            text = text.replace(str(prefix), "<results>")
+        known = [self.root, settings.index, settings.model, settings.media_dir]
+        for prefix in sorted({str(p) for p in known if p} | {str(Path(p).resolve()) for p in
+                              known if p}, key=len, reverse=True):  # fmt: skip
+            text = text.replace(prefix, "<server>")
+        # images of a list upload are kept as NNNNN-name: give back the name
+        text = re.sub(r"(^|[\s'\"/(])\d{5}-(?=[^\s/'\"]+)", r"\1", text)
+        # any other absolute path: its last part only
+        return re.sub(r"(?<![\w.<>-])(?:/[^\s'\":/]+)+/([^\s'\":/]+)", r"\1", text)
 
     def close(self) -> None:
         if self._thread is not None and self._thread.is_alive():

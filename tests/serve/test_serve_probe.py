@@ -54,3 +54,56 @@ def test_decision_codes_are_validated(world, held_out):
             assert r.json()["field"] == "individual"
     listed = world.client.get("/v1/individuals", headers=world.auth("NPO")).json()
     assert {i["code"] for i in listed} == {"T-NPO", "T-INO"}
+
+
+# -- 9. job errors name the user's files, never the server's disk --------------------
+
+
+def _share_whole_gallery(db_url):
+    from reid.registry import Registry
+    from serve.access import add_agreement
+
+    with Registry(db_url).session() as s:  # BTO shares matching: the whole gallery is NPO's
+        add_agreement(s, "BTO", "NPO", share_match=True, share_sightings=False,
+                      share_precise=False, created_by="test")  # fmt: skip
+
+
+def test_job_errors_do_not_expose_server_paths(world, db_url, held_out, monkeypatch):
+    import io
+    import time
+    import zipfile
+
+    from reid.errors import ReidError
+    from serve.jobs import JobRunner
+
+    _share_whole_gallery(db_url)
+    jobs_dir = str(world.app.state.reid.settings.jobs_dir)
+    h = world.auth("NPO", "contributor")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("pkg/datapackage.json", "{ not json")
+    r = world.client.post("/v1/jobs", headers=h,
+                          files={"files": ("season.zip", buf.getvalue(), "application/zip")})
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert "pkg/datapackage.json" in detail and jobs_dir not in detail, detail
+    assert str(world.tmp) not in r.text
+
+    def failing(self, job):  # the season runner failing on a file of the upload
+        folder = self.root / job["id"]
+        raise ReidError(f"{folder}/input/tiger/00000-left_0.jpg: cannot read the image header "
+                        f"(index {self.state.settings.index})")
+
+    monkeypatch.setattr(JobRunner, "_run", failing)
+    record = next(v[0] for v in held_out.values())
+    r = world.client.post("/v1/jobs", headers=h, data={"species": "tiger"},
+                          files={"files": ("left_0.jpg", photo_bytes(record), "image/jpeg")})
+    assert r.status_code == 202, r.text
+    job = r.json()
+    deadline = time.monotonic() + 60
+    while job["state"] not in ("done", "failed") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        job = world.client.get(f"/v1/jobs/{job['id']}", headers=h).json()
+    assert job["state"] == "failed"
+    assert "left_0.jpg" in job["error"], job["error"]
+    assert str(world.tmp) not in job["error"] and "00000-" not in job["error"], job["error"]
