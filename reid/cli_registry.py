@@ -175,11 +175,13 @@ def sightings_confirm(
     reason: Annotated[str | None, typer.Option(help="Why.")] = None,
 ) -> None:
     """Confirm (or correct) the identity of a sighting."""
+    from reid.movements import derive_movements
     from reid.registry import confirm, get_individual, get_sighting
 
     with _registry().session() as s:
         ind = None if individual is None else get_individual(s, individual)
         sig = confirm(s, get_sighting(s, code), by or _user(), ind, reason)
+        derive_movements(s)
         typer.echo(f"confirmed {sig.code} as {sig.individual.code}")
 
 
@@ -190,10 +192,12 @@ def sightings_reject(
     reason: Annotated[str | None, typer.Option(help="Why.")] = None,
 ) -> None:
     """Reject the identification of a sighting."""
+    from reid.movements import derive_movements
     from reid.registry import get_sighting, reject
 
     with _registry().session() as s:
         reject(s, get_sighting(s, code), by or _user(), reason)
+        derive_movements(s)
         typer.echo(f"rejected {code}")
 
 

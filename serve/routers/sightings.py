@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
+from reid.movements import derive_movements
 from reid.registry import Individual, Organisation, add_individual, confirm, reject
 from reid.registry.services import check_country
 from serve.access import Caller, Scope, audit
@@ -114,6 +115,9 @@ def apply_decision(
         from serve.routers.gallery import enrol_sighting
 
         enrol_sighting(state, session, caller, sig, target.code)
+    # the decision changed the individual's confirmed sightings: its movements (and first
+    # and last seen) follow in the same transaction, as the command line's readers do
+    derive_movements(session)
 
 
 def sig_decisions(session, sig):

@@ -107,3 +107,26 @@ def test_job_errors_do_not_expose_server_paths(world, db_url, held_out, monkeypa
     assert job["state"] == "failed"
     assert "left_0.jpg" in job["error"], job["error"]
     assert str(world.tmp) not in job["error"] and "00000-" not in job["error"], job["error"]
+
+
+# -- 8. a confirmation through the API updates movements at once ---------------------
+
+
+def test_a_cross_border_confirmation_through_the_api_records_the_movement(world, held_out):
+    h = world.auth("NPO", "reviewer")
+    assert world.client.get("/v1/movements", params={"individual": "T-INO"},
+                            headers=h).json() == []  # fmt: skip
+    # T-INO was seen in India (seeded, day 1); NPO's camera in Nepal catches it later
+    sighting = _match(world, _npo_query(held_out)).json()["sighting"]
+    r = world.client.post(f"/v1/sightings/{sighting}/decision", headers=h,
+                          json={"action": "confirm", "individual": "T-INO"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    moves = world.client.get("/v1/movements", params={"individual": "T-INO"}, headers=h).json()
+    assert [(m["start"]["country"], m["end"]["country"]) for m in moves] == [("IN", "NP")]
+    ind = world.client.get("/v1/individuals/T-INO", headers=h).json()
+    assert ind["last_seen"].startswith("2025-02-01")
+    # a correction (rejecting it) takes the movement away again
+    r = world.client.post(f"/v1/sightings/{sighting}/decision", headers=h,
+                          json={"action": "reject", "reason": "not T-INO"})  # fmt: skip
+    assert world.client.get("/v1/movements", params={"individual": "T-INO"},
+                            headers=h).json() == []  # fmt: skip
