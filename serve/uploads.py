@@ -169,14 +169,30 @@ def thumbnail(path: str | Path, box: tuple | None, size: int) -> bytes:
     return out.getvalue()
 
 
+def oriented_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of the photo as decoded, i.e. after its EXIF orientation (header
+    only): the size that box fractions and pixel boxes refer to."""
+    with Image.open(path) as im:
+        w, h = im.size
+        try:
+            turned = im.getexif().get(0x0112) in (5, 6, 7, 8)
+        except Exception:  # a malformed EXIF block: decoding keeps the image as stored too
+            turned = False
+    return (h, w) if turned else (w, h)
+
+
+def box_pixels(path: str | Path, fractions: tuple) -> tuple[float, float, float, float]:
+    """A box given as fractions of the (oriented) photo, in pixels of the decoded photo."""
+    w, h = oriented_size(path)
+    x, y, bw, bh = fractions
+    return (x * w, y * h, bw * w, bh * h)
+
+
 def scale_of(path: str | Path, box: tuple | None, size: int) -> tuple[float, int, int]:
     """(factor, width, height) of :func:`thumbnail` for the same arguments (header only)."""
     if box is not None:
         w, h = int(round(box[2])), int(round(box[3]))
     else:
-        with Image.open(path) as im:
-            w, h = im.size
-            if im.getexif().get(0x0112) in (5, 6, 7, 8):  # turned by EXIF orientation
-                w, h = h, w
+        w, h = oriented_size(path)
     factor = min(1.0, size / max(w, h))
     return factor, max(1, round(w * factor)), max(1, round(h * factor))

@@ -10,7 +10,7 @@ from serve.deps import CallerScope, DbSession, State, Viewer
 from serve.problems import COMMON, Problem, responses
 from serve.records import visible_sighting
 from serve.routers.gallery import CACHE
-from serve.uploads import thumbnail
+from serve.uploads import box_pixels, thumbnail
 
 router = APIRouter(prefix="/v1/media", tags=["media"])
 
@@ -32,15 +32,11 @@ def sighting_thumbnail(
     path = sig.media.file_path
     box = None
     if crop and sig.bbox_x is not None:
-        from PIL import Image
-
-        try:
-            with Image.open(path) as im:
-                w, h = im.size
+        try:  # fractions of the photo as decoded (EXIF-rotated), not as stored
+            box = box_pixels(path, (sig.bbox_x, sig.bbox_y, sig.bbox_w, sig.bbox_h))
         except OSError:
             raise Problem(404, f"the photo of sighting {sighting} is not on this server",
                           field="sighting", kind="not-found") from None  # fmt: skip
-        box = (sig.bbox_x * w, sig.bbox_y * h, sig.bbox_w * w, sig.bbox_h * h)
     try:
         data = thumbnail(path, box, size or state.settings.thumbnail_px)
     except Exception:

@@ -20,7 +20,7 @@ from serve.problems import Problem
 from serve.records import visible_sighting, visible_sightings
 from serve.routers.sightings import apply_decision
 from serve.schemas import DecisionIn
-from serve.uploads import scale_of
+from serve.uploads import box_pixels, scale_of
 
 router = APIRouter(prefix="/review", tags=["review page"], include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).parent.parent / "templates"))
@@ -100,11 +100,7 @@ def page(code: str, request: Request, state: State, session: DbSession) -> HTMLR
 def _query_box(sig) -> tuple | None:
     if sig.bbox_x is None:
         return None
-    from PIL import Image
-
-    with Image.open(sig.media.file_path) as im:
-        w, h = im.size
-    return (sig.bbox_x * w, sig.bbox_y * h, sig.bbox_w * w, sig.bbox_h * h)
+    return box_pixels(sig.media.file_path, (sig.bbox_x, sig.bbox_y, sig.bbox_w, sig.bbox_h))
 
 
 def _drawing(state, cand: dict, ev: dict | None, qbox, q_factor: float, q_width: float) -> dict:

@@ -130,3 +130,49 @@ def test_a_cross_border_confirmation_through_the_api_records_the_movement(world,
                           json={"action": "reject", "reason": "not T-INO"})  # fmt: skip
     assert world.client.get("/v1/movements", params={"individual": "T-INO"},
                             headers=h).json() == []  # fmt: skip
+
+
+# -- 6. a box on an EXIF-rotated photo crops the same region everywhere --------------
+
+
+def _rotated_jpeg(box):
+    """A JPEG stored landscape (240x120) with EXIF orientation 6, i.e. shown (and decoded)
+    portrait, 120x240; ``box`` (x, y, w, h in the portrait image) is red, the rest grey."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    shown = np.full((240, 120, 3), 90, np.uint8)
+    x, y, w, h = box
+    shown[y : y + h, x : x + w] = (230, 20, 20)
+    stored = Image.fromarray(shown).transpose(Image.Transpose.ROTATE_90)  # 90° anticlockwise
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to show"
+    out = io.BytesIO()
+    stored.save(out, "JPEG", quality=95, exif=exif.tobytes())
+    return out.getvalue()
+
+
+def test_exif_rotated_photo_with_a_box_is_cropped_right(world):
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    box = (10, 150, 100, 80)
+    data = _rotated_jpeg(box)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.size == (240, 120)  # stored landscape
+    form = match_form(box_x=box[0], box_y=box[1], box_w=box[2], box_h=box[3])
+    r = world.client.post("/v1/match", headers=world.auth("NPO", "contributor"), data=form,
+                          files={"image": ("rotated.jpg", data, "image/jpeg")})  # fmt: skip
+    assert r.status_code == 200, r.text
+    code = r.json()["sighting"]
+    thumb = world.client.get(f"/v1/media/{code}/thumbnail", headers=world.auth("NPO", "viewer"))
+    assert thumb.status_code == 200
+    crop = np.asarray(Image.open(io.BytesIO(thumb.content)).convert("RGB")).astype(int)
+    assert crop.shape[:2] == (box[3], box[2])  # the box's own size (80 x 100)
+    assert crop[..., 0].mean() > 200 and crop[..., 1].mean() < 60  # all of it the red box
+    page = world.client.get(f"/review/{code}", headers=world.auth("NPO", "reviewer"))
+    assert page.status_code == 200
