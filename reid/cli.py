@@ -244,7 +244,10 @@ def eval_(
         typer.Option(
             help="Evaluate only the individuals that `reid train` holds out with the same "
             "data.train_ratio and data.split_seed (e.g. 0.8): the unseen-individual score "
-            "of a model trained on the rest."
+            "of a model trained on the rest. ATRW train (a folder with "
+            "reid_list_train.csv) is always scored this way, by default on the fixed "
+            "validation split 0.8 / seed 0 (86 entities train, 21 held out), with "
+            "near-duplicate frames removed from each query's gallery."
         ),
     ] = None,
     split_seed: Annotated[int, typer.Option(help="Seed of that identity split.")] = 0,
@@ -278,6 +281,29 @@ def eval_(
         typer.Option(help="--open-set: P(new)'s prior [default: the share of queries from "
                      "flanks never enrolled, the evaluation's base rate]."),
     ] = None,
+    submission: Annotated[
+        Path | None,
+        typer.Option(help="ATRW test: also write the official submission JSON here."),
+    ] = None,
+    near_duplicate_threshold: Annotated[
+        float,
+        typer.Option(
+            help="ATRW train: signature similarity from which two photos of one entity are "
+            "near-duplicates, excluded from each other's gallery (reid/near_duplicates.py)."
+        ),
+    ] = 0.88,
+    fusion_fit: Annotated[
+        Path | None,
+        typer.Option(
+            help="ATRW, --method fused: a labelled catalogue whose pairs fit the fused "
+            "weights (never the evaluated images' labels). Required for an ATRW test "
+            "folder; ATRW train's default is its training entities."
+        ),
+    ] = None,
+    fusion_sample: Annotated[
+        int,
+        typer.Option(min=10, help="--fusion-fit: images drawn (seeded) to fit on; all pairs."),
+    ] = 300,
 ) -> None:
     """Measure re-identification accuracy of a method on a catalogue.
 
@@ -285,11 +311,31 @@ def eval_(
     query counts when its individual has another image there. Prints top-1, top-5, mAP
     and the number of queries (methods: sift, embedding, fused). With --open-set, the
     matcher's decisions are scored instead (see --open-set).
+
+    ATRW: a folder with gt_test_plain.json (images beside it or in test/) is scored with
+    the official plain protocol (every image a query against all others, same tiger and
+    camera within 3 frames excluded): single- and cross-camera mAP, top-1, top-5. A
+    folder with reid_list_train.csv (ATRW train) is scored on its held-out entities
+    (--train-ratio, default 0.8, --split-seed, default 0) with near-duplicates excluded.
+    The method never sees the ATRW labels; --method fused needs --fusion-fit for the test.
     """
+    from reid.atrw_eval import find_atrw_test, is_atrw_train
     from reid.data.load import load_catalogue
     from reid.evaluate import evaluate
 
-    records = load_catalogue(catalogue)
+    if not open_set and (
+        submission is not None or find_atrw_test(catalogue) or is_atrw_train(catalogue)
+    ):
+        _eval_atrw(catalogue, method, workers, model, limit, as_json, submission,
+                   train_ratio, split_seed, near_duplicate_threshold, fusion_fit, fusion_sample)
+        return
+    atrw_test = find_atrw_test(catalogue)
+    if atrw_test is not None:
+        from reid.data.atrw import read_atrw_test_records
+
+        records = read_atrw_test_records(*atrw_test)
+    else:
+        records = load_catalogue(catalogue)
     if train_ratio is not None:
         from reid.splits import disjoint_split
 
@@ -318,6 +364,117 @@ def eval_(
     typer.echo(f"top-5    {result['top5']:.3f}")
     typer.echo(f"mAP      {result['mAP']:.3f}")
     typer.echo(f"time     {result['seconds']:.1f} s")
+
+
+def _eval_atrw(
+    catalogue: Path,
+    method: str,
+    workers: int,
+    model: Path | None,
+    limit: int | None,
+    as_json: bool,
+    submission: Path | None,
+    train_ratio: float | None,
+    split_seed: int,
+    threshold: float,
+    fusion_fit: Path | None,
+    fusion_sample: int,
+) -> None:
+    """``reid eval`` of an ATRW test folder (official protocol) or of ATRW train
+    (held-out entities, near-duplicates excluded)."""
+    from reid import atrw_eval
+
+    test = atrw_eval.find_atrw_test(catalogue)
+    if test is None and not atrw_eval.is_atrw_train(catalogue):
+        raise ReidError(f"--submission needs an ATRW test folder (gt_test_plain.json): {catalogue}")
+    if test is not None and train_ratio is not None:
+        raise ReidError("--train-ratio does not apply to the ATRW test: it has its own protocol")
+    scorer = _method_with_model(method, workers, model)
+    echo = (lambda *_: None) if as_json else typer.echo
+    if test is not None:
+        if method == "fused":
+            if fusion_fit is None:
+                raise ReidError(
+                    "--method fused on the ATRW test needs weights fitted elsewhere: "
+                    "--fusion-fit CATALOGUE (e.g. ../shared/data/atrw-train), never the "
+                    "test labels"
+                )
+            _fit_fusion(scorer, _fusion_records(fusion_fit, exclude=set()), fusion_sample,
+                        split_seed, as_json, echo)
+        result = atrw_eval.evaluate_atrw_test(
+            catalogue, scorer, submission=submission, limit=limit, show_progress=not as_json
+        )
+        if as_json:
+            typer.echo(json.dumps(result, indent=2))
+            return
+        typer.echo(f"ATRW plain re-ID protocol (official scorer), method {method}")
+        typer.echo(f"images   {result['images']}; queries {result['queries_single']} "
+                   f"single-camera, {result['queries_cross']} cross-camera")
+        for label, key in atrw_eval.ATRW_TEST_ROWS:
+            typer.echo(f"{label:<21}{result[key]:.3f}")
+        typer.echo(f"time     {result['seconds']:.1f} s")
+        if submission is not None:
+            typer.echo(f"submission written to {submission}")
+        return
+    if submission is not None:
+        raise ReidError("--submission applies to the ATRW test folder only")
+    if limit is not None:
+        raise ReidError("--limit does not apply to ATRW train: its split is fixed by "
+                        "--train-ratio and --split-seed")
+    from reid.data.load import load_catalogue
+
+    ratio = atrw_eval.ATRW_TRAIN_RATIO if train_ratio is None else train_ratio
+    records = load_catalogue(catalogue)
+    validation = atrw_eval.atrw_validation_set(
+        records, ratio, split_seed, threshold, workers=workers, show_progress=not as_json
+    )
+    if method == "fused":
+        held = set(validation.heldout_entities)
+        if fusion_fit is None:
+            fit = [r for r in records if r.individual_id not in held]
+            echo(f"fused weights fitted on {min(fusion_sample, len(fit))} images of the "
+                 f"{len(validation.train_entities)} training entities")
+        else:
+            fit = _fusion_records(fusion_fit, exclude={r.path.resolve() for r in records
+                                                       if r.individual_id in held})
+        _fit_fusion(scorer, fit, fusion_sample, split_seed, as_json, echo)
+    result = atrw_eval.evaluate_atrw_validation(validation, scorer, show_progress=not as_json)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    typer.echo(f"ATRW train validation: held-out entities of the {result['split']} "
+               f"({result['entities']} entities, {result['images']} images), method {method}")
+    typer.echo(f"near-duplicates excluded from the galleries: {result['excluded']} "
+               f"({result['excluded_per_query']:.1f} per query, threshold "
+               f"{result['threshold']:g}); {result['queries_without_positive']} queries "
+               "left without a positive are not counted")
+    typer.echo(f"queries  {result['queries']}")
+    typer.echo(f"top-1    {result['top1']:.3f}")
+    typer.echo(f"top-5    {result['top5']:.3f}")
+    typer.echo(f"mAP      {result['mAP']:.3f}")
+    typer.echo(f"time     {result['seconds']:.1f} s")
+
+
+def _fusion_records(path: Path, exclude: set) -> list:
+    """The labelled records of ``path`` to fit fused weights on, minus any evaluated image."""
+    from reid.data.load import load_catalogue
+
+    return [r for r in load_catalogue(path)
+            if r.individual_id is not None and r.path.resolve() not in exclude]
+
+
+def _fit_fusion(scorer, records: list, sample: int, seed: int, as_json: bool, echo) -> None:
+    import numpy as np
+
+    from reid.progress import progress_bar
+
+    if len(records) > sample:
+        pick = np.random.default_rng(seed).choice(len(records), sample, replace=False)
+        records = [records[i] for i in sorted(pick)]
+    with progress_bar(scorer.work(len(records)), "fit fused", enabled=not as_json) as advance:
+        w = scorer.fit(records, advance)
+    echo(f"fused weights (cosine, log inliers, sqrt tentative): "
+         f"{', '.join(f'{x:.3f}' for x in w)} from {len(records)} images")
 
 
 def _eval_open_set(
@@ -874,6 +1031,11 @@ def synth_season(
 from reid.cli_serve import register as _register_serve  # noqa: E402
 
 _register_serve(app, _user_errors)
+
+# The flank-side head of a release (reid side fit|eval).
+from reid.cli_side import register as _register_side  # noqa: E402
+
+_register_side(app, _user_errors)
 
 
 if __name__ == "__main__":  # pragma: no cover

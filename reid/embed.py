@@ -241,3 +241,31 @@ def embed_images(
             batch = normalise_batch(boxed, cfg.mean, cfg.std)
             out[start : start + len(chunk)] = _forward(model, batch, dev)
     return out
+
+
+def embed_images_with_side(
+    model: EmbeddingModel,
+    images: Sequence[np.ndarray],
+    batch_size: int = 32,
+    device: str | torch.device = "cpu",
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`embed_images` plus each image's P(left flank) from the model's side head
+    (:mod:`reid.side`), read off the same forward pass; None when the model has none."""
+    from reid.side import head_of, side_probabilities
+
+    if head_of(model) is None:
+        return embed_images(model, images, batch_size, device), None
+    cfg = model.config
+    out = np.empty((len(images), model.embedding_dim), np.float32)
+    p_left = np.empty(len(images), np.float32)
+    with inference(model, device) as dev:
+        for start in range(0, len(images), batch_size):
+            chunk = images[start : start + batch_size]
+            boxed = np.stack([letterbox_input(im, cfg.input_size, cfg.mean) for im in chunk])
+            batch = normalise_batch(boxed, cfg.mean, cfg.std)
+            batch = batch.to(dev).contiguous(memory_format=torch.channels_last)
+            features = model.forward_features(batch)
+            emb = torch.nn.functional.normalize(model.forward_neck(features), dim=1)
+            out[start : start + len(chunk)] = emb.float().cpu().numpy()
+            p_left[start : start + len(chunk)] = side_probabilities(model, features)
+    return out, p_left

@@ -59,6 +59,7 @@ from reid.errors import ReidError
 from reid.index import SIDES, GalleryEntry, GalleryIndex, Hit, check_fingerprint, is_index
 from reid.paths import atomic_write
 from reid.progress import progress_bar
+from reid.side import DEFAULT_SIDE_THRESHOLD, decide_side, head_of
 from reid.verify import LocalFeatures, SiftConfig, extract, verify_many
 
 FEATURES_DIR = "features"
@@ -94,6 +95,10 @@ class MatchConfig:
     # enrolment, 0.5 by default). A well-surveyed park expects few new animals, a first
     # survey many: the same evidence then gives a different P(new) and decision.
     new_prior: float | None = None
+    # A query of unknown side searches only the side its photo shows when the model's
+    # side head (reid.side) gives that side at least this probability, both otherwise;
+    # 1.0 always searches both. Ignored when the model has no side head.
+    side_threshold: float = DEFAULT_SIDE_THRESHOLD
     sift: SiftConfig = field(default_factory=SiftConfig)
 
 
@@ -138,6 +143,12 @@ class MatchResult:
     model_version: str  # release name + fingerprint
     # False when screening decided on the embedding alone (no keypoints were matched)
     verified: bool = True
+    # Sides whose gallery was searched: the given side, the side the photo shows (the
+    # side head was sure), or both
+    searched: list[str] = field(default_factory=lambda: list(SIDES))
+    # P(left flank) from the photo (reid.side), for a query of unknown side; None when
+    # the side was given or the model has no side head
+    left_probability: float | None = None
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (tuples as lists, floats rounded to 6 digits)."""
@@ -431,6 +442,16 @@ class Matcher:
     def model_version(self) -> str:
         return f"{self.manifest.get('name', '?')}@{self.index.fingerprint[:12]}"
 
+    def embed_with_side(
+        self, images: Sequence[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        """:meth:`embed` and each crop's P(left flank), None without a side head."""
+        from reid.embed import embed_images_with_side
+
+        if len(images) == 0:
+            return np.zeros((0, self.index.dim), np.float32), None
+        return embed_images_with_side(self.model, list(images), device=self.device)
+
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """RGB uint8 crops -> (n, d) unit vectors."""
         from reid.embed import embed_images
@@ -471,9 +492,15 @@ class Matcher:
         species: str | None = None,
         organisations: Collection[str] | None = None,
         top: int = 5,
+        left_probabilities: np.ndarray | None = None,
     ) -> MatchResult:
         """Match several frames of one animal (a burst) as one query: a candidate's
-        global and local scores are its best over the frames."""
+        global and local scores are its best over the frames.
+
+        With ``side`` None, a model with a side head decides the side from the photos
+        (``left_probabilities``: the frames' P(left) when already computed with the
+        ``embeddings``): only that side is searched when it is sure enough
+        (``MatchConfig.side_threshold``), both otherwise."""
         if len(images) == 0:
             raise ReidError("nothing to match: no image given")
         if side is not None and side not in SIDES:
@@ -481,9 +508,16 @@ class Matcher:
         if top < 1:
             raise ReidError(f"top must be >= 1, got {top}")
         calibration = self._calibration()
+        p_left = left_probabilities
         if embeddings is None:
-            embeddings = self.embed(images)
+            embeddings, p_left = self.embed_with_side(images)
+        elif side is None and p_left is None and head_of(self.model) is not None:
+            _, p_left = self.embed_with_side(images)
         embeddings = np.asarray(embeddings, np.float32).reshape(len(images), -1)
+        left_probability = None
+        if side is None and p_left is not None:
+            left_probability = float(np.mean(p_left))
+            side = decide_side(left_probability, self.config.side_threshold)
         sift = self.config.sift
         screened: list[tuple[float, float]] = []
 
@@ -504,7 +538,10 @@ class Matcher:
             orgs=organisations,
             screen=screen,
         )
-        return self._result(raw, calibration, top, screened[0] if screened else None)
+        result = self._result(raw, calibration, top, screened[0] if screened else None)
+        result.searched = [side] if side is not None else list(SIDES)
+        result.left_probability = left_probability
+        return result
 
     def candidates(
         self,

@@ -188,6 +188,9 @@ def load_release(
     model = model.to(device).eval()
     if for_inference:
         model = fuse_batchnorm(model)
+    from reid.side import attach, load_from_release
+
+    attach(model, load_from_release(folder, manifest, model.num_features))
     return model, manifest
 
 

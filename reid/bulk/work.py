@@ -31,6 +31,7 @@ from reid.data.records import BBox, format_timestamp
 from reid.embed import inference, letterbox_input, normalise_batch
 from reid.errors import ImageError
 from reid.images import crop, load_image
+from reid.side import head_of, side_probabilities
 
 #: Longer side of a frame without a box, as decoded (the verifier works at <= 480 px).
 FRAME_MAX_SIDE = 1024
@@ -164,6 +165,8 @@ class Decoded:
     images: list[list[np.ndarray | None]]
     tensors: list[list[np.ndarray | None]]  # letterboxed uint8 (h, w, 3) model inputs
     errors: list[list[str]]
+    # each encounter's frames' P(left flank) from the side head, set by embedding
+    left_probabilities: list[np.ndarray] | None = None
 
 
 class EncounterWorker:
@@ -219,20 +222,31 @@ class EncounterWorker:
         flat = [t for ts in decoded.tensors for t in ts if t is not None]
         d = self.matcher.model.embedding_dim
         out = np.empty((len(flat), d), np.float32)
+        model = self.matcher.model
+        sided = head_of(model) is not None
+        p_left = np.empty(len(flat), np.float32)
         bs = max(1, self.spec.batch_size)
         _size, mean, std = self.input
         started = time.perf_counter()
-        with inference(self.matcher.model, self.spec.device) as dev:
+        with inference(model, self.spec.device) as dev:
             for start in range(0, len(flat), bs):
                 batch = normalise_batch(np.stack(flat[start : start + bs]), mean, std)
                 batch = batch.to(dev).contiguous(memory_format=torch.channels_last)
-                out[start : start + len(batch)] = self.matcher.model(batch).float().cpu().numpy()
+                if not sided:
+                    out[start : start + len(batch)] = model(batch).float().cpu().numpy()
+                    continue
+                features = model.forward_features(batch)  # one pass: embedding and side
+                emb = torch.nn.functional.normalize(model.forward_neck(features), dim=1)
+                out[start : start + len(batch)] = emb.float().cpu().numpy()
+                p_left[start : start + len(batch)] = side_probabilities(model, features)
         self.network_s += time.perf_counter() - started
-        per, i = [], 0
+        per, sides, i = [], [], 0
         for ts in decoded.tensors:
             n = sum(t is not None for t in ts)
             per.append(out[i : i + n])
+            sides.append(p_left[i : i + n])
             i += n
+        decoded.left_probabilities = sides if sided else None
         return per
 
     def process(self, decoded: Decoded) -> list[dict]:
@@ -267,8 +281,10 @@ class EncounterWorker:
         images = [decoded.images[k][j] for j in good]
         emb = embeddings[k]
         side = None if enc.side == "unknown" else enc.side
+        p_left = decoded.left_probabilities
         result = self.matcher.match_encounter(
-            images, embeddings=emb, side=side, species=enc.species, top=self.spec.top
+            images, embeddings=emb, side=side, species=enc.species, top=self.spec.top,
+            left_probabilities=None if p_left is None else p_left[k],
         )
         rep = max(range(len(good)), key=lambda j: (images[j].shape[0] * images[j].shape[1], -j))
         return result_row(enc, result, emb, good, rep, skipped, self.model_version)
