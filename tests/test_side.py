@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 from reid.cli import app
 from reid.errors import ReidError
 from reid.images import load_image
-from reid.match import Matcher, MatchConfig, enroll
+from reid.match import MatchConfig, Matcher, enroll
 from reid.model import ModelConfig, build_model
 from reid.release import load_release, save_release
 from reid.side import (
