@@ -76,3 +76,18 @@ class EmbeddingMethod:
     ) -> np.ndarray:
         e = self.embeddings(records, progress)
         return e @ e.T
+
+
+class RerankedEmbeddingMethod(EmbeddingMethod):
+    """Method ``embedding-rerank``: :class:`EmbeddingMethod`'s cosine similarity re-ranked
+    by k-reciprocal neighbours among all the images scored together
+    (:func:`reid.rerank.k_reciprocal_rerank`, the paper's parameters). Uses no label."""
+
+    name = "embedding-rerank"
+
+    def similarity(
+        self, records: Sequence[ImageRecord], progress: Callable[[int], None] | None = None
+    ) -> np.ndarray:
+        from reid.rerank import k_reciprocal_rerank
+
+        return k_reciprocal_rerank(super().similarity(records, progress))
