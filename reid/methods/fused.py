@@ -13,6 +13,13 @@ The weights are *cross-fitted* so that no query is ranked by a model that saw it
 label: the individuals of a group are split in two halves (seeded), and the rows of
 one half are scored with the model fitted on the pairs within the other half. When a
 half has no genuine pair to learn from, the sift score alone ranks its rows.
+
+Cross-fitting uses the evaluated catalogue's labels (never a query's own). A benchmark
+whose labels must not inform the ranking at all (ATRW: :mod:`reid.atrw_eval` gives the
+method unlabelled images) needs weights fitted elsewhere: ``FusedMethod(weights=...)``,
+e.g. from :meth:`FusedMethod.fit` on another labelled catalogue; without them, a method
+given unlabelled images refuses (:class:`~reid.errors.ReidError`) rather than fall
+back silently to sift.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import numpy as np
 
 from reid.calibrate import LogisticCalibrator
 from reid.data.records import ImageRecord
+from reid.errors import ReidError
 from reid.methods.embedding import EmbeddingMethod
 from reid.methods.sift import SiftMethod
 
@@ -81,7 +89,9 @@ def cross_fitted_fusion(
 
 class FusedMethod:
     """Embedding cosine, inliers and tentative matches of every pair, fused by
-    cross-fitted logistic weights. Progress: the sift method's units plus one per image embedded."""
+    cross-fitted logistic weights, or by fixed ``weights`` (cosine, log(1 + inliers),
+    sqrt(tentative)) fitted elsewhere (:meth:`fit`). Progress: the sift method's units
+    plus one per image embedded."""
 
     name = "fused"
 
@@ -92,10 +102,44 @@ class FusedMethod:
         batch_size: int = 32,
         device: str = "cpu",
         seed: int = 0,
+        weights: Sequence[float] | None = None,
     ) -> None:
         self.embedding = EmbeddingMethod(workers, model, batch_size, device)
         self.sift = SiftMethod(workers)
         self.seed = seed
+        self.weights = None if weights is None else np.asarray(weights, np.float64)
+        if self.weights is not None and self.weights.shape != (3,):
+            raise ReidError(f"fused weights must be 3 numbers, got {list(self.weights)}")
+
+    def features(
+        self, records: Sequence[ImageRecord], progress: Callable[[int], None] | None = None
+    ) -> list[np.ndarray]:
+        """The N×N feature matrices: cosine, log(1 + inliers), sqrt(tentative matches)."""
+        e = self.embedding.embeddings(records, progress)
+        cosine = (e @ e.T).astype(np.float64)
+        scores = self.sift.similarity(records, progress).astype(np.float64)
+        return [cosine, *sift_features(scores)]
+
+    def fit(
+        self,
+        records: Sequence[ImageRecord],
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Fit the fused weights on all pairs of the labelled ``records`` (another
+        catalogue than the evaluated one), keep them for :meth:`similarity` and return
+        them. Unidentified records are left out."""
+        records = [r for r in records if r.individual_id is not None]
+        if len({r.individual_id for r in records}) < 2:
+            raise ReidError("fitting the fused weights needs labelled images of >= 2 individuals")
+        feats = self.features(records, progress)
+        lab = np.array([r.individual_id for r in records], dtype=object)
+        upper = np.triu(np.ones((len(lab), len(lab)), bool), k=1)
+        same = (lab[:, None] == lab[None, :])[upper]
+        w = fusion_weights([f[upper] for f in feats], same)
+        if w is None:
+            raise ReidError("the fused weights cannot be fitted: no genuine or no impostor pair")
+        self.weights = w
+        return w
 
     def work(self, n_images: int) -> int:
         return self.sift.work(n_images) + self.embedding.work(n_images)
@@ -103,10 +147,20 @@ class FusedMethod:
     def similarity(
         self, records: Sequence[ImageRecord], progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
+        labels = [r.individual_id for r in records]
+        if self.weights is None and all(lab is None for lab in labels) and len(labels) > 1:
+            raise ReidError(
+                "method fused was given unlabelled images and no fused weights fitted "
+                "elsewhere: fit them on another labelled catalogue (FusedMethod.fit, or "
+                "reid eval --fusion-fit CATALOGUE)"
+            )
         e = self.embedding.embeddings(records, progress)
         cosine = (e @ e.T).astype(np.float64)
         scores = self.sift.similarity(records, progress).astype(np.float64)
         inliers, tentative = sift_features(scores)
-        labels = [r.individual_id for r in records]
-        fused = cross_fitted_fusion([cosine, inliers, tentative], labels, scores, self.seed)
-        return fused.astype(np.float32)
+        feats = [cosine, inliers, tentative]
+        if self.weights is not None:
+            fused = sum(w * x for w, x in zip(self.weights, feats, strict=True))
+        else:
+            fused = cross_fitted_fusion(feats, labels, scores, self.seed)
+        return np.asarray(fused, np.float32)
