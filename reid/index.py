@@ -86,7 +86,7 @@ SINGLE_THREAD_QUERIES = 4
 #: against 400k vectors): a season run alternates the network, keypoints and search
 #: every few milliseconds, and FAISS's idle team spinning after each search slowed the
 #: keypoint extraction after it by a quarter and the search itself from 0.05 to 12 ms
-#: (480-vector gallery, 5 queries; BENCHMARKS.md, season bulk matching).
+#: (480-vector gallery, 5 queries; measured on the benchmark season, 2026-12-03).
 SINGLE_THREAD_WORK = 2_000_000
 
 

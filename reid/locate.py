@@ -21,10 +21,11 @@ and ``head_trim`` of its width at the head end (:func:`flank_box`). Which end is
 follows from the side: an animal showing its left flank faces left in the photo (head on
 the viewer's left), showing its right flank, right; with the side unknown, half the trim
 is taken from each end. The defaults (threshold 0.3, head trim 0.2, leg trim 0.3) were
-chosen on nyala-dev's held-out individuals (BENCHMARKS.md lists every variant, and says
-why that choice is optimistic): the animal box alone helps nothing, the torso is what
-helps. With it the ``fused`` method goes from top-1 0.149 / mAP 0.160 to 0.293 / 0.200
-and ``sift`` from 0.128 / 0.102 to 0.207 / 0.142; the embedding alone moves within noise.
+chosen on nyala-dev's held-out individuals (BENCHMARKS.md says why that choice is
+optimistic; its git history lists every variant tried): the animal box alone helps
+nothing, the torso is what helps. With it the ``fused`` method goes from top-1 0.149 /
+mAP 0.160 to 0.293 / 0.200 and ``sift`` from 0.128 / 0.102 to 0.207 / 0.142; the
+embedding alone moves within noise.
 Animal classes rather than all: on nyala the top-5 are animals anyway (the same maps);
 on synthetic frames, whose drawn cats ImageNet calls walking sticks and shower curtains,
 restricting to animals keeps the maps on the animal at night (mean IoU 0.51 against

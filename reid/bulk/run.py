@@ -92,9 +92,9 @@ class BulkOptions:
     top: int = 5
     # Decide an encounter on the embedding alone when the gallery's screening model is at
     # least this sure (of its best candidate, or that it is new); 0 verifies every one.
-    # On by default for season runs: with default model v0.11 on the benchmark season it
-    # decided 50 % of encounters unverified, every decision identical to verifying all,
-    # and the run 11 % faster (v0.10: 47 %, 14 %; BENCHMARKS.md). Single queries (reid
+    # On by default for season runs: with default model v0.13 on the benchmark season it
+    # decides 54 % of encounters unverified; with v0.11 (50 %) every decision was identical
+    # to verifying all, and the run 11 % faster (BENCHMARKS.md). Single queries (reid
     # match, the API) always verify: a researcher confirming a candidate wants the
     # keypoint evidence.
     screen: float = 0.95
