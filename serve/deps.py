@@ -47,6 +47,10 @@ class AppState:
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
         self.match_slots = threading.BoundedSemaphore(settings.match_workers)
         self.gallery_lock = threading.Lock()
+        if self.matcher is not None:
+            from serve.routers.gallery import reconcile_gallery
+
+            reconcile_gallery(self)  # vectors of enrolments that a crash kept from the registry
         self.jobs = JobRunner(settings.jobs_dir, self)
 
     @property

@@ -100,16 +100,18 @@ def image_problem(e: ImageError, field: str = "image") -> Problem:
     return Problem(422, text, field=field, kind="corrupt-image")
 
 
-def responses(*statuses: int) -> dict[int | str, dict]:
-    """OpenAPI ``responses`` documenting these error statuses with the problem body."""
-    return {
-        s: {
+def responses(*statuses: int | tuple[int, str]) -> dict[int | str, dict]:
+    """OpenAPI ``responses`` documenting these error statuses with the problem body; a
+    ``(status, description)`` pair says what that status means on this route."""
+    out: dict[int | str, dict] = {}
+    for item in statuses:
+        s, text = item if isinstance(item, tuple) else (item, None)
+        out[s] = {
             "model": ProblemBody,
-            "description": _DESCRIPTIONS.get(s, HTTPStatus(s).phrase),
+            "description": text or _DESCRIPTIONS.get(s, HTTPStatus(s).phrase),
             "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ProblemBody"}}},
         }
-        for s in statuses
-    }
+    return out
 
 
 _DESCRIPTIONS = {
@@ -117,7 +119,7 @@ _DESCRIPTIONS = {
     401: "No API key, or an unknown or revoked one (send `Authorization: Bearer <key>`).",
     403: "The key's role or organisation may not do this.",
     404: "No such resource, or not one the key's organisation may see.",
-    409: "Conflicts with the current state (e.g. a sighting already decided).",
+    409: "Conflicts with the current state (e.g. a job that is not done yet).",
     413: "The upload has too many bytes or too many pixels (decompression bomb).",
     415: "The upload is not an image in an accepted format (JPEG, PNG, WebP, TIFF, BMP).",
     422: "A field is invalid; `field` names it.",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Response, UploadFile
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from reid.index import GalleryEntry
 from reid.registry import Individual, Organisation, Sighting, add_individual
@@ -29,22 +29,92 @@ def _matcher(state: AppState):
 
 
 def add_to_gallery(
-    state: AppState, caller: Caller, pixels, entry: GalleryEntry
+    state: AppState, caller: Caller, pixels, entry: GalleryEntry, session=None
 ) -> int:
     """Embed, cache keypoints, add and save the index (atomically) under the gallery lock;
     then start a background refit of the match calibration if the gallery has grown
-    enough since the last one (:mod:`serve.calibration`)."""
+    enough since the last one (:mod:`serve.calibration`).
+
+    Idempotent: the same crop of the same photo (content-addressed path) of the same
+    individual, side and organisation already in the gallery is not added again; its id
+    is returned. The index is saved before the request's registry transaction commits, so
+    with ``session`` the vector is taken out again when that transaction rolls back; a
+    vector left by a crash in between is removed at the next start-up
+    (:func:`reconcile_gallery`)."""
     matcher = _matcher(state)
+    with state.gallery_lock:
+        same = _same_entry(matcher.index, entry)
+    if same is not None:
+        return same
     vector = matcher.embed([pixels])
     features = extract(pixels, matcher.config.sift)
     with state.gallery_lock:
+        same = _same_entry(matcher.index, entry)
+        if same is not None:
+            return same
         (gid,) = matcher.index.add(vector, [entry])
         matcher.features.put(gid, features)
         matcher.index.save(state.index_dir)
+    if session is not None:
+        event.listen(session, "after_rollback", lambda _s: withdraw(state, [gid]), once=True)
     state.metrics.gallery_vectors.set(len(matcher.index))
     if state.recalibrator is not None:
         state.recalibrator.notify()
     return gid
+
+
+def _same_entry(index, entry: GalleryEntry) -> int | None:
+    box = tuple(entry.bbox) if entry.bbox else None
+    for gid, e in index.entries().items():
+        if (e.image, e.individual, e.species, e.side, e.organisation) == (
+            entry.image, entry.individual, entry.species, entry.side, entry.organisation
+        ) and (tuple(e.bbox) if e.bbox else None) == box:  # fmt: skip
+            return gid
+    return None
+
+
+def withdraw(state: AppState, gids: list[int]) -> int:
+    """Take these vectors out of the gallery and save it; returns how many went."""
+    matcher = state.matcher
+    if matcher is None or not gids:
+        return 0
+    with state.gallery_lock:
+        n = matcher.index.remove(gids)
+        if n:
+            matcher.index.save(state.index_dir)
+    state.metrics.gallery_vectors.set(len(matcher.index))
+    return n
+
+
+def reconcile_gallery(state: AppState) -> int:
+    """At start-up: remove the vectors enrolled through the API (their photo is in the
+    media folder) whose enrolment the registry does not hold (no ``gallery.enrol`` audit
+    entry, written in the enrolment's transaction): the index was saved, then the process
+    died before the registry committed. Returns how many were removed."""
+    import os
+
+    from reid.registry.access import AuditEntry
+
+    matcher = state.matcher
+    if matcher is None:
+        return 0
+    media = {str(state.settings.media_dir) + os.sep,
+             str(state.settings.media_dir.resolve()) + os.sep}  # fmt: skip
+    api = [g for g, e in matcher.index.entries().items()
+           if any(e.image.startswith(m) for m in media)]  # fmt: skip
+    if not api:
+        return 0
+    with state.registry.session() as s:
+        recorded = set(s.scalars(
+            select(AuditEntry.resource).where(AuditEntry.action == "gallery.enrol")))  # fmt: skip
+    orphans = [g for g in api if f"gallery:{g}" not in recorded]
+    if orphans:
+        import logging
+
+        logging.getLogger("serve.gallery").warning(
+            "removing %d gallery vector(s) whose enrolment never reached the registry: %s",
+            len(orphans), orphans[:20])  # fmt: skip
+    return withdraw(state, orphans)
 
 
 @router.post("", response_model=GalleryOut, status_code=201,
@@ -86,7 +156,7 @@ def enrol(
     box = box_of([box_x, box_y, box_w, box_h], photo)
     path = keep(photo, s.media_dir)
     entry = GalleryEntry(str(path), ind.code, species, side, caller.organisation, box)
-    gid = add_to_gallery(state, caller, cropped(photo, box), entry)
+    gid = add_to_gallery(state, caller, cropped(photo, box), entry, session)
     audit(session, caller, "gallery.enrol", f"gallery:{gid}", detail={"individual": ind.code})
     return GalleryOut(gallery_id=gid, individual=ind.code, species=species, side=side,
                       organisation=caller.organisation, gallery_size=len(state.matcher.index),
@@ -109,10 +179,24 @@ def enrol_sighting(state: AppState, session, caller: Caller, sig: Sighting, code
         x, y, bw, bh = box
         pixels = pixels[y : y + bh, x : x + bw]
     entry = GalleryEntry(sig.media.file_path, code, sig.species, sig.side, caller.organisation, box)
-    gid = add_to_gallery(state, caller, pixels, entry)
+    gid = add_to_gallery(state, caller, pixels, entry, session)
     audit(session, caller, "gallery.enrol", f"gallery:{gid}",
           detail={"individual": code, "sighting": sig.code})  # fmt: skip
     return gid
+
+
+def unenrol_sighting(state: AppState, session, caller: Caller, sig: Sighting, code: str) -> None:
+    """After a correction commits: take the photo of ``sig`` enrolled as ``code`` by the
+    caller's organisation out of the gallery."""
+    if state.matcher is None:
+        return
+    gids = [g for g, e in state.matcher.index.entries().items()
+            if e.image == sig.media.file_path and e.individual == code
+            and e.organisation == caller.organisation]  # fmt: skip
+    if gids:
+        audit(session, caller, "gallery.withdraw", f"sighting:{sig.code}",
+              detail={"individual": code, "gallery_ids": gids})  # fmt: skip
+        event.listen(session, "after_commit", lambda _s: withdraw(state, gids), once=True)
 
 
 @router.get("/{gallery_id}/image", response_class=Response, responses={**JPEG,

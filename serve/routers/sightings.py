@@ -67,7 +67,9 @@ def read(code: str, session: DbSession, caller: Viewer, scope: CallerScope) -> S
 @router.post(
     "/{code}/decision",
     response_model=SightingDetailOut,
-    responses=responses(*COMMON, 404, 409),
+    responses=responses(*COMMON, 404, (409, "action `new` with an individual code that "
+                        "the caller's organisation already uses. (A sighting already decided "
+                        "is not a conflict: deciding it again is a correction.)")),
 )
 def decide(
     code: str,
@@ -79,7 +81,13 @@ def decide(
 ) -> SightingDetailOut:
     """Decide a sighting of the caller's organisation: confirm it as a candidate (or the
     proposed individual), name a new individual, or reject it. The decision, who made it
-    and why go into the sighting's decision trail and the audit log."""
+    and why go into the sighting's decision trail and the audit log.
+
+    A sighting already confirmed or rejected may be decided again: that is a
+    **correction** (200, not 409). It is appended to the trail (the earlier decisions
+    stay), audited with the status and individual it replaced, the movements follow, and
+    gallery photos enrolled from the sighting under the earlier individual are taken out
+    of the gallery (``enrol`` adds it again under the new one)."""
     apply_decision(state, session, caller, scope, code, body)
     out, _ = sighting_detail(session, scope, code)
     return out
@@ -93,6 +101,9 @@ def apply_decision(
     if owner != caller.organisation:
         raise Problem(403, f"sighting {code} belongs to {owner}: only its reviewers decide",
                       kind="foreign-sighting")  # fmt: skip
+    # a decided sighting decided again is a correction: kept in the trail and the audit
+    correction = {} if sig.status == "proposed" else {
+        "corrects": sig.status, "was": sig.individual.code if sig.individual else None}
     trail = [d for d in sig_decisions(session, sig) if d.action == "propose"]
     shown = trail[0].candidates if trail else None
     model_version = trail[0].model_version if trail else None
@@ -110,7 +121,11 @@ def apply_decision(
                 model_version=model_version)  # fmt: skip
     audit(session, caller, f"decision.{body.action}", f"sighting:{code}",
           detail={"individual": None if target is None else target.code,
-                  "reason": body.reason})  # fmt: skip
+                  "reason": body.reason, **correction})  # fmt: skip
+    if correction.get("was") and (target is None or target.code != correction["was"]):
+        from serve.routers.gallery import unenrol_sighting
+
+        unenrol_sighting(state, session, caller, sig, correction["was"])
     if body.enrol and target is not None:
         from serve.routers.gallery import enrol_sighting
 

@@ -176,3 +176,112 @@ def test_exif_rotated_photo_with_a_box_is_cropped_right(world):
     assert crop[..., 0].mean() > 200 and crop[..., 1].mean() < 60  # all of it the red box
     page = world.client.get(f"/review/{code}", headers=world.auth("NPO", "reviewer"))
     assert page.status_code == 200
+
+
+# -- 10. re-deciding a decided sighting is a correction: code, OpenAPI, guide agree --
+
+
+def test_redeciding_is_a_documented_correction(world, held_out):
+    from pathlib import Path
+
+    sighting = _match(world, _npo_query(held_out)).json()["sighting"]
+    h = world.auth("NPO", "reviewer")
+    url = f"/v1/sightings/{sighting}/decision"
+    first = world.client.post(url, headers=h, json={"action": "confirm", "individual": "T-NPO"})
+    again = world.client.post(url, headers=h, json={"action": "reject", "reason": "blurred"})
+    assert first.status_code == again.status_code == 200, again.text
+    assert [d["action"] for d in again.json()["decisions"]] == ["propose", "confirm", "reject"]
+    log = world.client.get("/v1/audit", headers=world.auth("NPO", "admin")).json()
+    assert any(e["action"] == "decision.reject" for e in log)
+    op = world.client.get("/openapi.json").json()["paths"]["/v1/sightings/{code}/decision"]
+    conflict = op["post"]["responses"]["409"]["description"]
+    assert "already decided" not in conflict.replace("already decided is not", "")
+    assert "correction" in op["post"]["description"] and "correction" in conflict
+    guide = (Path(__file__).parents[2] / "docs" / "researcher.md").read_text()
+    assert "correction" in guide and "never 409" in guide
+
+
+# -- 7. enrolment is idempotent; the gallery and the registry stay consistent --------
+
+
+def _vectors_of(world, path):
+    entries = world.app.state.reid.matcher.index.entries().values()
+    return [e for e in entries if e.image == str(path)]
+
+
+def test_a_failed_decision_leaves_no_gallery_vector_and_a_resent_one_enrols_once(
+    world, held_out, monkeypatch
+):
+    import serve.routers.sightings as sightings_router
+
+    record = _npo_query(held_out)
+    sighting = _match(world, record).json()["sighting"]
+    h = world.auth("NPO", "reviewer")
+    body = {"action": "new", "individual": "T-NPO-7", "enrol": True}
+    url = f"/v1/sightings/{sighting}/decision"
+
+    def crash(_session):  # the process fails after the gallery was saved, before the commit
+        raise RuntimeError("crash before the registry commits")
+
+    monkeypatch.setattr(sightings_router, "derive_movements", crash)
+    with pytest.raises(RuntimeError):
+        world.client.post(url, headers=h, json=body)
+    monkeypatch.undo()
+    media = world.app.state.reid.settings.media_dir
+    (path,) = [p for p in media.rglob("*") if p.is_file()]
+    assert _vectors_of(world, path) == []  # taken out again with the rollback
+    assert world.client.get(f"/v1/sightings/{sighting}", headers=h).json()["status"] == "proposed"
+    r = world.client.post(url, headers=h, json=body)  # the decision sent again
+    assert r.status_code == 200, r.text
+    r = world.client.post(url, headers=h, json=body | {"action": "confirm"})  # and once more
+    assert r.status_code == 200, r.text
+    assert [e.individual for e in _vectors_of(world, path)] == ["T-NPO-7"]
+    # a correction to another individual takes the photo out of the gallery under the old one
+    r = world.client.post(url, headers=h, json={"action": "confirm", "individual": "T-NPO"})
+    assert r.status_code == 200, r.text
+    assert _vectors_of(world, path) == []
+
+
+def test_enrolling_the_same_photo_twice_adds_one_vector(world, held_out):
+    record = _npo_query(held_out)
+    h = world.auth("NPO", "contributor")
+    form = {"individual": "T-NPO", "species": "tiger", "side": record.side}
+    ids = []
+    for _ in range(2):
+        r = world.client.post("/v1/gallery", headers=h, data=form,
+                              files={"image": ("g.png", photo_bytes(record), "image/png")})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["gallery_id"])
+    assert ids[0] == ids[1]
+
+
+def test_a_vector_orphaned_by_a_crash_is_removed_at_start_up(world, held_out):
+    """kill -9 between saving the index and the registry commit: the index on disk holds a
+    vector the registry never heard of; the next start removes it."""
+    from fastapi.testclient import TestClient
+
+    from reid.index import GalleryEntry
+    from serve import create_app
+    from serve.routers.gallery import add_to_gallery
+    from serve.uploads import keep, read_upload
+
+    record = _npo_query(held_out)
+    state = world.app.state.reid
+
+    class Upload:
+        filename = "g.png"
+        file = __import__("io").BytesIO(photo_bytes(record))
+
+    photo = read_upload(Upload, 10_000_000, 10_000_000)
+    path = keep(photo, state.settings.media_dir)
+    entry = GalleryEntry(str(path), "T-NPO", "tiger", record.side, "NPO", None)
+    add_to_gallery(state, None, photo.pixels, entry)  # saved; no registry transaction
+    assert len(_vectors_of(world, path)) == 1
+    kept = world.client.post("/v1/gallery", headers=world.auth("NPO", "contributor"),
+                             data={"individual": "T-NPO", "species": "tiger",
+                                   "side": "right" if record.side == "left" else "left"},
+                             files={"image": ("g.png", photo_bytes(record), "image/png")})
+    assert kept.status_code == 201  # a real enrolment of the same photo (other side) stays
+    with TestClient(create_app(state.settings)) as client:  # the restart
+        restarted = client.app.state.reid.matcher.index.entries().values()
+        assert [e.side for e in restarted if e.image == str(path)] == [kept.json()["side"]]
