@@ -389,16 +389,15 @@ def _eval_atrw(
         raise ReidError(f"--submission needs an ATRW test folder (gt_test_plain.json): {catalogue}")
     if test is not None and train_ratio is not None:
         raise ReidError("--train-ratio does not apply to the ATRW test: it has its own protocol")
+    if test is not None and method == "fused" and fusion_fit is None:
+        raise ReidError(
+            "--method fused on the ATRW test needs weights fitted elsewhere: "
+            "--fusion-fit CATALOGUE (e.g. ../shared/data/atrw-train), never the test labels"
+        )
     scorer = _method_with_model(method, workers, model)
     echo = (lambda *_: None) if as_json else typer.echo
     if test is not None:
         if method == "fused":
-            if fusion_fit is None:
-                raise ReidError(
-                    "--method fused on the ATRW test needs weights fitted elsewhere: "
-                    "--fusion-fit CATALOGUE (e.g. ../shared/data/atrw-train), never the "
-                    "test labels"
-                )
             _fit_fusion(scorer, _fusion_records(fusion_fit, exclude=set()), fusion_sample,
                         split_seed, as_json, echo)
         result = atrw_eval.evaluate_atrw_test(

@@ -300,11 +300,11 @@ def _sklearn_average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
-def _atrw_excluded(q: ATRWQuery, gallery: Sequence[ATRWQuery]) -> np.ndarray:
+def _atrw_excluded(
+    q: ATRWQuery, eids: np.ndarray, fids: np.ndarray
+) -> np.ndarray:
     """Official ``exclude``: same tiger AND same camera AND |frame difference| <= 3, or
-    a junk image (entityid -1)."""
-    eids = np.array([g.entityid for g in gallery], dtype=np.int64)
-    fids = np.array([g.frame for g in gallery], dtype=np.int64).reshape(-1, 3)
+    a junk image (entityid -1). ``eids`` (G) and ``fids`` (G x 3) are the answers'."""
     same_camera = (fids[:, 0] == q.frame[0]) & (fids[:, 1] == q.frame[1])
     near_frame = np.abs(fids[:, 2] - q.frame[2]) <= 3
     return ((eids == q.entityid) & same_camera & near_frame) | (eids == -1)
@@ -342,6 +342,9 @@ def atrw_plain(
     for obj in records:
         r = _as_atrw(obj)
         anno[r.imgid] = r
+    position = {imgid: k for k, imgid in enumerate(anno)}
+    all_eids = np.array([r.entityid for r in anno.values()], dtype=np.int64)
+    all_fids = np.array([r.frame for r in anno.values()], dtype=np.int64).reshape(-1, 3)
     kinds = {"sing": "single", "multi": "cross"}
     n_queries = {k: sum(1 for r in anno.values() if r.query == k) for k in kinds}
     aps: dict[str, list[float]] = {k: [] for k in kinds}
@@ -351,17 +354,17 @@ def atrw_plain(
         if q is None or q.query not in kinds:
             continue
         try:
-            gallery = [anno[int(a)] for a in answers]
+            idx = np.array([position[int(a)] for a in answers], dtype=np.int64)
         except KeyError as e:
             raise ReidError(
                 f"the ranking of query {query_id} has answer {e.args[0]}, "
                 "which is not an image of the test set"
             ) from None
-        excluded = _atrw_excluded(q, gallery)
-        matches = np.array([g.entityid == q.entityid for g in gallery], dtype=bool)
-        matches &= ~excluded
-        scores = np.where(excluded, 0.0, 1.0 / (np.arange(len(gallery)) + 1.0))
-        ap = _sklearn_average_precision(matches, scores) if len(gallery) else math.nan
+        eids, fids = all_eids[idx], all_fids[idx]
+        excluded = _atrw_excluded(q, eids, fids)
+        matches = (eids == q.entityid) & ~excluded
+        scores = np.where(excluded, 0.0, 1.0 / (np.arange(len(idx)) + 1.0))
+        ap = _sklearn_average_precision(matches, scores) if len(idx) else math.nan
         if math.isnan(ap):
             aps[q.query].append(0.0)
             continue
