@@ -3,7 +3,9 @@ new-individual probability and the evidence; recorded as a proposed sighting."""
 
 from __future__ import annotations
 
+import re
 import time
+import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -77,6 +79,8 @@ def match(
     s = state.settings
     moment = check_time(captured_at)
     place = _place(session, caller, site, country, lat, lon)
+    if camera:
+        check_no_coordinates(camera, "camera")
     photo = read_upload(image, s.max_upload_bytes, s.max_pixels)
     box = box_of([box_x, box_y, box_w, box_h], photo)
     if state.matcher is None:
@@ -167,12 +171,34 @@ def _place(session, caller, site, country, lat, lon):
                       field="country" if site is None else "site")  # fmt: skip
     if lat is None or lon is None:
         raise Problem(422, f"a new site needs lat and lon (country {country})", field="lat")
-    code = site or f"{caller.organisation}:{country}:{lat:.4f},{lon:.4f}"
     from sqlalchemy import select
 
-    from reid.registry import Organisation
+    from reid.registry import Organisation, Site
 
+    if site is None:
+        # the caller's site at these coordinates, else a new one; its code never carries
+        # the coordinates (every reader of the site code sees it, cleared or not)
+        for row in session.scalars(select(Site).where(
+                Site.organisation_id == caller.organisation_id, Site.country == country)):
+            if (round(row.lat, 4), round(row.lon, 4)) == (round(lat, 4), round(lon, 4)):
+                return row, f"api:{row.code}"
+        site = f"{caller.organisation}:{country}:site-{uuid.uuid4().hex[:10]}"
+    else:
+        check_no_coordinates(site, "site")
     org = session.scalar(select(Organisation).where(Organisation.id == caller.organisation_id))
-    row = own_site(session, caller, code) or ensure_site(session, code, country, lat, lon,
+    row = own_site(session, caller, site) or ensure_site(session, site, country, lat, lon,
                                                          organisation=org)  # fmt: skip
     return row, f"api:{row.code}"
+
+
+#: A number with two or more decimals (0.01° is about 1 km): a position in a name.
+_COORDINATE = re.compile(r"\d[.,]\d{2,}")
+
+
+def check_no_coordinates(code: str, field: str) -> None:
+    """A 422 for a new site or camera code that looks like it holds coordinates: codes are
+    shown to every reader, including those who may see only generalised positions."""
+    if _COORDINATE.search(code):
+        raise Problem(422, f"{field} {code!r} looks like it holds coordinates: codes are "
+                      "shown to readers who may not see exact positions; use a name",
+                      field=field)  # fmt: skip

@@ -285,3 +285,34 @@ def test_a_vector_orphaned_by_a_crash_is_removed_at_start_up(world, held_out):
     with TestClient(create_app(state.settings)) as client:  # the restart
         restarted = client.app.state.reid.matcher.index.entries().values()
         assert [e.side for e in restarted if e.image == str(path)] == [kept.json()["side"]]
+
+
+# -- 1. no code, name or page carries a position finer than the reader may see -------
+
+
+def _numbers(text):
+    import re
+
+    return [float(x) for x in re.findall(r"-?\d+\.\d+", text)]
+
+
+def test_a_site_made_from_coordinates_does_not_carry_them(world, held_out):
+    lat, lon = 28.4312, 81.2871  # an NPO camera in Nepal, exact
+    r = _match(world, _npo_query(held_out), lat=lat, lon=lon)
+    assert r.status_code == 200, r.text
+    code = r.json()["sighting"]
+    again = _match(world, _npo_query(held_out), lat=lat, lon=lon).json()["sighting"]
+    body = world.client.get(f"/v1/sightings/{code}", headers=world.auth("NPO", "viewer")).json()
+    site = body["location"]["site"]
+    assert not body["location"]["exact"]
+    assert all(abs(x - lat) > 0.01 and abs(x - lon) > 0.01 for x in _numbers(site)), site
+    second = world.client.get(f"/v1/sightings/{again}", headers=world.auth("NPO", "viewer"))
+    assert second.json()["location"]["site"] == site  # the same camera, the same site
+    queue = world.client.get("/review", headers=world.auth("NPO", "reviewer")).text
+    assert code in queue
+    assert all(abs(x - lat) > 0.01 and abs(x - lon) > 0.01 for x in _numbers(queue))
+    # a code chosen by the caller may not smuggle coordinates either
+    r = _match(world, _npo_query(held_out), site="cam-28.4312-81.2871", lat=lat, lon=lon)
+    assert r.status_code == 422 and r.json()["field"] == "site"
+    r = _match(world, _npo_query(held_out), camera="at-28.43,81.28", lat=lat, lon=lon)
+    assert r.status_code == 422 and r.json()["field"] == "camera"
