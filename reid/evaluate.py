@@ -115,7 +115,9 @@ def evaluate_open_set(
     (``train_ratio`` of the images to the gallery, about ``unknown_ratio`` of them from
     flanks held out of the gallery entirely). The gallery is enrolled and calibrated
     exactly as ``reid enroll`` does (in memory); every other image is matched with its
-    species and side given. A query of an enrolled flank is right when the decision names
+    species and side given. An individual of unknown side (ATRW's entities are flanks
+    whose side is not labelled) is one flank entity, compared within its species only
+    (both sides searched). A query of an enrolled flank is right when the decision names
     its individual; one of a held-out flank, when it says "new". ``new_prior`` (default:
     the share of held-out-flank queries, the survey's base rate) sets P(new)'s prior.
 
@@ -143,13 +145,19 @@ def evaluate_open_set(
     from reid.release import load_release, model_fingerprint
     from reid.splits import open_set_split
 
+    UNKNOWN = "unknown"
+
+    # A flank is (individual, side). An individual of unknown side (ATRW: its entities
+    # are flanks whose side is not labelled) is one flank entity "id/unknown": enrolled
+    # in the left partition under that name, and queried against both sides of its
+    # species, so it is compared within its species only.
     flanks = [
-        replace(r, individual_id=f"{r.individual_id}/{r.side}")
+        replace(r, individual_id=f"{r.individual_id}/{r.side if r.side in SIDES else UNKNOWN}")
         for r in records
-        if r.individual_id and r.side in SIDES
+        if r.individual_id
     ]
     if len({r.individual_id for r in flanks}) < 3:
-        raise ReidError("open-set evaluation needs at least three flanks with a known side")
+        raise ReidError("open-set evaluation needs at least three flanks (individual and side)")
     split = open_set_split(flanks, train_ratio, unknown_ratio, seed)
     started = time.perf_counter()
     net, manifest = load_release(resolve_model(model))
@@ -165,7 +173,12 @@ def evaluate_open_set(
     n_train = len(split.train)
 
     def original(r: ImageRecord) -> ImageRecord:
+        if r.side not in SIDES:
+            return replace(r, side=SIDES[0])  # keeps its "id/unknown" name
         return replace(r, individual_id=r.individual_id.rsplit("/", 1)[0])
+
+    def flank_label(individual: str, side: str) -> str:
+        return individual if individual.endswith(f"/{UNKNOWN}") else f"{individual}/{side}"
 
     ids = index.add(vectors[:n_train], [entry_of(original(r)) for r in split.train])
     for i, f in zip(ids, feats[:n_train], strict=True):
@@ -188,7 +201,7 @@ def evaluate_open_set(
         raw = matcher.candidates(
             vectors[n_train + j : n_train + j + 1],
             [feats[n_train + j]],
-            side=r.side,
+            side=r.side if r.side in SIDES else None,
             species=r.species,
         )
         return matcher._result(raw, calibration, top=5)
@@ -203,11 +216,12 @@ def evaluate_open_set(
         for res in pool.map(one, range(len(split.test))):
             results.append(res)
             advance(1)
-    predicted = [f"{r.individual}/{r.side}" if r.decision == "known" else "new" for r in results]
+    predicted = [flank_label(r.individual, r.side) if r.decision == "known" else "new"
+                 for r in results]
     expected = [t if t in split.known else "new" for t in truth]
     correct = np.array([p == e for p, e in zip(predicted, expected, strict=True)])
     top1 = [
-        bool(r.candidates) and f"{r.candidates[0].individual}/{r.candidates[0].side}" == t
+        bool(r.candidates) and flank_label(r.candidates[0].individual, r.candidates[0].side) == t
         for r, t, n in zip(results, truth, is_new, strict=True)
         if not n
     ]
