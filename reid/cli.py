@@ -757,18 +757,48 @@ def export(
             "it on a validation catalogue with bench/bench_input_size.py."
         ),
     ] = None,
+    blend: Annotated[
+        Path | None,
+        typer.Option(
+            help="A release of the same architecture (the one fine-tuning started from) "
+            "to average the weights with (WiSE-FT): keeps what it knew."
+        ),
+    ] = None,
+    blend_weight: Annotated[
+        float,
+        typer.Option(min=0.0, max=1.0, help="Share of the checkpoint in the --blend average."),
+    ] = 0.5,
 ) -> None:
     """Turn a training checkpoint into a clean model release.
 
     Writes OUT/model.safetensors (weights only), OUT/manifest.json (architecture,
     preprocessing, training data, metrics, SHA-256 of the weights) and a README.md model
     card. Load it with --model OUT (reid eval) or reid.release.load_release.
+
+    With --blend RELEASE the weights are --blend-weight x the checkpoint's + the rest x
+    the release's (weight-space ensembling, WiSE-FT): a model fine-tuned on one catalogue
+    keeps more of what the release knew. Choose the weight on validation data.
     """
-    from reid.release import load_checkpoint_model, parse_size, save_release, training_data_of
+    from reid.release import (
+        blend_weights,
+        load_checkpoint_model,
+        load_release,
+        parse_size,
+        read_manifest,
+        release_folder,
+        save_release,
+        training_data_of,
+    )
 
     net, ckpt = load_checkpoint_model(checkpoint)
     if training_data is None:
         training_data = training_data_of(ckpt)
+    if blend is not None:
+        base, _ = load_release(blend, for_inference=False)
+        blend_weights(net, base, blend_weight)
+        sha = read_manifest(release_folder(blend))["sha256"]
+        training_data = (f"{blend_weight:g} x ({training_data}) + {1 - blend_weight:g} x "
+                         f"release {sha[:12]} (weights averaged)")  # fmt: skip
     metrics = ckpt.get("metrics") if isinstance(ckpt.get("metrics"), dict) else {}
     folder = save_release(
         net,

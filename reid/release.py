@@ -281,6 +281,26 @@ def load_checkpoint_model(path: Path) -> tuple[EmbeddingModel, dict]:
     return model.eval(), ckpt
 
 
+def blend_weights(model: EmbeddingModel, other: EmbeddingModel, weight: float) -> None:
+    """Set ``model``'s weights to ``weight`` × its own + (1 − ``weight``) × ``other``'s, in
+    place (weight-space ensembling of a fine-tuned model with the model it started from,
+    WiSE-FT: Wortsman et al., CVPR 2022). Both must have the same architecture; integer
+    buffers (batch-norm step counts) keep ``model``'s values."""
+    if not 0.0 <= weight <= 1.0:
+        raise ReidError(f"blend weight {weight} is not in 0..1")
+    mine, theirs = model.state_dict(), other.state_dict()
+    if mine.keys() != theirs.keys() or any(
+        mine[k].shape != theirs[k].shape for k in mine
+    ):
+        raise ReidError("cannot blend models of different architectures (tensor names or "
+                        "shapes differ)")  # fmt: skip
+    blended = {
+        k: (weight * v + (1.0 - weight) * theirs[k].to(v.dtype)) if v.is_floating_point() else v
+        for k, v in mine.items()
+    }
+    model.load_state_dict(blended, strict=True)
+
+
 def training_data_of(checkpoint: dict) -> str:
     """A one-line description of what a training checkpoint was trained on, from its
     ``training_data`` entry or its config's ``data`` section."""

@@ -270,3 +270,35 @@ def test_export_input_size_option(tmp_path, trained):
     for bad in ("48by96", "48x0", "48x96x2"):
         line = error_line(runner.invoke(app, args[:-1] + [bad]))
         assert "--input-size" in line and ("HEIGHTxWIDTH" in line or "positive" in line), line
+
+
+def test_export_blend_averages_the_weights_with_the_release_it_started_from(
+    tmp_path, trained, release
+):
+    torch.manual_seed(1)
+    tuned = build_model(TINY).eval()  # another set of weights of the same architecture
+    write_checkpoint(tmp_path / "ckpt.pt", tuned)
+    out = tmp_path / "blended"
+    result = runner.invoke(app, ["export", "model", str(tmp_path / "ckpt.pt"), "--out", str(out),
+                                 "--blend", str(release), "--blend-weight", "0.25"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    blended, manifest = load_release(out, for_inference=False)
+    a, b, c = tuned.state_dict(), trained.state_dict(), blended.state_dict()
+    for k in c:
+        if c[k].is_floating_point():
+            assert torch.allclose(c[k], 0.25 * a[k] + 0.75 * b[k], atol=1e-6), k
+        else:
+            assert torch.equal(c[k], a[k]), k
+    assert "0.25 x" in manifest["training_data"]
+    assert manifest["training_data"].endswith("(weights averaged)")
+
+
+def test_blend_refuses_another_architecture_and_a_weight_outside_0_1(trained):
+    from reid.release import blend_weights
+
+    other = build_model(ModelConfig(backbone="test_efficientnet", embedding_dim=8,
+                                    input_size=(32, 64), pretrained=None))  # fmt: skip
+    with pytest.raises(ReidError, match="architectures"):
+        blend_weights(build_model(TINY), other, 0.5)
+    with pytest.raises(ReidError, match="0..1"):
+        blend_weights(build_model(TINY), trained, 1.5)
