@@ -66,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     nyala = load_catalogue(args.nyala) if "nyala" in data else None
     rows = []
     for name in models:
-        release = imagenet_release(Path("runs/imagenet-release")) if name == "imagenet" else Path(name)
+        imagenet = name == "imagenet"
+        release = imagenet_release(Path("runs/imagenet-release")) if imagenet else Path(name)
         for method in args.methods.split(","):
             scorer = get_method(method, model=release, workers=args.workers)
             if validation is not None:
