@@ -141,3 +141,26 @@ def test_default_split_of_the_real_atrw_train():
     assert len(train) == 86 and len(held) == 21
     assert not set(train) & set(held)
     assert atrw_entity_split(folder) == (train, held)
+
+
+def test_fused_on_atrw_train_fits_its_weights_on_the_training_entities(tmp_path):
+    import torch
+
+    from reid.model import ModelConfig, build_model
+    from reid.release import save_release
+
+    folder = atrw_train_folder(tmp_path / "atrw")
+    torch.manual_seed(0)
+    tiny = ModelConfig(
+        backbone="test_efficientnet", embedding_dim=16, input_size=(32, 64), pretrained=None
+    )
+    release = save_release(build_model(tiny).eval(), tmp_path / "model", name="tiny",
+                           training_data="none", metrics={})  # fmt: skip
+    result = runner.invoke(
+        app, ["eval", str(folder), "--method", "fused", "--model", str(release),
+              "--train-ratio", "0.5", "--workers", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "fused weights fitted on 12 images of the 3 training entities" in result.output
+    assert "fused weights (cosine, log inliers, sqrt tentative)" in result.output
+    assert "mAP" in result.output
