@@ -527,7 +527,7 @@ def import_package(
         try:
             ind = None
             if r.get("individualID"):
-                ind = session.scalar(select(Individual).where(Individual.code == r["individualID"]))
+                ind = sv.find_individual(session, r["individualID"], tags.get("organisation"))
                 if ind is None:
                     org = None
                     if tags.get("organisation"):

@@ -111,7 +111,7 @@ def sightings_add(
     from sqlalchemy import select
 
     from reid.registry import services as sv
-    from reid.registry.models import Individual, Site
+    from reid.registry.models import Site
 
     if not file.is_file():
         raise ReidError(f"{file}: no such file")
@@ -133,7 +133,8 @@ def sightings_add(
         media = sv.add_media(s, dep, file.resolve(), moment)
         ind = None
         if individual is not None:
-            ind = s.scalar(select(Individual).where(Individual.code == individual))
+            owner = place.organisation.code if place.organisation else None
+            ind = sv.find_individual(s, individual, owner)
             if ind is None:
                 ind = sv.add_individual(s, individual, species, organisation=place.organisation)
         sig = sv.add_sighting(s, media, species, side=side, box=bbox, individual=ind,

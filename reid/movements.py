@@ -189,7 +189,7 @@ def movements(
     from_country: str | None = None,
     to_country: str | None = None,
     since: datetime | None = None,
-    individual: str | None = None,
+    individual: str | Individual | None = None,
 ) -> list[MovementView]:
     """Recorded movements, oldest arrival first, filtered by country pair, date, individual."""
     from_site, to_site = aliased(Site), aliased(Site)
@@ -219,7 +219,9 @@ def movements(
     if individual is not None:
         from reid.registry.services import get_individual
 
-        query = query.where(Movement.individual_id == get_individual(session, individual).id)
+        if not isinstance(individual, Individual):
+            individual = get_individual(session, individual)
+        query = query.where(Movement.individual_id == individual.id)
     out = []
     for m, code, species, fsite, tsite, flat, flon, tlat, tlon in session.execute(query):
         flat, flon = viewer.locate(flat, flon)

@@ -62,6 +62,7 @@ class Scope:
     match: frozenset[str]
     view: frozenset[str]
     precise: frozenset[str]
+    own: str = ""  # the caller's organisation (first choice for a code several use)
 
     def locate(self, owner: str | None, lat: float, lon: float) -> tuple[float, float, bool]:
         """(lat, lon, exact?) of a point owned by ``owner`` as this caller may see it."""
@@ -177,7 +178,7 @@ def scope_of(session: Session, caller: Caller) -> Scope:
     precise: set[str] = set()
     if caller.precise_location:
         precise = own | {code for a, code in rows if a.share_sightings and a.share_precise}
-    return Scope(frozenset(match), frozenset(view), frozenset(precise))
+    return Scope(frozenset(match), frozenset(view), frozenset(precise), caller.organisation)
 
 
 def add_agreement(

@@ -20,7 +20,6 @@ from reid.registry import (
     Sighting,
     Site,
     decisions_of,
-    get_individual,
     list_sightings,
 )
 from reid.registry.models import Deployment, Media
@@ -109,17 +108,18 @@ def sighting_detail(session: Session, scope: Scope, code: str) -> tuple[Sighting
     return SightingDetailOut(**base.model_dump(), decisions=trail), exact
 
 
-def individual_owners(session: Session) -> dict[str, set[str | None]]:
-    """individual code -> organisations that own it or one of its sightings."""
-    out: dict[str, set[str | None]] = {}
-    for code, org in session.execute(
-        select(Individual.code, Organisation.code).outerjoin(
+def individual_owners(session: Session) -> dict[int, set[str | None]]:
+    """individual id -> organisations that own it or one of its sightings (codes are
+    unique per organisation only, so never key this by code)."""
+    out: dict[int, set[str | None]] = {}
+    for iid, org in session.execute(
+        select(Individual.id, Organisation.code).outerjoin(
             Organisation, Individual.organisation_id == Organisation.id
         )
     ):
-        out.setdefault(code, set()).add(org)
+        out.setdefault(iid, set()).add(org)
     q = (
-        select(Individual.code, Organisation.code)
+        select(Individual.id, Organisation.code)
         .join(Sighting, Sighting.individual_id == Individual.id)
         .join(Media, Sighting.media_id == Media.id)
         .join(Deployment, Media.deployment_id == Deployment.id)
@@ -127,8 +127,8 @@ def individual_owners(session: Session) -> dict[str, set[str | None]]:
         .join(Organisation, Site.organisation_id == Organisation.id)
         .where(Individual.organisation_id.is_(None))
     )
-    for code, org in session.execute(q):
-        out.setdefault(code, set()).add(org)
+    for iid, org in session.execute(q):
+        out.setdefault(iid, set()).add(org)
     return out
 
 
@@ -140,16 +140,45 @@ def individual_out(ind: Individual) -> IndividualOut:
     )  # fmt: skip
 
 
-def visible_individual(session: Session, scope: Scope, code: str) -> Individual | None:
-    """The individual ``code`` (following merges) if the caller may see it, else None."""
-    from reid.errors import ReidError
+def _follow(session: Session, ind: Individual) -> Individual:
+    seen = {ind.id}
+    while ind.merged_into_id is not None:
+        ind = session.get(Individual, ind.merged_into_id)
+        if ind.id in seen:  # pragma: no cover - merges never form cycles
+            break
+        seen.add(ind.id)
+    return ind
 
-    try:
-        ind = get_individual(session, code)
-    except ReidError:
+
+def visible_individual(
+    session: Session, scope: Scope, code: str, organisation: str | None = None
+) -> Individual | None:
+    """The individual ``code`` (following merges) that the caller may see, else None.
+
+    Codes are unique per organisation: of the individuals with this code that the caller
+    may see, the one of ``organisation`` when given, else the caller's own organisation's,
+    else the first registered. Individuals the caller may not see play no part, so their
+    codes can be neither blocked nor detected."""
+    rows = session.scalars(select(Individual).where(Individual.code == code)
+                           .order_by(Individual.id))  # fmt: skip
+    owners = individual_owners(session)
+    seen = []
+    for ind in rows:
+        ind = _follow(session, ind)
+        if owners.get(ind.id, set()) & scope.view and ind not in seen:
+            seen.append(ind)
+    if not seen:
         return None
-    owners = individual_owners(session).get(ind.code, set())
-    return ind if owners & scope.view else None
+
+    def org_of(i: Individual) -> str | None:
+        return i.organisation.code if i.organisation else None
+
+    for wanted in (organisation, scope.own):
+        if wanted is not None:
+            for ind in seen:
+                if org_of(ind) == wanted:
+                    return ind
+    return None if organisation is not None else seen[0]
 
 
 def visible_movements(session: Session, scope: Scope, **filters) -> tuple[list[MovementOut], bool]:

@@ -106,7 +106,9 @@ class Individual(Base):
 
     __tablename__ = "individuals"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    code: Mapped[str] = mapped_column(String(128), unique=True)
+    #: Unique within its organisation: codes are one namespace per organisation, so that
+    #: no organisation can take (or, by a conflict, find out) another's codes.
+    code: Mapped[str] = mapped_column(String(128), index=True)
     species: Mapped[str] = mapped_column(String(16))
     sex: Mapped[str | None] = mapped_column(String(8))
     organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
@@ -119,6 +121,7 @@ class Individual(Base):
     __table_args__ = (
         CheckConstraint("species IN ('tiger', 'leopard')", name="species"),
         CheckConstraint("sex IS NULL OR sex IN ('female', 'male')", name="sex"),
+        UniqueConstraint("organisation_id", "code", name="uq_individuals_org_code"),
     )
 
 

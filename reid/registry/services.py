@@ -193,7 +193,9 @@ def add_individual(
     _choice(species, SPECIES, "species")
     if sex is not None:
         _choice(sex, SEXES, "sex")
-    if session.scalar(select(Individual.id).where(Individual.code == code)) is not None:
+    same_owner = (Individual.organisation_id.is_(None) if organisation is None
+                  else Individual.organisation_id == organisation.id)  # fmt: skip
+    if session.scalar(select(Individual.id).where(Individual.code == code, same_owner)):
         raise ReidError(f"individual {code!r} already exists")
     ind = Individual(code=code, species=species, sex=sex, organisation=organisation, stale=True)
     session.add(ind)
@@ -201,9 +203,32 @@ def add_individual(
     return ind
 
 
-def get_individual(session: Session, code: str, follow_merges: bool = True) -> Individual:
-    """The individual ``code`` (by default the one it was merged into, if any)."""
-    ind = session.scalar(select(Individual).where(Individual.code == code))
+def find_individual(
+    session: Session, code: str, organisation: str | None = None
+) -> Individual | None:
+    """The individual ``code`` (not following merges): the one of ``organisation`` when it
+    has one, else the only one with that code; None when there is none. Codes are unique
+    per organisation, so two organisations may each have one: then, without one of them
+    named, this is an error naming them."""
+    rows = list(session.scalars(select(Individual).where(Individual.code == code)
+                                .order_by(Individual.id)))  # fmt: skip
+    if organisation is not None:
+        own = [i for i in rows if i.organisation and i.organisation.code == organisation]
+        if own:
+            return own[0]
+    if len(rows) <= 1:
+        return rows[0] if rows else None
+    owners = sorted(i.organisation.code if i.organisation else "(none)" for i in rows)
+    raise ReidError(f"individual code {code!r} is used by several organisations "
+                    f"({', '.join(owners)}): name the organisation")  # fmt: skip
+
+
+def get_individual(
+    session: Session, code: str, follow_merges: bool = True, organisation: str | None = None
+) -> Individual:
+    """The individual ``code`` (by default the one it was merged into, if any); see
+    :func:`find_individual` for codes that several organisations use."""
+    ind = find_individual(session, code, organisation)
     if ind is None:
         raise ReidError(f"no individual {code!r} in the registry")
     seen = {ind.id}
@@ -464,7 +489,7 @@ def list_sightings(
     session: Session,
     viewer: Viewer,
     *,
-    individual: str | None = None,
+    individual: str | Individual | None = None,
     country: str | None = None,
     status: str | None = None,
     since: datetime | None = None,
@@ -481,7 +506,9 @@ def list_sightings(
         .order_by(Media.captured_at, Sighting.id)
     )
     if individual is not None:
-        query = query.where(Sighting.individual_id == get_individual(session, individual).id)
+        if not isinstance(individual, Individual):
+            individual = get_individual(session, individual)
+        query = query.where(Sighting.individual_id == individual.id)
     if country is not None:
         query = query.where(Site.country == check_country(country))
     if status is not None:

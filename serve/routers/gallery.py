@@ -8,7 +8,7 @@ from fastapi import APIRouter, File, Form, Response, UploadFile
 from sqlalchemy import event, select
 
 from reid.index import GalleryEntry
-from reid.registry import Individual, Organisation, Sighting, add_individual
+from reid.registry import Organisation, Sighting, add_individual
 from reid.verify import extract
 from serve.access import Caller, audit
 from serve.deps import AppState, CallerScope, Contributor, DbSession, State, Viewer
@@ -145,9 +145,7 @@ def enrol(
     s = state.settings
     _matcher(state)
     ind = visible_individual(session, scope, individual)
-    if ind is None:
-        if session.scalar(select(Individual.id).where(Individual.code == individual)):
-            raise Problem(422, f"unknown individual {individual!r}", field="individual")
+    if ind is None:  # new for the caller's organisation (codes are per organisation)
         org = session.get(Organisation, caller.organisation_id)
         ind = add_individual(session, individual, species, organisation=org)
     elif ind.species != species:

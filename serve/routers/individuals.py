@@ -36,7 +36,7 @@ def list_(
     return [
         individual_out(i)
         for i in list_individuals(session, species)
-        if owners.get(i.code, set()) & scope.view
+        if owners.get(i.id, set()) & scope.view
     ]
 
 
@@ -49,7 +49,7 @@ def read(code: str, session: DbSession, caller: Viewer, scope: CallerScope) -> I
     ind = visible_individual(session, scope, code)
     if ind is None:
         raise Problem(404, f"no individual {code!r}", field="code", kind="not-found")
-    sightings, exact = visible_sightings(session, scope, individual=ind.code)
+    sightings, exact = visible_sightings(session, scope, individual=ind)
     if exact:
         audit(session, caller, "read.precise", f"individual:{ind.code}", precise=True)
     return IndividualDetailOut(**individual_out(ind).model_dump(), sightings=sightings)
@@ -72,10 +72,14 @@ def movements(
         to_country = check_country_code(to_country, "to_country")
     if since is not None:
         since = to_utc(since, "since")
-    if individual is not None and visible_individual(session, scope, individual) is None:
-        raise Problem(404, f"no individual {individual!r}", field="individual", kind="not-found")
+    ind = None
+    if individual is not None:
+        ind = visible_individual(session, scope, individual)
+        if ind is None:
+            raise Problem(404, f"no individual {individual!r}", field="individual",
+                          kind="not-found")  # fmt: skip
     out, exact = visible_movements(session, scope, from_country=from_country,
-                                   to_country=to_country, since=since, individual=individual)
+                                   to_country=to_country, since=since, individual=ind)
     if exact:
         audit(session, caller, "read.precise", "movements", precise=True)
     return out

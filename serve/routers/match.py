@@ -122,7 +122,9 @@ def match(
     media = add_media(session, dep, path, moment, sha256=photo.sha256, mediatype=photo.mediatype)
     proposed: Individual | None = None
     if result.decision == "known" and result.individual:
-        ind = visible_individual(session, scope, result.individual)
+        owner = next((c.organisation for c in result.candidates
+                      if c.individual == result.individual), None)  # fmt: skip
+        ind = visible_individual(session, scope, result.individual, owner)
         if ind is not None and ind.species == species:
             proposed = ind
     height, width = photo.pixels.shape[:2]

@@ -37,15 +37,19 @@ def list_(
 ) -> list[SightingOut]:
     """Sightings of the caller's organisation and of those sharing theirs, oldest first;
     exact coordinates only where the key and the owner allow (every such read audited)."""
-    if individual is not None and visible_individual(session, scope, individual) is None:
-        raise Problem(404, f"no individual {individual!r}", field="individual", kind="not-found")
+    ind = None
+    if individual is not None:
+        ind = visible_individual(session, scope, individual)
+        if ind is None:
+            raise Problem(404, f"no individual {individual!r}", field="individual",
+                          kind="not-found")  # fmt: skip
     if country is not None:
         try:
             country = check_country(country)
         except Exception as e:
             raise Problem(422, str(e), field="country") from None
     views, exact = visible_sightings(
-        session, scope, individual=individual, country=country, status=status,
+        session, scope, individual=ind, country=country, status=status,
         since=None if since is None else to_utc(since, "since"),
     )  # fmt: skip
     views = views[:limit]
@@ -155,14 +159,16 @@ def _known(state: AppState, session, scope: Scope, code: str | None, sig) -> Ind
                           field="individual")  # fmt: skip
         return ind
     matcher = state.matcher
-    entries = [] if matcher is None else [
+    entries = [] if matcher is None else sorted((
         e for e in matcher.index.entries().values()
         if e.individual == code and e.organisation in scope.match
-    ]  # fmt: skip
-    taken = session.scalar(select(Individual.id).where(Individual.code == code)) is not None
-    if not entries or taken:  # a registry individual the caller may not see is unknown too
+    ), key=lambda e: e.organisation != scope.own)  # the caller's own gallery first
+    owner = None if not entries else session.scalar(
+        select(Organisation).where(Organisation.code == entries[0].organisation))  # fmt: skip
+    taken = owner is not None and session.scalar(select(Individual.id).where(
+        Individual.code == code, Individual.organisation_id == owner.id)) is not None
+    if not entries or taken:  # the owner's registry individual the caller may not see
         raise Problem(422, f"unknown individual {code!r}", field="individual")
-    owner = session.scalar(select(Organisation).where(Organisation.code == entries[0].organisation))
     if entries[0].species != sig.species:
         raise Problem(422, f"individual {code} is a {entries[0].species}, not a {sig.species}",
                       field="individual")  # fmt: skip
@@ -174,7 +180,9 @@ def _new(session, caller: Caller, code: str | None, species: str) -> Individual:
     if code is None:
         prefix = {"tiger": "T", "leopard": "L"}[species]
         code = f"{prefix}-{caller.organisation}-{uuid.uuid4().hex[:6]}"
-    if session.scalar(select(Individual.id).where(Individual.code == code)) is not None:
-        raise Problem(409, f"individual {code!r} already exists", field="individual",
-                      kind="individual-exists")  # fmt: skip
+    # codes are unique per organisation: only the caller's own can be in the way
+    if session.scalar(select(Individual.id).where(
+            Individual.code == code, Individual.organisation_id == org.id)) is not None:
+        raise Problem(409, f"your organisation already has an individual {code!r}",
+                      field="individual", kind="individual-exists")  # fmt: skip
     return add_individual(session, code, species, organisation=org)

@@ -316,3 +316,51 @@ def test_a_site_made_from_coordinates_does_not_carry_them(world, held_out):
     assert r.status_code == 422 and r.json()["field"] == "site"
     r = _match(world, _npo_query(held_out), camera="at-28.43,81.28", lat=lat, lon=lon)
     assert r.status_code == 422 and r.json()["field"] == "camera"
+
+
+# -- 3. individual codes are scoped per organisation: no blocking, no probing --------
+
+
+def test_codes_of_other_organisations_can_be_neither_probed_nor_blocked(world, held_out):
+    from tests.serve.conftest import PLACES
+
+    npo = world.auth("NPO", "reviewer")
+    # probing: BTO's registry code is invisible to NPO, so naming it is no conflict
+    sighting = _match(world, _npo_query(held_out)).json()["sighting"]
+    r = world.client.post(f"/v1/sightings/{sighting}/decision", headers=npo,
+                          json={"action": "new", "individual": "T-BTO"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["individual"] == "T-BTO" and r.json()["organisation"] == "NPO"
+    # a conflict is reported for the caller's own codes only
+    again = _match(world, _npo_query(held_out)).json()["sighting"]
+    r = world.client.post(f"/v1/sightings/{again}/decision", headers=npo,
+                          json={"action": "new", "individual": "T-BTO"})  # fmt: skip
+    assert r.status_code == 409 and "your organisation" in r.json()["detail"]
+    bto = world.client.get("/v1/individuals/T-BTO", headers=world.auth("BTO", "viewer")).json()
+    assert bto["organisation"] == "BTO"
+    # blocking: NPO takes a code of BTO's gallery before it reaches the registry...
+    (key, (record, _)) = next((k, v) for k, v in sorted(held_out.items()) if v[1] == "BTO")
+    code = record.individual_id
+    r = world.client.post(f"/v1/sightings/{again}/decision", headers=npo,
+                          json={"action": "new", "individual": code})  # fmt: skip
+    assert r.status_code == 200, r.text
+    # ...and BTO still confirms its own animal under its own code
+    lat, lon = PLACES["BT"]
+    r = world.client.post("/v1/match", headers=world.auth("BTO", "contributor"),
+                          data=match_form(side=record.side, country="BT", lat=lat, lon=lon),
+                          files={"image": ("q.png", photo_bytes(record), "image/png")})
+    assert r.status_code == 200, r.text
+    r = world.client.post(f"/v1/sightings/{r.json()['sighting']}/decision",
+                          headers=world.auth("BTO", "reviewer"),
+                          json={"action": "confirm", "individual": code})  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert r.json()["individual"] == code and r.json()["status"] == "confirmed"
+    mine = world.client.get(f"/v1/individuals/{code}", headers=world.auth("BTO")).json()
+    assert mine["organisation"] == "BTO" and len(mine["sightings"]) == 1
+    theirs = world.client.get(f"/v1/individuals/{code}", headers=world.auth("NPO")).json()
+    assert theirs["organisation"] == "NPO"
+    # enrolling a photo under a code another organisation uses is no probe either
+    r = world.client.post("/v1/gallery", headers=world.auth("INO", "contributor"),
+                          data={"individual": "T-BTO", "species": "tiger", "side": "left"},
+                          files={"image": ("g.png", photo_bytes(record), "image/png")})
+    assert r.status_code == 201, r.text
