@@ -74,6 +74,13 @@ class DataConfig:
     cache_dir: str | None = None  # decoded-image cache on disk (.npy); None: in memory
     cache_scale: float = 1.15  # cached images are this much larger than the input (crop room)
     workers: int = 2  # decoding threads for the cache, and data-loader processes
+    #: Rehearsal: a synthetic preset whose flanks train beside the catalogue (every batch
+    #: has sampler.rehearsal_identities of them), so that fine-tuning on one real species
+    #: does not erase what the model knew of others (leopards have no real data here).
+    #: Its first ``rehearsal_individuals`` individuals per species (None: all) are used;
+    #: it is never evaluated on, and its individuals need not be unseen.
+    rehearsal: str | None = None
+    rehearsal_individuals: int | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,9 @@ class SamplerConfig:
     identities: int = 16
     images: int = 4
     batches_per_epoch: int | None = None  # default: training images // (P×K), at least 1
+    #: flanks per batch drawn from data.rehearsal, on top of ``identities`` from the
+    #: catalogue (the default epoch length counts the catalogue's images only)
+    rehearsal_identities: int = 0
 
 
 @dataclass(frozen=True)
@@ -309,6 +319,8 @@ FIXED_FOR_A_RUN: tuple[str, ...] = (
     "model.",
     "data.manifest",
     "data.synthetic",
+    "data.rehearsal",
+    "data.rehearsal_individuals",
     "data.train_ratio",
     "data.split_seed",
     "augment.flip_as_new_identity",
@@ -518,19 +530,32 @@ def _validate(cfg: TrainConfig) -> None:
             "set exactly one of data.manifest (a catalogue) and data.synthetic (a preset "
             f"name); got manifest={d.manifest!r}, synthetic={d.synthetic!r}"
         )
-    if d.synthetic is not None:
-        from reid.presets import get_preset
+    for key in ("synthetic", "rehearsal"):
+        if getattr(d, key) is not None:
+            from reid.presets import get_preset
 
-        try:
-            get_preset(d.synthetic)
-        except ReidError as e:
-            raise ConfigError(f"data.synthetic: {e}") from None
+            try:
+                get_preset(getattr(d, key))
+            except ReidError as e:
+                raise ConfigError(f"data.{key}: {e}") from None
+    if (d.rehearsal is None) != (cfg.sampler.rehearsal_identities == 0):
+        raise ConfigError(
+            "data.rehearsal and sampler.rehearsal_identities go together: set both "
+            f"(got rehearsal={d.rehearsal!r}, "
+            f"rehearsal_identities={cfg.sampler.rehearsal_identities})"
+        )
     checks = [
         ("data.train_ratio", 0 < d.train_ratio < 1, "within (0, 1)"),
         ("data.cache_scale", d.cache_scale >= 1, ">= 1"),
         ("data.workers", d.workers >= 0, ">= 0"),
         ("sampler.identities", cfg.sampler.identities >= 1, ">= 1"),
         ("sampler.images", cfg.sampler.images >= 1, ">= 1"),
+        ("sampler.rehearsal_identities", cfg.sampler.rehearsal_identities >= 0, ">= 0"),
+        (
+            "data.rehearsal_individuals",
+            d.rehearsal_individuals is None or d.rehearsal_individuals >= 1,
+            ">= 1 or null",
+        ),
         (
             "sampler.batches_per_epoch",
             cfg.sampler.batches_per_epoch is None or cfg.sampler.batches_per_epoch >= 1,

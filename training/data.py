@@ -41,15 +41,46 @@ __all__ = [
     "cache_size",
     "flank_identities",
     "load_records",
+    "load_rehearsal",
     "synthetic_folder",
 ]
 
 CACHE_FORMAT = 1
 
 
-def synthetic_folder(data: DataConfig) -> Path:
+def synthetic_folder(data: DataConfig, preset: str | None = None) -> Path:
     base = Path(data.synthetic_dir) if data.synthetic_dir else data_home() / "synthetic"
-    return base / str(data.synthetic)
+    return base / str(preset or data.synthetic)
+
+
+def load_rehearsal(
+    data: DataConfig, *, generate: bool = True, workers: int = 2, show_progress: bool = True
+) -> list[ImageRecord]:
+    """The rehearsal flanks (``data.rehearsal``, rendered first when missing and
+    ``generate``): the first ``data.rehearsal_individuals`` individuals of each species in
+    the preset's order, all their photos; ``[]`` without rehearsal."""
+    if data.rehearsal is None:
+        return []
+    from reid.data.load import load_catalogue
+
+    folder = synthetic_folder(data, data.rehearsal)
+    if not (folder / "manifest.csv").is_file():
+        if not generate:
+            raise ReidError(f"synthetic catalogue {folder} is missing")
+        from reid.presets import get_preset, render_preset
+
+        render_preset(get_preset(data.rehearsal), folder, workers=workers,
+                      show_progress=show_progress)  # fmt: skip
+    records = load_catalogue(folder)
+    if data.rehearsal_individuals is None:
+        return records
+    chosen: dict[str, list[str]] = {}
+    for r in records:
+        ids = chosen.setdefault(r.species, [])
+        if r.individual_id not in ids:
+            ids.append(r.individual_id)
+    keep = {(s, i) for s, ids in chosen.items() for i in ids[: data.rehearsal_individuals]}
+    return [r for r in records if (r.species, r.individual_id) in keep]
 
 
 def load_records(

@@ -53,12 +53,19 @@ from training.augment import fill_colour, train_transform
 from training.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from training.config import TrainConfig, config_to_dict, resume_changes, save_config
 from training.curves import plot_curves, write_log
-from training.data import FlankDataset, ImageCache, cache_size, flank_identities, load_records
+from training.data import (
+    FlankDataset,
+    ImageCache,
+    cache_size,
+    flank_identities,
+    load_records,
+    load_rehearsal,
+)
 from training.distributed import Dist, setup, teardown
 from training.evaluation import evaluate_model
 from training.losses import BatchHardTriplet, ReidLoss, SubCenterArcFace
 from training.optim import build_optimizer, warmup_cosine
-from training.sampler import PKBatchSampler
+from training.sampler import MixedPKBatchSampler, PKBatchSampler
 
 __all__ = ["Objective", "epoch_seed", "fit"]
 
@@ -160,13 +167,21 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
     # ---- data: rank 0 renders a missing synthetic catalogue and builds the disk cache
     if d.is_main:
         records = load_records(cfg.data, workers=cfg.data.workers, show_progress=show)
+        rehearsal = load_rehearsal(cfg.data, workers=cfg.data.workers, show_progress=show)
     d.barrier()
     if not d.is_main:
         records = load_records(cfg.data, generate=False)
+        rehearsal = load_rehearsal(cfg.data, generate=False)
     split = disjoint_split(records, cfg.data.train_ratio, cfg.data.split_seed)
     train_records, labels, classes = flank_identities(split.train)
     if not train_records:
         raise ReidError("no training image has an individual")
+    n_main, n_main_classes = len(train_records), len(classes)
+    if rehearsal:  # its flanks are extra classes, after the catalogue's
+        r_records, r_labels, r_classes = flank_identities(rehearsal)
+        train_records = train_records + r_records
+        labels = np.concatenate([labels, r_labels + n_main_classes])
+        classes = classes + [(f"rehearsal:{i}", s) for i, s in r_classes]
     mc = cfg.model
     cache = ImageCache(
         train_records,
@@ -189,27 +204,51 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
         cfg.augment.flip_as_new_identity,
     )
     try:
-        sampler = PKBatchSampler(
-            dataset.labels,
-            cfg.sampler.identities,
-            cfg.sampler.images,
-            seed=cfg.run.seed,
-            batches_per_epoch=cfg.sampler.batches_per_epoch,
-            rank=d.rank,
-            world_size=d.world_size,
-        )
+        if rehearsal:
+            n = len(train_records)
+            items = np.arange(len(dataset.labels))
+            is_main = (items % n) < n_main  # flipped items follow the originals
+            sampler = MixedPKBatchSampler(
+                dataset.labels,
+                [(items[is_main], cfg.sampler.identities),
+                 (items[~is_main], cfg.sampler.rehearsal_identities)],  # fmt: skip
+                cfg.sampler.images,
+                seed=cfg.run.seed,
+                batches_per_epoch=cfg.sampler.batches_per_epoch,
+                rank=d.rank,
+                world_size=d.world_size,
+            )
+        else:
+            sampler = PKBatchSampler(
+                dataset.labels,
+                cfg.sampler.identities,
+                cfg.sampler.images,
+                seed=cfg.run.seed,
+                batches_per_epoch=cfg.sampler.batches_per_epoch,
+                rank=d.rank,
+                world_size=d.world_size,
+            )
     except ValueError as e:
         raise ReidError(str(e)) from None
     source = cfg.data.manifest or f"synthetic preset {cfg.data.synthetic}"
+    extra = ""
+    if rehearsal:
+        extra = (f"; rehearsal: {len(train_records) - n_main} images of "
+                 f"{len(classes) - n_main_classes} flanks of synthetic preset "
+                 f"{cfg.data.rehearsal}")  # fmt: skip
     training_data = (
-        f"{source}: {len(train_records)} images of {len(classes)} flanks of "
+        f"{source}: {n_main} images of {n_main_classes} flanks of "
         f"{len(split.known)} individuals ({len(split.unknown)} more held out for evaluation)"
+        + extra
     )
+    p = f"{cfg.sampler.identities}"
+    if rehearsal:
+        p = f"({p}+{cfg.sampler.rehearsal_identities})"
+    batch = f"{p}x{cfg.sampler.images}"
     echo(
-        f"train: {len(train_records)} images of {len(classes)} flanks "
-        f"({len(split.known)} individuals); held out: {len(split.test)} images of "
-        f"{len(split.unknown)} individuals; {len(sampler)} batches of "
-        f"{cfg.sampler.identities}x{cfg.sampler.images} per epoch"
+        f"train: {n_main} images of {n_main_classes} flanks "
+        f"({len(split.known)} individuals){extra}; held out: {len(split.test)} images of "
+        f"{len(split.unknown)} individuals; {len(sampler)} batches of {batch} per epoch"
         + (f" on each of {d.world_size} ranks" if d.enabled else "")
     )
 

@@ -108,3 +108,54 @@ class PKBatchSampler:
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self.all_batches(self.epoch)[self.rank :: self.world_size]
+
+
+class MixedPKBatchSampler:
+    """P×K batches drawn from several parts of a dataset at once: each batch has
+    ``p`` identities of each part (``parts``: (item indices, p) pairs), K images each,
+    every part sampled as :class:`PKBatchSampler` does (its own seeded stream). Used for
+    rehearsal: a real catalogue's flanks beside synthetic ones in every batch."""
+
+    def __init__(
+        self,
+        labels: Sequence[int] | np.ndarray,
+        parts: Sequence[tuple[Sequence[int] | np.ndarray, int]],
+        k: int,
+        *,
+        seed: int,
+        batches_per_epoch: int | None = None,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        labels = np.asarray(labels)
+        if not parts:
+            raise ValueError("no part to sample from")
+        self.items = [np.asarray(ix, dtype=np.int64) for ix, _ in parts]
+        if batches_per_epoch is None:
+            first, p0 = self.items[0], int(parts[0][1])
+            batches_per_epoch = max(1, len(first) // (p0 * k * world_size))
+        self.samplers = [
+            PKBatchSampler(labels[ix], p, k, seed=seed * 1000 + j,
+                           batches_per_epoch=batches_per_epoch, rank=rank,
+                           world_size=world_size)  # fmt: skip
+            for j, (ix, (_, p)) in enumerate(zip(self.items, parts, strict=True))
+        ]
+        self.batches_per_epoch = int(batches_per_epoch)
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def all_batches(self, epoch: int) -> list[list[int]]:
+        per_part = [s.all_batches(epoch) for s in self.samplers]
+        return [
+            [int(ix[i]) for ix, b in zip(self.items, batches, strict=True) for i in b]
+            for batches in zip(*per_part, strict=True)
+        ]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.all_batches(self.epoch)[self.rank :: self.world_size]

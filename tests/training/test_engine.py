@@ -203,3 +203,27 @@ def test_train_command_resume_names_changes_and_refusals(tiny_catalogue, tmp_pat
     assert result.exit_code == 0 and "nothing to train" in result.output
     result = runner.invoke(app, ["train", "--resume", str(out), "schedule.epochs=2"])
     assert result.exit_code == 2 and "already completed 3 epochs" in result.output
+
+
+def test_rehearsal_flanks_train_beside_the_catalogue_but_are_never_evaluated(
+    tiny_config, tmp_path
+):
+    fit(tiny_config("schedule.epochs=1"), tmp_path / "plain", echo=lambda _: None)
+    lines: list[str] = []
+    cfg = tiny_config("schedule.epochs=1", "data.rehearsal=demo",
+                      "data.rehearsal_individuals=1", "sampler.rehearsal_identities=1",
+                      f"data.synthetic_dir={tmp_path / 'synth'}")  # fmt: skip
+    out = tmp_path / "mixed"
+    summary = fit(cfg, out, echo=lines.append)
+    last = torch.load(out / "last.pt", weights_only=True)
+    # 4 catalogue flanks + 1 individual per species of the preset, both flanks
+    n_classes = last["loss"]["arcface.weight"].shape[0] // cfg.loss.subcenters
+    assert n_classes > 4
+    assert any("rehearsal:" in line and "(2+1)x2" in line for line in lines)
+    # evaluated on the catalogue's held-out individuals only
+    def queries(run):
+        return [r["queries"] for r in csv.DictReader((tmp_path / run / "log.csv").open())]
+
+    assert queries("mixed") == queries("plain") and summary["best"]["epoch"] == 1
+    with pytest.raises(Exception, match="rehearsal_identities"):
+        tiny_config("data.rehearsal=demo")

@@ -99,3 +99,21 @@ def test_default_length_counts_images_per_rank():
 def test_too_few_identities_is_a_clear_error():
     with pytest.raises(ValueError, match="only 7"):
         PKBatchSampler(LABELS, 8, 2, seed=0)
+
+
+def test_mixed_batches_take_p_identities_from_each_part():
+    from training.sampler import MixedPKBatchSampler
+
+    labels = np.repeat(np.arange(30), 5)  # classes 0-9: the catalogue, 10-29: rehearsal
+    main = np.flatnonzero(labels < 10)
+    rehearsal = np.flatnonzero(labels >= 10)
+    sampler = MixedPKBatchSampler(labels, [(main, 4), (rehearsal, 2)], 3, seed=7)
+    assert len(sampler) == len(main) // (4 * 3)  # the epoch counts the catalogue only
+    for batch in sampler.all_batches(0):
+        classes = labels[batch]
+        assert len(batch) == (4 + 2) * 3
+        assert len(set(classes[classes < 10])) == 4 and len(set(classes[classes >= 10])) == 2
+        assert all(np.count_nonzero(classes == c) == 3 for c in set(classes))
+    assert sampler.all_batches(1) == MixedPKBatchSampler(
+        labels, [(main, 4), (rehearsal, 2)], 3, seed=7).all_batches(1)  # fmt: skip
+    assert sampler.all_batches(0) != sampler.all_batches(1)
