@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from reid.errors import ReidError
 from reid.privacy import Viewer, generalise
-from reid.registry.access import ROLES, ApiKey, AuditEntry, SharingAgreement
+from reid.registry.access import ROLES, ApiKey, AuditEntry, ReviewSession, SharingAgreement
 from reid.registry.models import Organisation
 from reid.registry.services import now
 
@@ -150,6 +150,16 @@ def authenticate(session: Session, token: str) -> Caller | None:
         return None
     if not hmac.compare_digest(row.secret_sha256, _digest(parts[2])):
         return None
+    return _caller_of(row)
+
+
+# -- review page sessions ------------------------------------------------------------
+
+#: How long a review page sign-in lasts.
+SESSION_HOURS = 12
+
+
+def _caller_of(row: ApiKey) -> Caller:
     return Caller(
         key_id=row.key_id,
         organisation=row.organisation.code,
@@ -157,6 +167,35 @@ def authenticate(session: Session, token: str) -> Caller | None:
         role=row.role,
         precise_location=bool(row.precise_location),
     )
+
+
+def start_session(session: Session, caller: Caller) -> tuple[str, ReviewSession]:
+    """A new review page session of ``caller``'s key: (the cookie's token, the row). Only
+    the token's SHA-256 is stored; the row holds the session's CSRF token."""
+    from datetime import timedelta
+
+    key = session.scalar(select(ApiKey).where(ApiKey.key_id == caller.key_id))
+    token = secrets.token_urlsafe(32)
+    row = ReviewSession(token_sha256=_digest(token), key=key, csrf=secrets.token_urlsafe(32),
+                        created_at=now(), expires_at=now() + timedelta(hours=SESSION_HOURS))
+    session.add(row)
+    session.flush()
+    return token, row
+
+
+def session_of(session: Session, token: str) -> tuple[Caller, ReviewSession] | None:
+    """The caller and row of a live review session token, or None (unknown, expired, or
+    its key revoked)."""
+    row = session.scalar(select(ReviewSession).where(ReviewSession.token_sha256 == _digest(token)))
+    if row is None or row.expires_at <= now() or row.key.revoked_at is not None:
+        return None
+    return _caller_of(row.key), row
+
+
+def end_session(session: Session, token: str) -> None:
+    row = session.scalar(select(ReviewSession).where(ReviewSession.token_sha256 == _digest(token)))
+    if row is not None:
+        session.delete(row)
 
 
 # -- sharing -------------------------------------------------------------------------
@@ -281,3 +320,11 @@ class RateLimiter:
                 return 0.0
             self._buckets[key] = (tokens, t)
             return max(1.0, math.ceil((1.0 - tokens) / self.rate))
+
+    def wait(self, key: str) -> float:
+        """0 while ``key`` has a request left, else the seconds until it has (takes none)."""
+        t = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key, (self.burst, t))
+            tokens = min(self.burst, tokens + (t - last) * self.rate)
+            return 0.0 if tokens >= 1.0 else max(1.0, math.ceil((1.0 - tokens) / self.rate))

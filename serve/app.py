@@ -69,11 +69,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     problems.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(SecurityHeadersMiddleware)
     for r in (health, match, sightings_router, individuals, gallery, media, jobs, admin, review):
         app.include_router(r.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     _bearer_scheme(app)
     return app
+
+
+#: The review page's policy: its own images, styles and forms only, no script, no framing.
+REVIEW_CSP = ("default-src 'none'; img-src 'self'; style-src 'self'; connect-src 'self'; "
+              "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")  # fmt: skip
+
+
+class SecurityHeadersMiddleware:
+    """Headers against framing (clickjacking), type sniffing and leaking referrers on every
+    answer; the strict Content-Security-Policy on the review page (``/docs`` loads the
+    Swagger UI from a CDN, so it gets the others only)."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        review = scope["path"] == "/review" or scope["path"].startswith("/review/")
+
+        async def send_with_headers(message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += [(b"x-frame-options", b"DENY"), (b"x-content-type-options", b"nosniff"),
+                            (b"referrer-policy", b"same-origin")]  # fmt: skip
+                if review:
+                    headers += [(b"content-security-policy", REVIEW_CSP.encode()),
+                                (b"cache-control", b"no-store")]  # fmt: skip
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _bearer_scheme(app: FastAPI) -> None:

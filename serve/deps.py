@@ -17,13 +17,18 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from reid.registry import Registry
-from serve.access import Caller, RateLimiter, Scope, authenticate, scope_of
+from serve.access import Caller, RateLimiter, Scope, authenticate, scope_of, session_of
 from serve.metrics import Metrics
 from serve.problems import Problem
 from serve.settings import Settings
 
-#: Cookie that the review page keeps the key in (HttpOnly, SameSite=Strict).
-KEY_COOKIE = "reid_key"
+#: Cookie of a review page session (HttpOnly, SameSite=Strict): a random session token,
+#: never the API key (:func:`serve.access.start_session`).
+SESSION_COOKIE = "reid_session"
+#: Methods a session cookie authenticates on /v1 (the review page's photos); anything that
+#: writes needs the key in the Authorization header, which no other site can make a
+#: browser send.
+COOKIE_METHODS = ("GET", "HEAD")
 
 
 class AppState:
@@ -45,6 +50,8 @@ class AppState:
             metrics.gallery_vectors.set(len(self.matcher.index))
             self.recalibrator = Recalibrator(self)
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)
+        self.auth_failures = RateLimiter(settings.auth_failures_per_minute,
+                                         settings.auth_failure_burst)  # fmt: skip
         self.match_slots = threading.BoundedSemaphore(settings.match_workers)
         self.gallery_lock = threading.Lock()
         if self.matcher is not None:
@@ -82,6 +89,7 @@ DbSession = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def _token(request: Request) -> str | None:
+    """The bearer key of the Authorization header, if any."""
     header = request.headers.get("authorization")
     if header:
         scheme, _, value = header.partition(" ")
@@ -89,16 +97,23 @@ def _token(request: Request) -> str | None:
             raise Problem(401, "send the key as 'Authorization: Bearer <key>'",
                           field="Authorization", headers={"WWW-Authenticate": "Bearer"})
         return value.strip()
-    return request.cookies.get(KEY_COOKIE)
+    return None
 
 
 def get_caller(request: Request, state: State, session: DbSession) -> Caller:
     token = _token(request)
-    if not token:
+    cookie = None if token else request.cookies.get(SESSION_COOKIE)
+    if not token and not (cookie and request.method in COOKIE_METHODS):
         raise Problem(401, "an API key is required: 'Authorization: Bearer <key>'",
                       field="Authorization", headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
-    caller = authenticate(session, token)
+    check_failures(request, state)
+    if token:
+        caller = authenticate(session, token)
+    else:
+        found = session_of(session, cookie)  # type: ignore[arg-type]
+        caller = None if found is None else found[0]
     if caller is None:
+        failed(request, state)
         raise Problem(401, "the API key is unknown or revoked", field="Authorization",
                       headers={"WWW-Authenticate": "Bearer"})  # fmt: skip
     wait = state.limiter.take(caller.key_id)
@@ -108,6 +123,24 @@ def get_caller(request: Request, state: State, session: DbSession) -> Caller:
                       headers={"Retry-After": f"{wait:.0f}"})  # fmt: skip
     request.state.caller = caller
     return caller
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def check_failures(request: Request, state: AppState) -> None:
+    """A 429 while the client's address has used up its failed key attempts."""
+    wait = state.auth_failures.wait(_client(request))
+    if wait:
+        state.metrics.rate_limited.inc()
+        raise Problem(429, f"too many unknown or revoked keys from this address; retry in "
+                      f"{wait:.0f} s", headers={"Retry-After": f"{wait:.0f}"})  # fmt: skip
+
+
+def failed(request: Request, state: AppState) -> None:
+    """Count a failed key attempt against the client's address."""
+    state.auth_failures.take(_client(request))
 
 
 def require(role: str) -> Callable[..., Caller]:

@@ -54,6 +54,18 @@ class Settings(BaseSettings):
         120.0, gt=0, description="Sustained requests per minute per API key."
     )
     rate_limit_burst: int = Field(30, ge=1, description="Requests a key may make at once.")
+    auth_failures_per_minute: float = Field(
+        10.0, gt=0, description="Unknown or revoked keys (and review sessions) accepted per "
+        "minute from one client address; beyond, every request from it is a 429 for a while."
+    )  # fmt: skip
+    auth_failure_burst: int = Field(
+        20, ge=1, description="Failed key attempts one address may make at once."
+    )
+    trusted_origins: list[str] = Field(
+        default_factory=list, description="Origins (https://host[:port]) besides the request's "
+        "own Host that the review page accepts forms from: the public address when a reverse "
+        "proxy rewrites Host."
+    )  # fmt: skip
     top: int = Field(5, ge=1, le=50, description="Candidates returned by default.")
     match_workers: int = Field(
         2, ge=1, description="Matches computed at once (the rest queue; CPU-bound work)."

@@ -12,6 +12,8 @@ database (SQLite or PostgreSQL) and the same Alembic migrations hold them:
   (``share_sightings``) and, for partner keys that hold the permission, their exact
   coordinates (``share_precise``). Agreements are one-directional and explicit; an ended
   one keeps ``revoked_at``.
+- :class:`ReviewSession`: a browser signed in to the review page (the cookie holds a
+  session token, hashed here, never the API key) and its CSRF token.
 - :class:`AuditEntry`: every decision, every enrolment, every key and agreement change
   and every response that carried exact coordinates: who (key, organisation), when, what,
   on which resource.
@@ -62,6 +64,21 @@ class SharingAgreement(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
     owner: Mapped[Organisation] = relationship(foreign_keys=[owner_id])
     partner: Mapped[Organisation] = relationship(foreign_keys=[partner_id])
+
+
+class ReviewSession(Base):
+    """A signed-in browser of the review page: the cookie holds a random token of which
+    only the SHA-256 is stored (never the API key), with the session's CSRF token; it
+    ends at ``expires_at``, at sign-out, or when its key is revoked."""
+
+    __tablename__ = "review_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
+    key: Mapped[ApiKey] = relationship()
 
 
 class AuditEntry(Base):
