@@ -282,8 +282,10 @@ def audit(
     *,
     precise: bool = False,
     detail: dict | None = None,
+    owner: str | None = None,
 ) -> AuditEntry:
-    """Record an audited act in the caller's transaction (``caller`` None: the CLI)."""
+    """Record an audited act in the caller's transaction (``caller`` None: the CLI);
+    ``owner``: the organisation whose data it touched (it sees the entry too)."""
     row = AuditEntry(
         at=now(),
         key_id=None if caller is None else caller.key_id,
@@ -291,10 +293,19 @@ def audit(
         action=action,
         resource=resource[:300],
         precise_location=precise,
+        owner=owner,
         detail=detail,
     )
     session.add(row)
     return row
+
+
+def audit_precise(session: Session, caller: Caller, resource: str, owners, **detail) -> None:
+    """Audit a read of exact coordinates: one entry per organisation whose exact
+    coordinates were read, so that each owner's admins see who read theirs."""
+    for owner in sorted(o for o in owners if o is not None):
+        audit(session, caller, "read.precise", resource, precise=True, owner=owner,
+              detail=detail or None)  # fmt: skip
 
 
 # -- rate limits ---------------------------------------------------------------------

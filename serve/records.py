@@ -71,18 +71,19 @@ def sighting_out(view: SightingView, owner: str | None, scope: Scope) -> tuple[S
 
 def visible_sightings(
     session: Session, scope: Scope, **filters
-) -> tuple[list[SightingOut], bool]:
+) -> tuple[list[SightingOut], set[str]]:
     """Sightings the caller may see (filters as :func:`reid.registry.list_sightings`), and
-    whether any exact coordinates are among them."""
+    the organisations whose exact coordinates are among them (empty: none)."""
     owners = sighting_owners(session)
-    out, any_exact = [], False
+    out, exact_owners = [], set()
     for v in list_sightings(session, LOCAL_ADMIN, **filters):
         owner = owners.get(v.code)
         if owner in scope.view:
             s, exact = sighting_out(v, owner, scope)
             out.append(s)
-            any_exact |= exact
-    return out, any_exact
+            if exact:
+                exact_owners.add(owner)
+    return out, exact_owners
 
 
 def visible_sighting(session: Session, scope: Scope, code: str) -> tuple[Sighting, str]:
@@ -181,10 +182,13 @@ def visible_individual(
     return None if organisation is not None else seen[0]
 
 
-def visible_movements(session: Session, scope: Scope, **filters) -> tuple[list[MovementOut], bool]:
-    """Movements whose both ends the caller may see, exact per owner."""
+def visible_movements(
+    session: Session, scope: Scope, **filters
+) -> tuple[list[MovementOut], set[str]]:
+    """Movements whose both ends the caller may see, exact per owner; and the organisations
+    whose exact coordinates are among them."""
     owners = site_owners(session)
-    out, any_exact = [], False
+    out, exact_owners = [], set()
     for m in registry_movements(session, LOCAL_ADMIN, **filters):
         a, b = owners.get(m.from_site), owners.get(m.to_site)
         if a not in scope.view or b not in scope.view:
@@ -192,7 +196,7 @@ def visible_movements(session: Session, scope: Scope, **filters) -> tuple[list[M
         alat, alon, aex = scope.locate(a, m.from_lat, m.from_lon)
         blat, blon, bex = scope.locate(b, m.to_lat, m.to_lon)
         exact = aex and bex
-        any_exact |= aex or bex
+        exact_owners |= {o for o, ex in ((a, aex), (b, bex)) if ex}
         out.append(
             MovementOut(
                 individual=m.individual, species=m.species,
@@ -204,7 +208,7 @@ def visible_movements(session: Session, scope: Scope, **filters) -> tuple[list[M
                 days=m.days,
             )
         )  # fmt: skip
-    return out, any_exact
+    return out, exact_owners
 
 
 def own_site(session: Session, caller: Caller, code: str):

@@ -169,8 +169,9 @@ class AgreementIn(BaseModel):
     partner: str = Field(min_length=1, max_length=64, description="Partner organisation code.")
     share_match: bool = Field(True, description="Partner may match against our gallery.")
     share_sightings: bool = Field(
-        True, description="Partner may see our sightings, individuals and movements."
-    )
+        False, description="Partner may see our sightings, individuals and movements (not "
+        "implied by matching: ask for it)."
+    )  # fmt: skip
     share_precise: bool = Field(
         False, description="Partner keys with the permission see our exact coordinates."
     )
@@ -199,6 +200,10 @@ class AuditOut(BaseModel):
     action: str = Field(description="What was done.")
     resource: str = Field(description="On what.")
     precise_location: bool = Field(description="Whether exact coordinates were read.")
+    owner: str | None = Field(
+        None, description="Whose exact coordinates were read (the key's own organisation, "
+        "or a partner's: then the entry is in that organisation's log too)."
+    )  # fmt: skip
 
 
 class JobOut(BaseModel):

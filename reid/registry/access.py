@@ -56,7 +56,7 @@ class SharingAgreement(Base):
     owner_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
     partner_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
     share_match: Mapped[bool] = mapped_column(Boolean, default=True)
-    share_sightings: Mapped[bool] = mapped_column(Boolean, default=True)
+    share_sightings: Mapped[bool] = mapped_column(Boolean, default=False)
     share_precise: Mapped[bool] = mapped_column(Boolean, default=False)
     note: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(128))
@@ -92,5 +92,8 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(32))
     resource: Mapped[str] = mapped_column(String(300))
     precise_location: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Whose data the act touched, when another organisation's (a partner reading its
+    #: exact coordinates): that organisation's admins see the entry in their log too.
+    owner: Mapped[str | None] = mapped_column(String(64), index=True)
     detail: Mapped[dict | None] = mapped_column(JSON)
     __table_args__ = (Index("ix_audit_log_org_at", "organisation", "at"),)

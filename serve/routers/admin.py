@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from reid.errors import ReidError
 from reid.registry.access import AuditEntry, SharingAgreement
@@ -67,10 +67,13 @@ def audit_log(
     caller: Admin,
     limit: Annotated[int, Query(ge=1, le=1000, description="Newest entries first.")] = 100,
 ) -> list[AuditOut]:
-    """The audit log of the caller's organisation's keys, newest first."""
+    """The audit log of the caller's organisation: what its keys did, and what partners'
+    keys did with its data (reads of its exact coordinates), newest first."""
     rows = session.scalars(
-        select(AuditEntry).where(AuditEntry.organisation == caller.organisation)
+        select(AuditEntry).where(or_(AuditEntry.organisation == caller.organisation,
+                                     AuditEntry.owner == caller.organisation))
         .order_by(AuditEntry.id.desc()).limit(limit)
     )  # fmt: skip
     return [AuditOut(at=r.at, key_id=r.key_id, organisation=r.organisation, action=r.action,
-                     resource=r.resource, precise_location=r.precise_location) for r in rows]
+                     resource=r.resource, precise_location=r.precise_location,
+                     owner=r.owner) for r in rows]  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query
 
 from reid.registry import list_individuals
-from serve.access import audit
+from serve.access import audit_precise
 from serve.deps import CallerScope, DbSession, Viewer
 from serve.problems import COMMON, Problem, responses
 from serve.records import (
@@ -50,8 +50,7 @@ def read(code: str, session: DbSession, caller: Viewer, scope: CallerScope) -> I
     if ind is None:
         raise Problem(404, f"no individual {code!r}", field="code", kind="not-found")
     sightings, exact = visible_sightings(session, scope, individual=ind)
-    if exact:
-        audit(session, caller, "read.precise", f"individual:{ind.code}", precise=True)
+    audit_precise(session, caller, f"individual:{ind.code}", exact)
     return IndividualDetailOut(**individual_out(ind).model_dump(), sightings=sightings)
 
 
@@ -80,6 +79,5 @@ def movements(
                           kind="not-found")  # fmt: skip
     out, exact = visible_movements(session, scope, from_country=from_country,
                                    to_country=to_country, since=since, individual=ind)
-    if exact:
-        audit(session, caller, "read.precise", "movements", precise=True)
+    audit_precise(session, caller, "movements", exact)
     return out

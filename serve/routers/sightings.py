@@ -12,7 +12,7 @@ from sqlalchemy import select
 from reid.movements import derive_movements
 from reid.registry import Individual, Organisation, add_individual, confirm, reject
 from reid.registry.services import check_country
-from serve.access import Caller, Scope, audit
+from serve.access import Caller, Scope, audit, audit_precise
 from serve.deps import AppState, CallerScope, DbSession, Reviewer, State, Viewer
 from serve.problems import COMMON, Problem, responses
 from serve.records import sighting_detail, visible_individual, visible_sighting, visible_sightings
@@ -53,9 +53,9 @@ def list_(
         since=None if since is None else to_utc(since, "since"),
     )  # fmt: skip
     views = views[:limit]
-    if exact:
-        audit(session, caller, "read.precise", "sightings", precise=True,
-              detail={"count": sum(v.location.exact for v in views)})  # fmt: skip
+    for owner in {v.organisation for v in views if v.location.exact}:
+        audit_precise(session, caller, "sightings", [owner],
+                      count=sum(v.location.exact and v.organisation == owner for v in views))
     return views
 
 
@@ -64,7 +64,7 @@ def read(code: str, session: DbSession, caller: Viewer, scope: CallerScope) -> S
     """One sighting with its decision trail."""
     out, exact = sighting_detail(session, scope, code)
     if exact:
-        audit(session, caller, "read.precise", f"sighting:{code}", precise=True)
+        audit_precise(session, caller, f"sighting:{code}", [out.organisation])
     return out
 
 
