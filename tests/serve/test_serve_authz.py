@@ -3,16 +3,24 @@
 The caller is always an NPO key. INO shares matching and sightings with NPO (not exact
 coordinates); BTO shares nothing. Expected: a role below the endpoint's gets 403; data
 of a foreign organisation does not exist (404) or is absent from lists; exact
-coordinates appear only for NPO's own data and only with the precise-location key.
+coordinates appear only for NPO's own data and only with the precise-location key, and
+not only in the lat/lon fields: no string of any answer (site codes, names, the review
+pages' text) holds a number within 0.01° of a position the reader may not see.
 """
 
 import itertools
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.serve.conftest import PLACES, ROLES, jpeg, match_form
+
+#: Cameras that the matrix's matches record, without a site code (so the API makes one
+#: up from the coordinates), by organisation: exact positions.
+CAMERAS = {"NPO": [(28.4312, 81.2871), (28.4501, 81.2702)], "INO": [(28.2623, 81.1956)],
+           "BTO": [(27.4123, 90.4456)]}  # fmt: skip
 
 OWNERS = {"own": "NPO", "partner": "INO", "foreign": "BTO"}
 LEVEL = {r: i for i, r in enumerate(ROLES)}
@@ -28,6 +36,71 @@ def _exact_strings(org):
     cc = {"NPO": "NP", "INO": "IN", "BTO": "BT"}[org]
     lat, lon = PLACES[cc]
     return [repr(lat + 0.0123), repr(lon + 0.0456)]
+
+
+def _exact_values(org):
+    """Every exact camera coordinate of ``org`` (seeded and matched), as numbers."""
+    cc = {"NPO": "NP", "INO": "IN", "BTO": "BT"}[org]
+    lat, lon = PLACES[cc]
+    return [lat + 0.0123, lon + 0.0456, *itertools.chain(*CAMERAS[org])]
+
+
+def _leaves(value, path="$"):
+    """(json path, leaf) of every string and number in a JSON value."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            yield from _leaves(v, f"{path}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            yield from _leaves(v, f"{path}[{i}]")
+    elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        yield path, value
+
+
+def _fine_positions(response, hidden):
+    """Where an answer carries a number within 0.01° (about 1 km) of one of the ``hidden``
+    coordinates, in a string field (site codes, names, messages...), a number field, or
+    the text of an HTML page. A generalised position is a 0.25° cell centre, at least
+    0.03° from every camera of the test world, so it never counts."""
+    if response.headers["content-type"].startswith(("application/json",
+                                                    "application/problem+json")):
+        leaves = list(_leaves(response.json()))
+    elif response.headers["content-type"].startswith("text/html"):
+        leaves = [("html", response.text)]
+    else:
+        return []
+    found = []
+    for path, leaf in leaves:
+        numbers = ([float(x) for x in re.findall(r"-?\d+(?:\.\d+)?", leaf)]
+                   if isinstance(leaf, str) else [float(leaf)])  # fmt: skip
+        for x in numbers:
+            if any(abs(x - h) < 0.01 for h in hidden):
+                found.append((path, leaf if isinstance(leaf, (int, float)) else leaf[:120]))
+    return found
+
+
+def _populate(world, held_out):
+    """Matches without a site code in each organisation (sites made from coordinates);
+    INO's and one of NPO's confirmed as T-INO, a cross-border movement IN -> NP between
+    two such sites; NPO's second match stays proposed (the review queue)."""
+    photos = {org: next(v[0] for k, v in sorted(held_out.items()) if v[1] == org)
+              for org in ("NPO", "INO", "BTO")}  # fmt: skip
+    country = {"NPO": "NP", "INO": "IN", "BTO": "BT"}
+    made = {}
+    for org in ("INO", "NPO", "BTO"):
+        for lat, lon in CAMERAS[org]:
+            record = photos[org]
+            r = world.client.post(
+                "/v1/match", headers=world.auth(org, "contributor"),
+                data=match_form(side=record.side, country=country[org], lat=lat, lon=lon),
+                files={"image": ("q.jpg", Path(record.path).read_bytes(), "image/jpeg")},
+            )  # fmt: skip
+            assert r.status_code == 200, r.text
+            made.setdefault(org, []).append(r.json()["sighting"])
+    for org, code in (("INO", made["INO"][0]), ("NPO", made["NPO"][0])):
+        r = world.client.post(f"/v1/sightings/{code}/decision", headers=world.auth(org, "reviewer"),
+                              json={"action": "confirm", "individual": "T-INO"})  # fmt: skip
+        assert r.status_code == 200, r.text
 
 
 # endpoint name -> (needed role, request(world, target org) -> response, own, partner, foreign)
@@ -49,12 +122,25 @@ ENDPOINTS = {
     "movements-of": ("viewer", lambda w, o, h: w.client.get(
                      "/v1/movements", params={"individual": w.individuals[o]}, headers=h),
                      200, 200, 404),
+    "review-page": ("viewer", lambda w, o, h: w.client.get(f"/review/{w.sightings[o]}",
+                    headers=h), 200, 200, 404),
+    # lists (the target organisation plays no part): own and partner data, never foreign
+    "sightings": ("viewer", lambda w, o, h: w.client.get("/v1/sightings", headers=h),
+                  200, 200, 200),
+    "individuals": ("viewer", lambda w, o, h: w.client.get("/v1/individuals", headers=h),
+                    200, 200, 200),
+    "movements": ("viewer", lambda w, o, h: w.client.get("/v1/movements", headers=h),
+                  200, 200, 200),
+    "review-queue": ("viewer", lambda w, o, h: w.client.get("/review", headers=h),
+                     200, 200, 200),
+    "audit": ("admin", lambda w, o, h: w.client.get("/v1/audit", headers=h), 200, 200, 200),
 }  # fmt: skip
 
 
 @pytest.mark.parametrize("endpoint", ENDPOINTS)
-def test_matrix(world, endpoint):
+def test_matrix(world, endpoint, held_out):
     """One world per endpoint; every role x owner x precise-location key inside."""
+    _populate(world, held_out)
     for role, whose, precise in itertools.product(ROLES, OWNERS, (False, True)):
         _check(world, endpoint, role, whose, precise)
 
@@ -66,6 +152,12 @@ def _check(world, endpoint, role, whose, precise):
     want = 403 if LEVEL[role] < LEVEL[needed] else dict(zip(OWNERS, expected, strict=True))[whose]
     case = (endpoint, role, whose, precise)
     assert r.status_code == want, (case, r.status_code, r.text[:300])
+    # no position finer than the reader may see, in any field or on any page
+    hidden = [*_exact_values("INO"), *_exact_values("BTO")]
+    if not precise:
+        hidden += _exact_values("NPO")
+    leaks = _fine_positions(r, hidden)
+    assert not leaks, f"{case}: positions finer than the reader may see: {leaks[:5]}"
     if r.status_code >= 400:
         assert r.headers["content-type"] == "application/problem+json"
         # nothing about foreign data beyond the id asked for: no owner, site, place
