@@ -403,6 +403,8 @@ def _eval_atrw(
         result = atrw_eval.evaluate_atrw_test(
             catalogue, scorer, submission=submission, limit=limit, show_progress=not as_json
         )
+        if method == "fused":
+            result["fusion_weights"] = [float(w) for w in scorer.weights]
         if as_json:
             typer.echo(json.dumps(result, indent=2))
             return
@@ -438,6 +440,8 @@ def _eval_atrw(
                                                        if r.individual_id in held})
         _fit_fusion(scorer, fit, fusion_sample, split_seed, as_json, echo)
     result = atrw_eval.evaluate_atrw_validation(validation, scorer, show_progress=not as_json)
+    if method == "fused":
+        result["fusion_weights"] = [float(w) for w in scorer.weights]
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
