@@ -47,7 +47,7 @@ class JobRunner:
     # -- submission -----------------------------------------------------------------
 
     def submit(self, organisation: str, files: list[UploadFile], species: str | None,
-               max_bytes: int) -> dict:  # fmt: skip
+               max_bytes: int, key_id: str | None = None) -> dict:  # fmt: skip
         """Unpack the upload into a new job folder and queue it; 4xx for a bad upload."""
         job_id = uuid.uuid4().hex[:16]
         folder = self.root / job_id
@@ -78,6 +78,12 @@ class JobRunner:
                 raise Problem(422, self.public(str(e), job_id), field="files") from None
             if not source.captures:
                 raise Problem(422, "the job holds no tiger or leopard images", field="files")
+            root = inbox.resolve()
+            for c in source.captures:  # a package's filePath may not name the server's files
+                if not Path(c.path).resolve().is_relative_to(root):
+                    raise Problem(422, f"media file {self.public(str(c.path), job_id)!r} is "
+                                  "not in the upload: a package's filePath must be a path "
+                                  "inside it", field="files")  # fmt: skip
         except BaseException:
             import shutil
 
@@ -87,6 +93,7 @@ class JobRunner:
             "id": job_id, "organisation": organisation, "state": "queued",
             "submitted_at": datetime.now(UTC).replace(tzinfo=None).isoformat(),
             "frames": len(source.captures), "encounters": 0, "error": None, "species": species,
+            "key_id": key_id, "sightings": 0,
         }  # fmt: skip
         self._write(job)
         self._queue.put(job_id)
@@ -159,7 +166,9 @@ class JobRunner:
             self._write(job)
             try:
                 summary = self._run(job)
-                job.update(state="done", encounters=summary.encounters, frames=summary.frames)
+                sightings = self._register(job)
+                job.update(state="done", encounters=summary.encounters, frames=summary.frames,
+                           sightings=sightings)  # fmt: skip
             except Exception as e:  # a job's failure is the job's, not the server's
                 text = str(e).splitlines()[0] if str(e) else type(e).__name__
                 job.update(state="failed", error=self.public(text, job_id))
@@ -173,6 +182,82 @@ class JobRunner:
         opts = BulkOptions(model=settings.model, device=settings.device, species=job["species"],
                            show_progress=False, report=False)  # fmt: skip
         return run_bulk(_source_root(folder / "input"), settings.index, folder / "run", opts)
+
+    def _register(self, job: dict) -> int:
+        """Load the run's Camtrap DP package (a package upload, filled; or derived from
+        images with coordinates) into the registry as *proposed* sightings of the job's
+        organisation, as ``reid bulk --registry`` does, but with every identifier mapped
+        into that organisation: the package's own site, deployment, media and observation
+        IDs are not used (they could name another organisation's rows), sites are the
+        organisation's own at those coordinates (opaque codes), and a matched individual
+        is linked only when the caller may see it. Loading twice adds nothing."""
+        from reid.camtrap import _media_location, _parse_tags, read_package, species_of
+        from reid.geo import country_at
+        from reid.registry import add_media, add_sighting, ensure_deployment
+        from reid.registry.access import ApiKey
+        from reid.registry.models import Media
+        from serve.access import _caller_of, scope_of
+        from serve.records import site_at, visible_individual
+
+        package = self.root / job["id"] / "run" / "camtrap-dp"
+        if not job.get("key_id") or not (package / "datapackage.json").is_file():
+            return 0
+        _descriptor, tables = read_package(package)
+        prefix = f"job-{job['id']}"
+        n = 0
+        with self.state.registry.session() as s:
+            from sqlalchemy import select
+
+            key = s.scalar(select(ApiKey).where(ApiKey.key_id == job["key_id"]))
+            if key is None:
+                return 0
+            caller = _caller_of(key)
+            scope = scope_of(s, caller)
+            if s.scalar(select(Media.id).where(Media.code.like(f"{prefix}-%")).limit(1)):
+                return int(job.get("sightings") or 0)  # loaded before (a resumed job)
+            deps = {}
+            for i, r in enumerate(tables["deployments"]):
+                lat, lon = r["latitude"], r["longitude"]
+                country = country_at(lat, lon)
+                if country is None:
+                    continue
+                site = site_at(s, caller, country, lat, lon)
+                deps[r["deploymentID"]] = ensure_deployment(s, f"{prefix}-dep-{i}", site, lat,
+                                                            lon)  # fmt: skip
+            media = {}
+            for i, r in enumerate(tables["media"]):
+                dep = deps.get(r["deploymentID"])
+                path = Path(_media_location(package, r["filePath"])).resolve()
+                if dep is None or not path.is_relative_to((self.root / job["id"]).resolve()):
+                    continue  # no place, or a file outside the job (never the server's)
+                media[r["mediaID"]] = add_media(s, dep, path, r["timestamp"],
+                                                code=f"{prefix}-med-{i}",
+                                                mediatype=r["fileMediatype"])  # fmt: skip
+            who = f"{caller.who} (bulk job {job['id']})"
+            for r in tables["observations"]:
+                species = species_of(r.get("scientificName"))
+                if r["observationType"] != "animal" or species is None:
+                    continue
+                if r["mediaID"] not in media:
+                    continue
+                tags = _parse_tags(r.get("observationTags") or "")
+                ind, said = None, r.get("individualID")
+                if said:
+                    ind = visible_individual(s, scope, said)
+                    if ind is not None and ind.species != species:
+                        ind = None
+                box = (r.get("bboxX"), r.get("bboxY"), r.get("bboxWidth"), r.get("bboxHeight"))
+                side = tags.get("side", "unknown")
+                add_sighting(
+                    s, media[r["mediaID"]], species,
+                    side=side if side in ("left", "right") else "unknown",
+                    box=None if any(v is None for v in box) else box, individual=ind,
+                    status="proposed", decided_by=who,
+                    reason=f"bulk job {job['id']}: {said or 'no individual'} "
+                           f"({r.get('classifiedBy') or 'matcher'})",
+                )  # fmt: skip
+                n += 1
+        return n
 
     def public(self, text: str, job_id: str) -> str:
         """An error message as the job's owner may see it: paths inside the upload as the

@@ -211,6 +211,23 @@ def visible_movements(
     return out, exact_owners
 
 
+def site_at(session: Session, caller: Caller, country: str, lat: float, lon: float) -> Site:
+    """The caller's site in ``country`` at (lat, lon) to 4 decimals, else a new one. Its
+    code never carries the coordinates (every reader of a site code sees it, cleared for
+    exact positions or not): ``ORG:CC:site-<random>``."""
+    import uuid
+
+    from reid.registry import ensure_site
+
+    for row in session.scalars(select(Site).where(
+            Site.organisation_id == caller.organisation_id, Site.country == country)):
+        if (round(row.lat, 4), round(row.lon, 4)) == (round(lat, 4), round(lon, 4)):
+            return row
+    org = session.get(Organisation, caller.organisation_id)
+    code = f"{caller.organisation}:{country}:site-{uuid.uuid4().hex[:10]}"
+    return ensure_site(session, code, country, lat, lon, organisation=org)
+
+
 def own_site(session: Session, caller: Caller, code: str):
     """The site ``code`` if it exists; a 404 when it belongs to an organisation the caller
     cannot see, 403 when to another organisation (a caller records only at its own sites

@@ -216,6 +216,10 @@ class JobOut(BaseModel):
     encounters: int = Field(description="Encounters (bursts) in the job.")
     done: int = Field(description="Encounters matched so far.")
     error: str | None = Field(description="Why it failed.")
+    sightings: int = Field(
+        0, description="Proposed sightings it recorded in the registry (encounters with a "
+        "place), for the organisation's reviewers."
+    )  # fmt: skip
     results_url: str | None = Field(description="Where the results are, when done.")
 
 

@@ -18,7 +18,7 @@ def _out(job: dict) -> JobOut:
     return JobOut(
         id=job["id"], state=job["state"], submitted_at=job["submitted_at"],
         frames=job.get("frames", 0), encounters=job.get("encounters", 0),
-        done=job.get("done", 0), error=job.get("error"),
+        done=job.get("done", 0), error=job.get("error"), sightings=job.get("sightings", 0),
         results_url=f"/v1/jobs/{job['id']}/results" if job["state"] == "done" else None,
     )  # fmt: skip
 
@@ -41,7 +41,9 @@ def submit(
 ) -> JobOut:
     """Queue a season for matching. A job matches against the whole gallery, so it is
     accepted only when every organisation in the gallery shares matching with the
-    caller's (or is it)."""
+    caller's (or is it). When done, its encounters with a place (a Camtrap DP package,
+    or images with GPS coordinates) are recorded as *proposed* sightings of the caller's
+    organisation, at its own sites, for its reviewers (``sightings`` counts them)."""
     if state.matcher is None:
         raise Problem(503, "no gallery index is loaded: set REID_SERVE_INDEX", kind="no-index")
     owners = {e.organisation for e in state.matcher.index.entries().values()}
@@ -49,7 +51,8 @@ def submit(
         raise Problem(403, "bulk jobs match against the whole gallery, and some of it is not "
                       "shared with your organisation: match photos one by one with /v1/match",
                       kind="gallery-not-shared")  # fmt: skip
-    job = state.jobs.submit(caller.organisation, files, species, state.settings.max_job_bytes)
+    job = state.jobs.submit(caller.organisation, files, species, state.settings.max_job_bytes,
+                            key_id=caller.key_id)  # fmt: skip
     audit(session, caller, "job.submit", f"job:{job['id']}", detail={"frames": job["frames"]})
     return _out({**job, "done": 0})
 

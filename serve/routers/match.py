@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-import uuid
 from datetime import datetime
 from typing import Annotated, Literal
 
@@ -16,7 +15,7 @@ from reid.registry.models import Individual
 from serve.access import audit
 from serve.deps import CallerScope, Contributor, DbSession, State
 from serve.problems import COMMON, Problem, responses
-from serve.records import own_site, visible_individual
+from serve.records import own_site, site_at, visible_individual
 from serve.schemas import CandidateOut, EvidenceOut, MatchOut
 from serve.uploads import (
     box_of,
@@ -175,18 +174,12 @@ def _place(session, caller, site, country, lat, lon):
         raise Problem(422, f"a new site needs lat and lon (country {country})", field="lat")
     from sqlalchemy import select
 
-    from reid.registry import Organisation, Site
+    from reid.registry import Organisation
 
-    if site is None:
-        # the caller's site at these coordinates, else a new one; its code never carries
-        # the coordinates (every reader of the site code sees it, cleared or not)
-        for row in session.scalars(select(Site).where(
-                Site.organisation_id == caller.organisation_id, Site.country == country)):
-            if (round(row.lat, 4), round(row.lon, 4)) == (round(lat, 4), round(lon, 4)):
-                return row, f"api:{row.code}"
-        site = f"{caller.organisation}:{country}:site-{uuid.uuid4().hex[:10]}"
-    else:
-        check_no_coordinates(site, "site")
+    if site is None:  # the caller's site there, or a new one with an opaque code
+        row = site_at(session, caller, country, lat, lon)
+        return row, f"api:{row.code}"
+    check_no_coordinates(site, "site")
     org = session.scalar(select(Organisation).where(Organisation.id == caller.organisation_id))
     row = own_site(session, caller, site) or ensure_site(session, site, country, lat, lon,
                                                          organisation=org)  # fmt: skip
