@@ -10,6 +10,7 @@ import numpy as np
 import typer
 
 from reid.errors import ReidError
+from reid.side import DEFAULT_SIDE_THRESHOLD
 
 side_app = typer.Typer(
     help="Decide the flank side from the photo: fit a release's side head, measure it.",
@@ -42,14 +43,6 @@ def _pooled(model, records, workers: int, device: str, what: str):
         return pooled_records(model, records, workers=workers, device=device, progress=advance)
 
 
-def _with_mirrors(plain: np.ndarray, mirror: np.ndarray, sides: list[str]):
-    keep = np.array([s in ("left", "right") for s in sides])
-    left = np.array([s == "left" for s in sides])[keep].astype(np.float32)
-    x = np.concatenate([plain[keep], mirror[keep]])
-    y = np.concatenate([left, 1.0 - left])  # a mirrored left-facing animal faces right
-    return x, y
-
-
 def register(app: typer.Typer, user_errors) -> None:
     @side_app.command("fit")
     @user_errors
@@ -59,10 +52,19 @@ def register(app: typer.Typer, user_errors) -> None:
             typer.Argument(help="Catalogues (any format reid eval reads) with sides given."),
         ],
         model: Annotated[Path, typer.Option(help="The release folder to fit and write into.")],
+        no_cue: Annotated[
+            list[Path] | None,
+            typer.Option(
+                "--no-cue",
+                help="A catalogue of crops that do not show which way the animal faces "
+                "(flank-only crops, no head or tail): trained toward P = 0.5, so that such "
+                "a crop is searched on both sides. Repeatable.",
+            ),
+        ] = None,
         held_out: Annotated[
             float,
-            typer.Option(help="Share of individuals held out to measure the head before "
-                         "it is refitted on all of them (0: no measurement)."),
+            typer.Option(help="Share of individuals of each catalogue held out to measure "
+                         "the head before it is refitted on all (0: no measurement)."),
         ] = 0.2,
         split_seed: Annotated[int, typer.Option(help="Seed of the held-out split.")] = 0,
         l2: Annotated[float, typer.Option(help="L2 penalty of the logistic regression.")] = 1e-2,
@@ -72,53 +74,80 @@ def register(app: typer.Typer, user_errors) -> None:
         """Fit the side head of a release on photos of known side and their mirror images,
         measure it on held-out individuals, refit on all, and store it in the release.
 
-        Photos of unknown side are left out. The head reads the release's own feature
-        map, so refit it whenever the weights change (a new release has none)."""
+        Each catalogue is split by individual as reid train splits it (the same
+        --held-out and seed as data.train_ratio and data.split_seed give the same
+        held-out individuals: for ATRW train, those the model never trained on). Photos
+        of unknown side are left out. The head reads the release's own feature map, so
+        refit it whenever the weights change (a new release has none)."""
+        import torch
+
         from reid.data.load import load_catalogue
         from reid.release import load_release
         from reid.side import fit_side_head, save_to_release, side_accuracy
         from reid.splits import disjoint_split
 
         net, _ = load_release(model, device=device)
-        records, truths, names = [], [], []
-        for c in catalogues:
-            recs = [r for r in load_catalogue(c) if r.side in ("left", "right")]
-            if not recs:
+        sources = [(c, False) for c in catalogues] + [(c, True) for c in no_cue or []]
+        parts = []  # (name, no cue, records, photo truth, held out?)
+        for c, cueless in sources:
+            every = load_catalogue(c)
+            sided = [r for r in every if cueless or r.side in ("left", "right")]
+            if not sided:
                 raise ReidError(f"{c}: no photo has a side (left or right)")
-            records += recs
-            truths += _photo_truth(c, recs)
-            names.append(str(c))
+            test_ids: set = set()
+            if held_out > 0:
+                test_ids = {r.individual_id
+                            for r in disjoint_split(every, 1.0 - held_out, split_seed).test}
+            truth = ["unknown"] * len(sided) if cueless else _photo_truth(c, sided)
+            is_test = np.array([r.individual_id in test_ids for r in sided])
+            parts.append((str(c), cueless, sided, truth, is_test))
+        records = [r for part in parts for r in part[2]]
         plain, mirror = _pooled(net, records, workers, device, "side features")
-        sides = [r.side for r in records]
+
+        def targets(part) -> np.ndarray:
+            _, cueless, recs, _, _ = part
+            return np.array([0.5 if cueless else float(r.side == "left") for r in recs],
+                            np.float32)  # fmt: skip
+
+        def fit_on(mask: np.ndarray):
+            y = np.concatenate([targets(p) for p in parts])[mask]
+            x = np.concatenate([plain[mask], mirror[mask]])
+            return fit_side_head(x, np.concatenate([y, 1.0 - y]), l2=l2)
+
+        names = [f"{name}{' (no cue)' if cueless else ''}" for name, cueless, *_ in parts]
         info: dict = {"fitted_on": f"{len(records)} photos and their mirrors: {', '.join(names)}"}
         if held_out > 0:
-            split = disjoint_split(records, 1.0 - held_out, split_seed)
-            train_ids = {r.individual_id for r in split.train}
-            is_train = np.array([r.individual_id in train_ids for r in records])
-            train_sides = [s for s, t in zip(sides, is_train, strict=True) if t]
-            x, y = _with_mirrors(plain[is_train], mirror[is_train], train_sides)
-            head = fit_side_head(x, y, l2=l2)
-            test = ~is_train
-            truth = [t for t, k in zip(truths, test, strict=True) if k]
-            known = np.array([t in ("left", "right") for t in truth])
-            import torch
-
+            is_test = np.concatenate([p[4] for p in parts])
+            head = fit_on(~is_test)
             with torch.no_grad():
-                p = torch.sigmoid(head.logit_of_pooled(torch.as_tensor(plain[test]))).numpy()
-            score = side_accuracy(p[known], [t for t, k in zip(truth, known, strict=True) if k])
-            info["held_out"] = {
-                "individuals": len({r.individual_id for r in split.test}),
-                "split": f"{held_out:g} of individuals, seed {split_seed}",
-                **score,
-            }
-            typer.echo(f"held out ({info['held_out']['individuals']} individuals, "
-                       f"{score['photos']} photos): accuracy {score['accuracy']:.3f}, "
-                       f"decided {score['decided_share']:.3f} with accuracy "
-                       f"{score['decided_accuracy']}")  # fmt: skip
-        x, y = _with_mirrors(plain, mirror, sides)
-        head = fit_side_head(x, y, l2=l2)
+                p_left = torch.sigmoid(head.logit_of_pooled(torch.as_tensor(plain))).numpy()
+            info["held_out"] = {"split": f"{held_out:g} of individuals, seed {split_seed}"}
+            at = 0
+            for (_, cueless, recs, truth, test), label in zip(parts, names, strict=True):
+                p = p_left[at : at + len(recs)]
+                at += len(recs)
+                if cueless:
+                    sure = np.maximum(p[test], 1 - p[test]) >= DEFAULT_SIDE_THRESHOLD
+                    sub = {"photos": int(test.sum()),
+                           "decided_share": float(sure.mean()) if test.any() else None}
+                    typer.echo(f"held out {label}: {sub['photos']} photos, decided "
+                               f"{sub['decided_share']} (should be near 0)")  # fmt: skip
+                else:
+                    pick = test & np.array([t in ("left", "right") for t in truth])
+                    sub = side_accuracy(p[pick], [t for t, k in zip(truth, pick, strict=True)
+                                                  if k])  # fmt: skip
+                    sub["individuals"] = len({r.individual_id
+                                              for r, k in zip(recs, test, strict=True) if k})
+                    if sub["photos"]:
+                        typer.echo(f"held out {label}: {sub['individuals']} individuals, "
+                                   f"{sub['photos']} photos, accuracy {sub['accuracy']:.3f}, "
+                                   f"decided {sub['decided_share']:.3f} with accuracy "
+                                   f"{sub['decided_accuracy']}")  # fmt: skip
+                info["held_out"][label] = sub
+        head = fit_on(np.ones(len(records), bool))
         save_to_release(model, head, info)
-        typer.echo(f"side head fitted on {len(x)} photos (with mirrors), written to {model}")
+        typer.echo(f"side head fitted on {2 * len(records)} photos (with mirrors), "
+                   f"written to {model}")  # fmt: skip
 
     @side_app.command("eval")
     @user_errors

@@ -114,7 +114,7 @@ def test_cli_fit_writes_a_head_that_the_release_loads_and_checks(setup, tmp_path
     assert "held out" in result.output
     manifest = json.loads((copy / "manifest.json").read_text())
     assert manifest["side_head"]["file"] == SIDE_FILE
-    assert manifest["side_head"]["held_out"]["photos"] > 0
+    assert manifest["side_head"]["held_out"][str(root / "cat")]["photos"] > 0
     model, _ = load_release(copy)
     assert isinstance(head_of(model), SideHead)
     # the embedding network is untouched: same weights, so the same index still opens
@@ -129,6 +129,20 @@ def test_cli_fit_writes_a_head_that_the_release_loads_and_checks(setup, tmp_path
         f.write(b"x")
     with pytest.raises(ReidError, match="SHA-256"):
         load_release(copy)
+
+
+def test_cli_fit_trains_crops_without_a_facing_cue_toward_a_coin(setup, tmp_path):
+    root, release, _, _ = setup
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(release, copy)
+    result = runner.invoke(app, ["side", "fit", str(root / "cat"), "--no-cue", str(root / "cat"),
+                                 "--model", str(copy), "--held-out", "0.34",
+                                 "--workers", "0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    held = json.loads((copy / "manifest.json").read_text())["side_head"]["held_out"]
+    assert set(held[f"{root / 'cat'} (no cue)"]) == {"photos", "decided_share"}
 
 
 def test_cli_eval_without_a_head_says_so(setup):
