@@ -226,18 +226,22 @@ def save_to_release(folder: Path, head: SideHead, info: dict) -> dict:
     """Write ``head`` into a release folder and record it (with ``info``: what it was
     fitted on, its measured accuracy) in the manifest; returns the new manifest."""
     import json
+    import os
 
+    from reid.paths import FILE_MODE
     from reid.release import read_manifest, sha256_of
 
     folder = Path(folder)
     manifest = read_manifest(folder)
     tmp = folder / f".{SIDE_FILE}.tmp"
     head.save(tmp)
+    os.chmod(tmp, FILE_MODE)  # the mode of any new file, not safetensors' 0600
     tmp.replace(folder / SIDE_FILE)
     manifest["side_head"] = {"file": SIDE_FILE, "sha256": sha256_of(folder / SIDE_FILE), **info}
     path = folder / "manifest.json"
     tmp_manifest = folder / ".manifest.json.tmp"
     tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.chmod(tmp_manifest, FILE_MODE)
     tmp_manifest.replace(path)
     return manifest
 

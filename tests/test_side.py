@@ -199,3 +199,6 @@ def test_save_to_release_is_atomic_and_keeps_the_manifest(setup, tmp_path):
     after = save_to_release(copy, head, {"fitted_on": "test"})
     assert {k: v for k, v in after.items() if k != "side_head"} == before
     assert not list(copy.glob(".*tmp"))
+    from reid.paths import FILE_MODE
+
+    assert (copy / SIDE_FILE).stat().st_mode & 0o777 == FILE_MODE
