@@ -139,6 +139,8 @@ def decide_side(p_left: float, threshold: float = DEFAULT_SIDE_THRESHOLD) -> str
     """``left`` / ``right`` when ``P(that side) >= threshold``, else None (search both)."""
     if not 0.5 <= threshold <= 1.0:
         raise ReidError(f"side threshold {threshold} is not in 0.5..1")
+    if threshold >= 1.0:  # float32 sigmoids reach exactly 1.0: 1 means never decide
+        return None
     if p_left >= threshold:
         return "left"
     if 1.0 - p_left >= threshold:

@@ -54,6 +54,15 @@ class MatchOut(BaseModel):
     decision: Literal["known", "new"] = Field(description="Known individual or a new one.")
     individual: str | None = Field(description="The individual, when known.")
     side: str | None = Field(description="The side that matched (unknown-side queries).")
+    searched: list[str] = Field(
+        default_factory=lambda: ["left", "right"],
+        description="Flank sides whose gallery was searched: the side given, the side the "
+        "photo shows when the model's side head was sure of it, or both.",
+    )
+    left_probability: float | None = Field(
+        default=None,
+        description="P(left flank) read from the photo, for a query of unknown side.",
+    )
     probability: float = Field(description="Calibrated P(the decision is right).")
     new_probability: float = Field(description="Calibrated P(a new individual).")
     candidates: list[CandidateOut] = Field(description="Ranked candidates, best first.")

@@ -72,7 +72,7 @@ def test_fit_refuses_one_sided_or_misshapen_data():
 @pytest.mark.parametrize(
     ("p", "threshold", "side"),
     [(0.99, 0.95, "left"), (0.01, 0.95, "right"), (0.9, 0.95, None), (0.5, 0.5, "left"),
-     (0.97, 1.0, None)],  # fmt: skip
+     (0.97, 1.0, None), (1.0, 1.0, None), (0.0, 1.0, None)],  # fmt: skip
 )
 def test_decide_side(p, threshold, side):
     assert decide_side(p, threshold) == side

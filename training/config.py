@@ -81,6 +81,10 @@ class DataConfig:
     #: it is never evaluated on, and its individuals need not be unseen.
     rehearsal: str | None = None
     rehearsal_individuals: int | None = None
+    #: an individual none of whose images has a side is one flank of unknown side (ATRW:
+    #: each identity is one flank); off, such images do not train (an animal's two flanks
+    #: must not share a class)
+    unsided_flanks: bool = False
 
 
 @dataclass(frozen=True)
@@ -321,6 +325,7 @@ FIXED_FOR_A_RUN: tuple[str, ...] = (
     "data.synthetic",
     "data.rehearsal",
     "data.rehearsal_individuals",
+    "data.unsided_flanks",
     "data.train_ratio",
     "data.split_seed",
     "augment.flip_as_new_identity",

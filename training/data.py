@@ -4,9 +4,10 @@
   or ``data.synthetic``: a preset rendered once into ``data.synthetic_dir``.
 - :func:`flank_identities`: classes are flanks, (individual, side): the two flanks of an
   animal carry different patterns. Unidentified images do not train. An individual none
-  of whose images has a known side is one flank of unknown side (ATRW's entities are
-  flanks without a side label); an image of unknown side of an individual that also has
-  sided images (it could be either flank) does not train.
+  of whose images has a known side is one flank of unknown side only with
+  ``data.unsided_flanks`` (ATRW's entities are flanks without a side label; in an animal
+  catalogue that would merge two patterns); otherwise, and for an image of unknown side of
+  an individual that also has sided images (it could be either flank), it does not train.
 - :class:`ImageCache`: decoding JPEGs is the bottleneck on CPU, so every image is decoded
   once, cropped to its box and letterboxed (as :func:`reid.embed.preprocess` does) to
   ``data.cache_scale`` × the input size, leaving room for random crops; kept as one uint8
@@ -104,10 +105,14 @@ def load_records(
 
 
 def flank_identities(
-    records: Sequence[ImageRecord],
+    records: Sequence[ImageRecord], unsided_flanks: bool = False
 ) -> tuple[list[ImageRecord], np.ndarray, list[tuple[str, str]]]:
-    """The records that train, their class indices, and the classes (individual, side),
-    ``side`` ``unknown`` for an individual known only as one flank of unknown side.
+    """The records that train, their class indices, and the classes (individual, side).
+
+    With ``unsided_flanks`` (``data.unsided_flanks``), an individual none of whose images
+    has a known side is one class, side ``unknown``: right where an identity is one flank
+    (ATRW's entities), wrong where it is an animal (both flanks would share a class), so
+    it is off by default and such images do not train.
 
     Classes are sorted, so the same records always give the same indices.
     """
@@ -116,7 +121,7 @@ def flank_identities(
         r
         for r in records
         if r.individual_id is not None
-        and (r.side in ("left", "right") or r.individual_id not in sided)
+        and (r.side in ("left", "right") or (unsided_flanks and r.individual_id not in sided))
     ]
     classes = sorted({(r.individual_id, r.side) for r in kept})  # type: ignore[misc]
     index = {c: i for i, c in enumerate(classes)}

@@ -173,12 +173,15 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
         records = load_records(cfg.data, generate=False)
         rehearsal = load_rehearsal(cfg.data, generate=False)
     split = disjoint_split(records, cfg.data.train_ratio, cfg.data.split_seed)
-    train_records, labels, classes = flank_identities(split.train)
+    train_records, labels, classes = flank_identities(split.train, cfg.data.unsided_flanks)
     if not train_records:
-        raise ReidError("no training image has an individual")
+        raise ReidError(
+            "no training image has an individual and a side (left or right); for a catalogue "
+            "whose identities are single flanks of unknown side set data.unsided_flanks=true"
+        )
     n_main, n_main_classes = len(train_records), len(classes)
     if rehearsal:  # its flanks are extra classes, after the catalogue's
-        r_records, r_labels, r_classes = flank_identities(rehearsal)
+        r_records, r_labels, r_classes = flank_identities(rehearsal, cfg.data.unsided_flanks)
         train_records = train_records + r_records
         labels = np.concatenate([labels, r_labels + n_main_classes])
         classes = classes + [(f"rehearsal:{i}", s) for i, s in r_classes]

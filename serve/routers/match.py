@@ -145,6 +145,8 @@ def match(
         decision=result.decision,  # type: ignore[arg-type]
         individual=result.individual,
         side=result.side,
+        searched=result.searched,
+        left_probability=result.left_probability,
         probability=result.probability,
         new_probability=result.new_probability,
         candidates=candidates,

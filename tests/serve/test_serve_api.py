@@ -25,6 +25,9 @@ def test_match_returns_candidates_evidence_and_a_proposed_sighting(world, held_o
     body = r.json()
     assert body["decision"] in ("known", "new")
     assert 0 <= body["probability"] <= 1 and 0 <= body["new_probability"] <= 1
+    # which flank galleries were searched is part of the answer (a side given: that one)
+    assert body["searched"] in (["left"], ["right"], ["left", "right"])
+    assert body["left_probability"] is None or 0 <= body["left_probability"] <= 1
     assert body["candidates"], "the gallery holds the query's flank"
     # only own (NPO) and partner (INO) galleries are searched, never BTO's
     assert {c["organisation"] for c in body["candidates"]} <= {"NPO", "INO"}

@@ -41,9 +41,12 @@ def test_an_individual_known_only_as_a_flank_of_unknown_side_trains_as_one_class
     # ATRW's entities are flanks without a side label: each is one class
     records = [rec("E7", "unknown", "a"), rec("E7", "unknown", "b"), rec("E9", "unknown"),
                rec("T1", "left"), rec("T1", "unknown")]  # fmt: skip
-    kept, labels, classes = flank_identities(records)
+    kept, labels, classes = flank_identities(records, unsided_flanks=True)
     assert classes == [("E7", "unknown"), ("E9", "unknown"), ("T1", "left")]
     assert labels.tolist() == [0, 0, 1, 2]
+    # off by default: in an animal catalogue an unsided individual could be two flanks
+    _, _, default = flank_identities(records)
+    assert default == [("T1", "left")]
 
 
 def test_cache_in_memory_and_on_disk_hold_the_same_letterboxed_images(tiny_catalogue, tmp_path):
