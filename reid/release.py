@@ -190,7 +190,8 @@ def load_release(
         model = fuse_batchnorm(model)
     from reid.side import attach, load_from_release
 
-    attach(model, load_from_release(folder, manifest, model.num_features))
+    head = load_from_release(folder, manifest, model.num_features)
+    attach(model, None if head is None else head.to(device))
     return model, manifest
 
 

@@ -239,7 +239,12 @@ def save_to_release(folder: Path, head: SideHead, info: dict) -> dict:
     head.save(tmp)
     os.chmod(tmp, FILE_MODE)  # the mode of any new file, not safetensors' 0600
     tmp.replace(folder / SIDE_FILE)
-    manifest["side_head"] = {"file": SIDE_FILE, "sha256": sha256_of(folder / SIDE_FILE), **info}
+    manifest["side_head"] = {
+        "file": SIDE_FILE,
+        "sha256": sha256_of(folder / SIDE_FILE),
+        "weights_sha256": manifest["sha256"],  # the feature map it reads
+        **info,
+    }
     path = folder / "manifest.json"
     tmp_manifest = folder / ".manifest.json.tmp"
     tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
@@ -255,7 +260,13 @@ def load_from_release(folder: Path, manifest: dict, num_features: int) -> SideHe
     entry = manifest.get("side_head")
     if not entry:
         return None
-    path = Path(folder) / str(entry.get("file", SIDE_FILE))
+    path = Path(folder) / Path(str(entry.get("file", SIDE_FILE))).name
+    fitted_for = entry.get("weights_sha256")
+    if fitted_for is not None and fitted_for != manifest.get("sha256"):
+        raise ReidError(
+            f"{path}: the side head was fitted for other weights ({str(fitted_for)[:12]}); "
+            "refit it with reid side fit"
+        )
     if not path.is_file():
         raise ReidError(f"{folder}: side head {path.name} is missing")
     if sha256_of(path) != entry.get("sha256"):

@@ -124,6 +124,14 @@ def test_cli_fit_writes_a_head_that_the_release_loads_and_checks(setup, tmp_path
                                  "--workers", "0", "--json"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert set(json.loads(result.stdout)) == {"photos", "mirrored"}
+    # a head fitted for other weights is refused
+    edited = json.loads((copy / "manifest.json").read_text())
+    edited["side_head"]["weights_sha256"] = "0" * 64
+    (copy / "manifest.json").write_text(json.dumps(edited))
+    with pytest.raises(ReidError, match="other weights"):
+        load_release(copy)
+    edited["side_head"]["weights_sha256"] = manifest["sha256"]
+    (copy / "manifest.json").write_text(json.dumps(edited))
     # a modified head file is refused, not silently used
     with open(copy / SIDE_FILE, "ab") as f:
         f.write(b"x")
