@@ -686,6 +686,12 @@ def match(
                      "the gallery: P(new)'s prior for this run "
                      "[default: the one stored with the index]."),
     ] = None,
+    side_threshold: Annotated[
+        float,
+        typer.Option(min=0.5, max=1.0,
+                     help="With --side unknown, search only the side the photo shows when the "
+                     "model's side head gives it at least this probability (1: always both)."),
+    ] = 0.95,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (a list per image).")] = False,
 ) -> None:
     """Identify flank photos against a gallery: known individual or new, with probability.
@@ -700,7 +706,8 @@ def match(
 
     if side not in ("left", "right", "unknown"):
         raise ReidError(f"--side {side!r} is not left, right or unknown")
-    matcher = Matcher.open(index, model, config=MatchConfig(new_prior=new_prior))
+    config = MatchConfig(new_prior=new_prior, side_threshold=side_threshold)
+    matcher = Matcher.open(index, model, config=config)
     pictures = [load_image(p) for p in images]
     kw = dict(side=None if side == "unknown" else side, species=species, top=top)
     if encounter:
@@ -716,6 +723,9 @@ def match(
         said = f"known: {res.individual} ({res.side} flank)" if res.decision == "known" else "new"
         typer.echo(f"{name}: {said}  P(right) {res.probability:.2f}  "
                    f"P(new) {res.new_probability:.2f}")
+        if res.left_probability is not None:
+            typer.echo(f"  side from the photo: P(left) {res.left_probability:.2f}; "
+                       f"searched {' and '.join(res.searched)}")
         typer.echo(f"  {'#':<3}{'individual':<16}{'side':<7}{'global':>8}{'inliers':>9}"
                    f"{'fused':>8}{'P(same)':>9}  best gallery image")
         for k, c in enumerate(res.candidates, 1):

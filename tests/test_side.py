@@ -210,3 +210,20 @@ def test_save_to_release_is_atomic_and_keeps_the_manifest(setup, tmp_path):
     from reid.paths import FILE_MODE
 
     assert (copy / SIDE_FILE).stat().st_mode & 0o777 == FILE_MODE
+
+
+def test_cli_match_reports_the_side_from_the_photo_and_its_threshold(setup, tmp_path):
+    root, release, _, held_out = setup
+    import shutil
+
+    copy = tmp_path / "model"
+    shutil.copytree(release, copy)
+    save_to_release(copy, sure_head(build_model(TINY).num_features, 0.99), {"fitted_on": "t"})
+    record = next(r for (_, s), r in held_out.items() if s == "left")
+    base = ["match", str(record.path), "--index", str(root / "index"), "--model", str(copy)]
+    table = runner.invoke(app, base)
+    assert table.exit_code == 0, table.output
+    assert "P(left) 0.99; searched left" in table.output
+    both = runner.invoke(app, [*base, "--side-threshold", "1", "--json"])
+    assert both.exit_code == 0, both.output
+    assert json.loads(both.stdout)[0]["searched"] == ["left", "right"]
