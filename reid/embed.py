@@ -251,7 +251,7 @@ def embed_images_with_side(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """:func:`embed_images` plus each image's P(left flank) from the model's side head
     (:mod:`reid.side`), read off the same forward pass; None when the model has none."""
-    from reid.side import head_of, side_probabilities
+    from reid.side import head_of
 
     if head_of(model) is None:
         return embed_images(model, images, batch_size, device), None
@@ -263,9 +263,20 @@ def embed_images_with_side(
             chunk = images[start : start + batch_size]
             boxed = np.stack([letterbox_input(im, cfg.input_size, cfg.mean) for im in chunk])
             batch = normalise_batch(boxed, cfg.mean, cfg.std)
-            batch = batch.to(dev).contiguous(memory_format=torch.channels_last)
-            features = model.forward_features(batch)
-            emb = torch.nn.functional.normalize(model.forward_neck(features), dim=1)
-            out[start : start + len(chunk)] = emb.float().cpu().numpy()
-            p_left[start : start + len(chunk)] = side_probabilities(model, features)
+            emb, p = forward_with_side(model, batch, dev)
+            out[start : start + len(chunk)] = emb
+            p_left[start : start + len(chunk)] = p
     return out, p_left
+
+
+def forward_with_side(
+    model: EmbeddingModel, batch: torch.Tensor, device: torch.device
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """One forward pass (inside :func:`inference`): the batch's embeddings and each
+    image's P(left flank) read off the same feature map, None without a side head."""
+    from reid.side import side_probabilities
+
+    batch = batch.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+    features = model.forward_features(batch)
+    emb = torch.nn.functional.normalize(model.forward_neck(features), dim=1)
+    return emb.float().cpu().numpy(), side_probabilities(model, features)

@@ -62,17 +62,7 @@ def load_rehearsal(
     the preset's order, all their photos; ``[]`` without rehearsal."""
     if data.rehearsal is None:
         return []
-    from reid.data.load import load_catalogue
-
-    folder = synthetic_folder(data, data.rehearsal)
-    if not (folder / "manifest.csv").is_file():
-        if not generate:
-            raise ReidError(f"synthetic catalogue {folder} is missing")
-        from reid.presets import get_preset, render_preset
-
-        render_preset(get_preset(data.rehearsal), folder, workers=workers,
-                      show_progress=show_progress)  # fmt: skip
-    records = load_catalogue(folder)
+    records = _synthetic(data, data.rehearsal, generate, workers, show_progress)
     if data.rehearsal_individuals is None:
         return records
     chosen: dict[str, list[str]] = {}
@@ -93,13 +83,23 @@ def load_records(
 
     if data.manifest is not None:
         return load_catalogue(Path(data.manifest))
-    folder = synthetic_folder(data)
+    return _synthetic(data, str(data.synthetic), generate, workers, show_progress)
+
+
+def _synthetic(
+    data: DataConfig, preset: str, generate: bool, workers: int, show_progress: bool
+) -> list[ImageRecord]:
+    """A synthetic preset's records, rendered into the data home first when missing (only
+    when ``generate``)."""
+    from reid.data.load import load_catalogue
+
+    folder = synthetic_folder(data, preset)
     if not (folder / "manifest.csv").is_file():
         if not generate:
             raise ReidError(f"synthetic catalogue {folder} is missing")
         from reid.presets import get_preset, render_preset
 
-        render_preset(get_preset(str(data.synthetic)), folder, workers=workers,
+        render_preset(get_preset(preset), folder, workers=workers,
                       show_progress=show_progress)  # fmt: skip
     return load_catalogue(folder)
 

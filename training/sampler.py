@@ -26,10 +26,32 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-__all__ = ["PKBatchSampler"]
+__all__ = ["MixedPKBatchSampler", "PKBatchSampler"]
 
 
-class PKBatchSampler:
+class _EpochBatches:
+    """What the batch samplers share: ``batches_per_epoch`` batches per rank, an epoch
+    set before iterating, rank ``r`` taking ``all_batches(epoch)[r::world_size]``."""
+
+    batches_per_epoch: int
+    epoch: int
+    rank: int
+    world_size: int
+
+    def all_batches(self, epoch: int) -> list[list[int]]:
+        raise NotImplementedError
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.all_batches(self.epoch)[self.rank :: self.world_size]
+
+
+class PKBatchSampler(_EpochBatches):
     """A batch sampler (for ``DataLoader(batch_sampler=...)``) of P×K index lists.
 
     ``labels[i]`` is the class of dataset item ``i``. ``batches_per_epoch`` is per rank;
@@ -72,12 +94,6 @@ class PKBatchSampler:
         self.batches_per_epoch = int(batches_per_epoch)
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.batches_per_epoch
-
     def all_batches(self, epoch: int) -> list[list[int]]:
         """Every rank's batches of ``epoch``, in order (rank r takes ``[r::world_size]``)."""
         rng = np.random.default_rng([self.seed, int(epoch)])
@@ -106,11 +122,9 @@ class PKBatchSampler:
             batches.append(batch)
         return batches
 
-    def __iter__(self) -> Iterator[list[int]]:
-        yield from self.all_batches(self.epoch)[self.rank :: self.world_size]
 
 
-class MixedPKBatchSampler:
+class MixedPKBatchSampler(_EpochBatches):
     """P×K batches drawn from several parts of a dataset at once: each batch has
     ``p`` identities of each part (``parts``: (item indices, p) pairs), K images each,
     every part sampled as :class:`PKBatchSampler` does (its own seeded stream). Used for
@@ -144,18 +158,9 @@ class MixedPKBatchSampler:
         self.rank, self.world_size = int(rank), int(world_size)
         self.epoch = 0
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.batches_per_epoch
-
     def all_batches(self, epoch: int) -> list[list[int]]:
         per_part = [s.all_batches(epoch) for s in self.samplers]
         return [
             [int(ix[i]) for ix, b in zip(self.items, batches, strict=True) for i in b]
             for batches in zip(*per_part, strict=True)
         ]
-
-    def __iter__(self) -> Iterator[list[int]]:
-        yield from self.all_batches(self.epoch)[self.rank :: self.world_size]

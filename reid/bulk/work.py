@@ -28,10 +28,10 @@ import torch
 from reid.bulk.bursts import Encounter
 from reid.bulk.sources import Capture
 from reid.data.records import BBox, format_timestamp
-from reid.embed import inference, letterbox_input, normalise_batch
+from reid.embed import forward_with_side, inference, letterbox_input, normalise_batch
 from reid.errors import ImageError
 from reid.images import crop, load_image
-from reid.side import head_of, side_probabilities
+from reid.side import head_of
 
 #: Longer side of a frame without a box, as decoded (the verifier works at <= 480 px).
 FRAME_MAX_SIDE = 1024
@@ -231,14 +231,13 @@ class EncounterWorker:
         with inference(model, self.spec.device) as dev:
             for start in range(0, len(flat), bs):
                 batch = normalise_batch(np.stack(flat[start : start + bs]), mean, std)
-                batch = batch.to(dev).contiguous(memory_format=torch.channels_last)
                 if not sided:
+                    batch = batch.to(dev).contiguous(memory_format=torch.channels_last)
                     out[start : start + len(batch)] = model(batch).float().cpu().numpy()
                     continue
-                features = model.forward_features(batch)  # one pass: embedding and side
-                emb = torch.nn.functional.normalize(model.forward_neck(features), dim=1)
-                out[start : start + len(batch)] = emb.float().cpu().numpy()
-                p_left[start : start + len(batch)] = side_probabilities(model, features)
+                emb, p = forward_with_side(model, batch, dev)  # one pass: embedding and side
+                out[start : start + len(batch)] = emb
+                p_left[start : start + len(batch)] = p
         self.network_s += time.perf_counter() - started
         per, sides, i = [], [], 0
         for ts in decoded.tensors:
