@@ -151,6 +151,18 @@ def _follow(session: Session, ind: Individual) -> Individual:
     return ind
 
 
+def filter_individual(session: Session, scope: Scope, code: str | None) -> Individual | None:
+    """The individual a list is filtered by (query parameter ``individual``): None when no
+    code is given, a 404 naming the field when the caller may not see one."""
+    if code is None:
+        return None
+    ind = visible_individual(session, scope, code)
+    if ind is None:
+        raise Problem(404, f"no individual {code!r}", field="individual",
+                      kind="not-found")  # fmt: skip
+    return ind
+
+
 def visible_individual(
     session: Session, scope: Scope, code: str, organisation: str | None = None
 ) -> Individual | None:

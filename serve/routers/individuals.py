@@ -12,6 +12,7 @@ from serve.access import audit_precise
 from serve.deps import CallerScope, DbSession, Viewer
 from serve.problems import COMMON, Problem, responses
 from serve.records import (
+    filter_individual,
     individual_out,
     individual_owners,
     visible_individual,
@@ -71,12 +72,7 @@ def movements(
         to_country = check_country_code(to_country, "to_country")
     if since is not None:
         since = to_utc(since, "since")
-    ind = None
-    if individual is not None:
-        ind = visible_individual(session, scope, individual)
-        if ind is None:
-            raise Problem(404, f"no individual {individual!r}", field="individual",
-                          kind="not-found")  # fmt: skip
+    ind = filter_individual(session, scope, individual)
     out, exact = visible_movements(session, scope, from_country=from_country,
                                    to_country=to_country, since=since, individual=ind)
     audit_precise(session, caller, "movements", exact)

@@ -15,7 +15,13 @@ from reid.registry.services import check_country
 from serve.access import Caller, Scope, audit, audit_precise
 from serve.deps import AppState, CallerScope, DbSession, Reviewer, State, Viewer
 from serve.problems import COMMON, Problem, responses
-from serve.records import sighting_detail, visible_individual, visible_sighting, visible_sightings
+from serve.records import (
+    filter_individual,
+    sighting_detail,
+    visible_individual,
+    visible_sighting,
+    visible_sightings,
+)
 from serve.schemas import DecisionIn, SightingDetailOut, SightingOut
 from serve.uploads import to_utc
 
@@ -37,12 +43,7 @@ def list_(
 ) -> list[SightingOut]:
     """Sightings of the caller's organisation and of those sharing theirs, oldest first;
     exact coordinates only where the key and the owner allow (every such read audited)."""
-    ind = None
-    if individual is not None:
-        ind = visible_individual(session, scope, individual)
-        if ind is None:
-            raise Problem(404, f"no individual {individual!r}", field="individual",
-                          kind="not-found")  # fmt: skip
+    ind = filter_individual(session, scope, individual)
     if country is not None:
         try:
             country = check_country(country)
