@@ -184,7 +184,7 @@ class CaptureHistory:
         counts = self.counts[:, idx, :]
         seen = counts.sum(axis=(1, 2)) > 0
         return CaptureHistory(
-            individuals=tuple(n for n, s in zip(self.individuals, seen) if s),
+            individuals=tuple(n for n, s in zip(self.individuals, seen, strict=True) if s),
             detectors=self.detectors.subset(idx),
             counts=counts[seen],
             detector_type=self.detector_type,
