@@ -793,6 +793,7 @@ def export(
     the release's (weight-space ensembling, WiSE-FT): a model fine-tuned on one catalogue
     keeps more of what the release knew. Choose the weight on validation data.
     """
+    from reid.licence import Licence, combine, of_release
     from reid.release import (
         blend_weights,
         load_checkpoint_model,
@@ -807,7 +808,11 @@ def export(
     net, ckpt = load_checkpoint_model(checkpoint)
     if training_data is None:
         training_data = training_data_of(ckpt)
+    # the terms the weights inherit: the checkpoint's (its data and starting release) and
+    # the blended release's
+    licence = Licence.from_dict(ckpt.get("licence"))
     if blend is not None:
+        licence = combine(licence, of_release(release_folder(blend)))
         base, _ = load_release(blend, for_inference=False)
         blend_weights(net, base, blend_weight)
         sha = read_manifest(release_folder(blend))["sha256"]
@@ -821,9 +826,12 @@ def export(
         training_data=training_data,
         metrics=metrics,
         input_size=None if input_size is None else parse_size(input_size, "--input-size"),
+        licence=licence,
     )
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
     typer.echo(f"released {manifest['name']} to {folder}")
+    if licence is not None:
+        typer.echo(f"licence {licence.summary} (inherited; full terms in {folder / 'LICENSE'})")
     typer.echo(f"sha256 {manifest['sha256']}")
 
 
@@ -976,6 +984,13 @@ def bulk(
                      "(flank) not in the gallery: P(new)'s prior "
                      "[default: the one stored with the index]."),
     ] = None,
+    side_threshold: Annotated[
+        float | None,
+        typer.Option(min=0.5, max=1.0,
+                     help="Encounters of unknown side search only the side the photo shows "
+                     "when the model's side head gives it at least this probability (1: "
+                     "always both) [default: MatchConfig.side_threshold, 0.95]."),
+    ] = None,
     new_threshold: Annotated[
         float,
         typer.Option(help="Calibrated P(same flank) at which unmatched encounters are "
@@ -1015,7 +1030,7 @@ def bulk(
         top=top,
         screen=BulkOptions.screen if screen is None else screen, new_prior=new_prior,
         verify_frames=BulkOptions.verify_frames if verify_frames is None else verify_frames,
-        new_threshold=new_threshold,
+        new_threshold=new_threshold, side_threshold=side_threshold,
         species=species, utc_offset_h=utc_offset, report=report,
         registry="" if registry else None, show_progress=not as_json,
     )

@@ -28,6 +28,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from reid.errors import ReidError
+from reid.licence import LICENSE_FILE, Licence
 from reid.model import EmbeddingModel, ModelConfig, fuse_batchnorm
 from reid.paths import atomic_write
 
@@ -76,9 +77,13 @@ def save_release(
     metrics: dict,
     extra: dict | None = None,
     input_size: tuple[int, int] | None = None,
+    licence: Licence | None = None,
 ) -> Path:
     """Write ``out_dir/model.safetensors``, ``manifest.json`` and a ``README.md`` model
     card; returns ``out_dir``. Existing files of a release there are replaced.
+
+    ``licence``: the terms the weights inherit (:mod:`reid.licence`), written to the
+    manifest and the card and in full to ``LICENSE``; None removes a stale ``LICENSE``.
 
     ``input_size`` (H, W) is the size images are embedded at, when it is not the size
     the model was trained at (``model.config.input_size``, kept as ``train_input_size``):
@@ -112,6 +117,12 @@ def save_release(
         "parameters": sum(p.numel() for p in model.parameters()),
         "extra": _jsonable(extra or {}),
     }
+    if licence is not None:
+        manifest["licence"] = licence.summary
+        text_of = licence.text if licence.text.endswith("\n") else licence.text + "\n"
+        _atomic_write(out_dir / LICENSE_FILE, lambda tmp: tmp.write_text(text_of, "utf-8"))
+    else:
+        (out_dir / LICENSE_FILE).unlink(missing_ok=True)
     text = json.dumps(manifest, indent=2) + "\n"
     _atomic_write(out_dir / MANIFEST_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     card = model_card(manifest)
@@ -341,8 +352,10 @@ def model_card(manifest: dict) -> str:
         f"| training data | {manifest.get('training_data', '')} |",
         f"| created | {manifest.get('created_at', '')} |",
         f"| SHA-256 ({WEIGHTS_FILE}) | `{manifest['sha256']}` |",
-        "",
     ]
+    if manifest.get("licence"):
+        lines.append(f"| licence | {manifest['licence']} |")
+    lines.append("")
     if metrics:
         lines += ["## Metrics", "", "| metric | value |", "| --- | --- |"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in metrics.items()]

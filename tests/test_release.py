@@ -302,3 +302,24 @@ def test_blend_refuses_another_architecture_and_a_weight_outside_0_1(trained):
         blend_weights(build_model(TINY), other, 0.5)
     with pytest.raises(ReidError, match="0..1"):
         blend_weights(build_model(TINY), trained, 1.5)
+
+
+def test_licence_of_catalogues_and_combined_terms(tmp_path):
+    from reid.licence import ATRW, Licence, combine, of_catalogue
+
+    atrw = tmp_path / "atrw"
+    atrw.mkdir()
+    (atrw / "reid_list_train.csv").write_text("1,000001.jpg\n")
+    assert of_catalogue(atrw) == ATRW == of_catalogue(atrw / "reid_list_train.csv")
+    listing = tmp_path / "list.csv"
+    listing.write_text("3,000002.jpg\n")
+    assert of_catalogue(listing) == ATRW
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("path,individual_id,species,side\n")
+    assert of_catalogue(manifest) is None and of_catalogue(None) is None
+    other = Licence("CC BY 4.0 (partner data)", "terms\n")
+    assert combine(None, ATRW, ATRW) == ATRW and combine(None) is None
+    both = combine(ATRW, other)
+    assert ATRW.summary in both.summary and other.summary in both.summary
+    assert "Terms 2 of 2: CC BY 4.0" in both.text
+    assert Licence.from_dict({"summary": " ", "text": "x"}) is None

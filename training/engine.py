@@ -46,6 +46,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from reid.errors import ReidError
+from reid.licence import Licence, combine, of_catalogue, of_release
 from reid.model import EmbeddingModel, build_model
 from reid.progress import progress_bar
 from reid.splits import disjoint_split
@@ -149,8 +150,9 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
     show = d.is_main and cfg.run.progress
 
     # ---- the model (from a release when fine-tuning: its architecture replaces cfg.model)
+    init_licence = None
     if cfg.run.init is not None and not resume:
-        from reid.release import load_release
+        from reid.release import load_release, release_folder
 
         model, manifest = load_release(Path(cfg.run.init), for_inference=False)
         # The release fixes the architecture; the input size is not part of it (GeM
@@ -158,6 +160,7 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
         model.config = dataclasses.replace(model.config, input_size=cfg.model.input_size)
         cfg = dataclasses.replace(cfg, model=model.config)
         echo(f"starting from release {manifest.get('name')} ({cfg.run.init})")
+        init_licence = of_release(release_folder(Path(cfg.run.init)))
     elif resume or cfg.run.init is not None:
         model = EmbeddingModel(dataclasses.replace(cfg.model, pretrained=None))
     else:
@@ -239,6 +242,10 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
         extra = (f"; rehearsal: {len(train_records) - n_main} images of "
                  f"{len(classes) - n_main_classes} flanks of synthetic preset "
                  f"{cfg.data.rehearsal}")  # fmt: skip
+    # the terms the weights inherit: the starting release's and the data's (a resumed run
+    # keeps those its checkpoint recorded)
+    resumed_licence = None if state is None else Licence.from_dict(state.get("licence"))
+    licence = combine(init_licence, of_catalogue(cfg.data.manifest), resumed_licence)
     training_data = (
         f"{source}: {n_main} images of {n_main_classes} flanks of "
         f"{len(split.known)} individuals ({len(split.unknown)} more held out for evaluation)"
@@ -390,6 +397,7 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
                 "epoch": epoch + 1,
                 "classes": class_names,
                 "training_data": training_data,
+                "licence": None if licence is None else licence.to_dict(),
             }
             if improved:
                 save_checkpoint(common, best_path)

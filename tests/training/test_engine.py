@@ -8,6 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from reid.cli import app
+from reid.licence import ATRW, of_release
 from reid.model import EmbeddingModel
 from reid.release import load_checkpoint_model, save_release
 from training.config import load_config
@@ -88,7 +89,8 @@ def test_fine_tuning_starts_from_a_release(tiny_config, tmp_path):
     first = tiny_config("schedule.epochs=1", "model.embedding_dim=24")
     fit(first, tmp_path / "base", echo=lambda _: None)
     model, ckpt = load_checkpoint_model(tmp_path / "base" / "best.pt")
-    release = save_release(model, tmp_path / "release", name="base", training_data="t", metrics={})
+    release = save_release(model, tmp_path / "release", name="base", training_data="t",
+                           metrics={}, licence=ATRW)  # fmt: skip
     # the release's architecture wins over the config's (embedding_dim 32 in tiny.yaml)
     cfg = tiny_config("schedule.epochs=1", f"run.init={release}", "optim.lr=1e-9")
     lines = []
@@ -101,6 +103,23 @@ def test_fine_tuning_starts_from_a_release(tiny_config, tmp_path):
     # tiny learning rates: the weights stay close to the release's
     w0, w1 = model.state_dict()["fc.weight"], state["model"]["fc.weight"]
     assert torch.allclose(w0, w1, atol=1e-3)
+    # the starting release's licence travels through the checkpoint into the export, and
+    # through a blend with another release
+    assert state["licence"]["summary"] == ATRW.summary
+    out = runner.invoke(app, ["export", "model", str(tmp_path / "tuned" / "best.pt"),
+                              "--out", str(tmp_path / "exported")])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert of_release(tmp_path / "exported") == ATRW
+    assert "CC BY-NC-SA" in (tmp_path / "exported" / "README.md").read_text()
+    plain = save_release(model, tmp_path / "plain", name="p", training_data="t", metrics={})
+    assert of_release(plain) is None and not (plain / "LICENSE").exists()
+    first_ckpt = str(tmp_path / "base" / "best.pt")  # trained from scratch: no licence
+    out = runner.invoke(app, ["export", "model", first_ckpt, "--out", str(tmp_path / "b"),
+                              "--blend", str(release), "--blend-weight", "0.5"])  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert of_release(tmp_path / "b") == ATRW
+    out = runner.invoke(app, ["export", "model", first_ckpt, "--out", str(tmp_path / "c")])
+    assert out.exit_code == 0 and of_release(tmp_path / "c") is None
 
 
 runner = CliRunner()
