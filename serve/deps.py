@@ -43,10 +43,13 @@ class AppState:
         self.matcher = None
         self.recalibrator = None
         if settings.index is not None:
-            from reid.match import Matcher
+            from reid.match import MatchConfig, Matcher
             from serve.calibration import Recalibrator
 
-            self.matcher = Matcher.open(settings.index, settings.model, device=settings.device)
+            self.matcher = Matcher.open(
+                settings.index, settings.model, device=settings.device,
+                config=MatchConfig(side_threshold=settings.side_threshold),
+            )
             metrics.gallery_vectors.set(len(self.matcher.index))
             self.recalibrator = Recalibrator(self)
         self.limiter = RateLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst)

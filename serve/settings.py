@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from reid.images import MAX_BYTES, MAX_PIXELS
 from reid.paths import data_home
+from reid.side import DEFAULT_SIDE_THRESHOLD
 
 
 class Settings(BaseSettings):
@@ -86,3 +87,8 @@ class Settings(BaseSettings):
     calibration_sample: int = Field(
         1000, ge=2, description="Gallery images used as queries by a refit (as reid enroll)."
     )
+    side_threshold: float = Field(
+        DEFAULT_SIDE_THRESHOLD, ge=0.5, le=1.0,
+        description="A photo of unknown side searches only the side it shows when the model's "
+        "side head gives that side at least this probability; 1: always both sides.",
+    )  # fmt: skip

@@ -51,6 +51,7 @@ ENCOUNTER_COLUMNS: list[str] = [
     "decision",
     "individual",
     "matched_side",
+    "photo_side",
     "probability",
     "new_probability",
     "verified",
@@ -107,6 +108,8 @@ class BulkOptions:
     # Expected share of encounters showing a flank not in the gallery (P(new)'s prior);
     # None: the one stored with the gallery's calibration.
     new_prior: float | None = None
+    # MatchConfig.side_threshold for encounters of unknown side; None: the matcher's
+    side_threshold: float | None = None
     # P(same flank) comes from the gallery calibration, where same-flank pairs are rare
     # (~4 % of verified candidates); among an unmatched encounter's nearest unmatched
     # neighbours they are far more common, so the same evidence is worth more there. On
@@ -169,6 +172,8 @@ def run_bulk(
         raise ReidError(f"screening confidence {opts.screen} is not in [0, 1)")
     if opts.new_prior is not None:
         check_new_prior(opts.new_prior)
+    if opts.side_threshold is not None and not 0.5 <= opts.side_threshold <= 1.0:
+        raise ReidError(f"side threshold {opts.side_threshold} is not in [0.5, 1]")
     if not 0.0 < opts.new_threshold <= 1.0:
         raise ReidError(f"new-individual threshold {opts.new_threshold} is not in (0, 1]")
     say = echo or (lambda _m: None)
@@ -191,6 +196,7 @@ def run_bulk(
         screen=opts.screen,
         new_prior=opts.new_prior,
         verify_frames=opts.verify_frames,
+        side_threshold=opts.side_threshold,
     )
     matcher = Matcher.open(
         index_dir, model=opts.model, device=opts.device, config=spec.match_config()
@@ -278,6 +284,14 @@ def _engine(opts: BulkOptions, spec: JobSpec, matcher):
     return LocalEngine(spec, matcher)
 
 
+def cluster_side(row: dict) -> str:
+    """An unmatched encounter's side for clustering: the given side, else the side its
+    photo showed (the side head was sure), else unknown (joins either side)."""
+    if row["side"] != "unknown":
+        return row["side"]
+    return row.get("photo_side") or "unknown"
+
+
 def find_new_individuals(
     rows: list[dict],
     encounters: list[Encounter],
@@ -293,7 +307,10 @@ def find_new_individuals(
     new = sorted((r for r in rows if r["decision"] == "new"), key=lambda r: r["id"])
     if not new:
         return []
-    items = [Item(r["id"], r["species"], r["side"], decode_vector(r["embedding"])) for r in new]
+    # an encounter of unknown side joins only its side's clusters when the photo showed it
+    items = [
+        Item(r["id"], r["species"], cluster_side(r), decode_vector(r["embedding"])) for r in new
+    ]
     reps = [decode_vector(r["representative_embedding"]) for r in new]
 
     # keypoints of each representative frame, extracted once (an encounter is paired with
@@ -401,6 +418,7 @@ def write_outputs(
                 "decision": r["decision"],
                 "individual": r["individual"] or "",
                 "matched_side": r["matched_side"] or "",
+                "photo_side": r.get("photo_side") or "",
                 "probability": _p4(r["probability"]),
                 "new_probability": _p4(r["new_probability"]),
                 "verified": _yes_no(r.get("verified")),

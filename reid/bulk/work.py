@@ -56,6 +56,8 @@ class JobSpec:
     screen: float = 0.0  # MatchConfig.screen: decide on the embedding alone when this sure
     new_prior: float | None = None  # MatchConfig.new_prior; None: the gallery's
     verify_frames: int = 2  # MatchConfig.verify_frames: frames of a burst verified
+    # MatchConfig.side_threshold; None: the matcher's default
+    side_threshold: float | None = None
 
     def settings(self) -> dict:
         """The settings that change results (the journal header keeps them)."""
@@ -67,13 +69,17 @@ class JobSpec:
             out["new_prior"] = self.new_prior
         if self.verify_frames != UNRECORDED_VERIFY_FRAMES:
             out["verify_frames"] = self.verify_frames
+        if self.side_threshold is not None:
+            out["side_threshold"] = self.side_threshold
         return out
 
     def match_config(self):
         from reid.match import MatchConfig
 
+        extra = {} if self.side_threshold is None else {"side_threshold": self.side_threshold}
         return MatchConfig(
-            screen=self.screen, new_prior=self.new_prior, verify_frames=self.verify_frames
+            screen=self.screen, new_prior=self.new_prior, verify_frames=self.verify_frames,
+            **extra,
         )
 
     def to_dict(self) -> dict:
@@ -289,6 +295,13 @@ class EncounterWorker:
         return result_row(enc, result, emb, good, rep, skipped, self.model_version)
 
 
+def photo_side(given: str, searched: list[str]) -> str | None:
+    """The side read from the photo: the one side searched when none was given, else None."""
+    if given in ("left", "right") or len(searched) != 1:
+        return None
+    return searched[0]
+
+
 def result_row(
     enc: Encounter,
     result,
@@ -324,6 +337,8 @@ def result_row(
             decision="unreadable",
             individual=None,
             matched_side=None,
+            photo_side=None,
+            left_probability=None,
             probability=None,
             new_probability=None,
             candidates=[],
@@ -334,6 +349,11 @@ def result_row(
         decision=result.decision,
         individual=result.individual,
         matched_side=result.side,
+        # the side the photo shows, when the side was not given and the side head was sure
+        photo_side=photo_side(enc.side, result.searched),
+        left_probability=None
+        if result.left_probability is None
+        else round(float(result.left_probability), 6),
         probability=round(float(result.probability), 6),
         new_probability=round(float(result.new_probability), 6),
         verified=bool(result.verified),

@@ -261,3 +261,58 @@ def test_cli_refuses_a_missing_source(gallery, tmp_path):
         ["bulk", str(tmp_path / "nope"), "--index", str(gallery), "--out", str(tmp_path / "run")],
     )
     assert result.exit_code == 2 and "error:" in result.output and "no such folder" in result.output
+
+
+def test_encounters_of_unknown_side_record_the_side_their_photo_shows(
+    season, gallery, release, tmp_path
+):
+    """With the sides stripped from the season, a side head that is sure of 'left' makes
+    every encounter search (and record) only the left flanks, and proposed new individuals
+    are left flanks; --side-threshold 1 searches both and records no photo side."""
+    import shutil
+
+    import numpy as np
+    import torch
+
+    from reid.side import SideHead, save_to_release
+
+    package = tmp_path / "package"
+    shutil.copytree(season / "season", package)
+    obs = package / "observations.csv"
+    with obs.open() as f:
+        table = list(csv.DictReader(f))
+    assert any("side:" in r["observationTags"] for r in table)
+    for r in table:
+        r["observationTags"] = ""
+    with obs.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(table[0]))
+        writer.writeheader()
+        writer.writerows(table)
+    model = tmp_path / "model"
+    shutil.copytree(release, model)
+    from reid.release import load_release
+
+    head = SideHead(load_release(model)[0].num_features)
+    with torch.no_grad():
+        head.linear.weight.zero_()
+        head.linear.bias.fill_(float(np.log(0.99 / 0.01)))
+    save_to_release(model, head.eval(), {"fitted_on": "test"})
+
+    def run(name, **kw):
+        opts = BulkOptions(model=model, batch_size=2, screen=0.0, report=False, registry=None,
+                           show_progress=False, **kw)  # fmt: skip
+        run_bulk(package, gallery, tmp_path / name, opts)
+        return rows(tmp_path / name)
+
+    sure = run("sure")
+    assert {r["side"] for r in sure} == {"unknown"}
+    assert {r["photo_side"] for r in sure} == {"left"}
+    assert {r["matched_side"] for r in sure if r["decision"] == "known"} <= {"left"}
+    with (tmp_path / "sure" / "new_individuals.csv").open() as f:
+        proposed = list(csv.DictReader(f))
+    assert proposed and {p["side"] for p in proposed} == {"left"}
+
+    both = run("both", side_threshold=1.0)
+    assert {r["photo_side"] for r in both} == {""}
+    with pytest.raises(ReidError, match="side threshold"):
+        run_bulk(package, gallery, tmp_path / "bad", BulkOptions(side_threshold=0.2))
