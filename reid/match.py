@@ -769,6 +769,7 @@ def fit_calibration(
     new_prior: float = 0.5,
     workers: int = 2,
     show_progress: bool = True,
+    related: Callable[[int], Collection[int]] | None = None,
 ) -> MatchCalibration:
     """Fit the fusion and decision models on held-out queries made from the gallery.
 
@@ -785,6 +786,12 @@ def fit_calibration(
     those is tempered until it best predicts the leave-one-out outcomes, and that
     temperature (fitted at least on :data:`MIN_TEMPERATURE_QUERIES` such queries, else
     1) is given to the decision and screening models for the step to real queries.
+
+    ``related(id)``: gallery ids left out with calibration query ``id`` besides itself
+    (its near-duplicate frames, the rest of its burst): a real query comes from another
+    encounter than the gallery's photos, and a frame matched against its own burst
+    makes "known" look far easier than it is (ATRW, BENCHMARKS.md "Calibration on real
+    photos"). A query with no other photo of its flank left is made only as "new".
     """
     index = matcher.index
     entries = index.entries()
@@ -807,13 +814,16 @@ def fit_calibration(
         e = entries[q]
         feats = [matcher.features.get(q)]
         emb = vectors[row : row + 1]
-        known = matcher.candidates(emb, feats, side=e.side, species=e.species, exclude_ids={q})
+        out = {q, *(related(q) if related is not None else ())}
+        others = [i for i in members[e.flank] if i not in out]
         new = matcher.candidates(emb, feats, side=e.side, species=e.species, exclude_flank=e.flank)
-        others = [i for i in members[e.flank] if i != q]
+        if not others:  # nothing of its flank but itself and its near-duplicates
+            return [], new, e.flank, None
+        known = matcher.candidates(emb, feats, side=e.side, species=e.species, exclude_ids=out)
         if len(others) >= 2:  # one step further from real queries: one more image out
             drop = others[int(np.random.default_rng([seed, q]).integers(len(others)))]
             fewer[row] = matcher.candidates(
-                emb, feats, side=e.side, species=e.species, exclude_ids={q, drop}
+                emb, feats, side=e.side, species=e.species, exclude_ids={*out, drop}
             )
         if not any(c.key == e.flank and c.verified for c in known):
             # Make sure the fusion model sees genuine pairs even when the embedding

@@ -439,3 +439,33 @@ def test_calibration_is_tempered_for_the_step_from_left_out_to_real_queries(
     two = Matcher.open(root / "index", release)
     assert two.calibration.stats["temperature_queries"] == 0
     assert two.calibration.decision.temperature == 1.0
+
+
+def test_calibration_leaves_each_querys_related_photos_out(setup, tmp_path):
+    """``related`` (near-duplicates, the rest of a burst) leaves gallery photos out with
+    each calibration query: with one other photo of its flank out, no query can lose a
+    second one; with all of them out, every query is made only as "new"."""
+    from reid.match import fit_calibration
+
+    _, release, records, *_ = setup
+    enroll(records, tmp_path / "full", release, show_progress=False, workers=1)
+    matcher = Matcher.open(tmp_path / "full", release)
+    entries = matcher.index.entries()
+    flank_of = {i: e.flank for i, e in entries.items()}
+    members = {}
+    for i, f in sorted(flank_of.items()):
+        members.setdefault(f, []).append(i)
+
+    def one_more(i):
+        return [next(j for j in members[flank_of[i]] if j != i)]
+
+    cal = fit_calibration(matcher, sample=24, workers=1, show_progress=False, related=one_more)
+    assert cal.stats["queries"] == 24 and cal.stats["temperature_queries"] == 0
+    assert cal.decision.counts[2] == 24 and sum(cal.decision.counts[:2]) == 24
+
+    def whole_flank(i):
+        return [j for j in members[flank_of[i]] if j != i]
+
+    alone = fit_calibration(matcher, sample=24, workers=1, show_progress=False, related=whole_flank)
+    assert alone.decision.counts == [0, 0, 24]
+    assert alone.stats["top1_known"] == 0.0
