@@ -1095,6 +1095,11 @@ from reid.cli_side import register as _register_side  # noqa: E402
 
 _register_side(app, _user_errors)
 
+# Population assessment: capture histories, SCR density (reid population ...).
+from reid.cli_population import register as _register_population  # noqa: E402
+
+_register_population(app, _user_errors)
+
 
 if __name__ == "__main__":  # pragma: no cover
     app()

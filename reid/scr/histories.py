@@ -465,6 +465,74 @@ def detections_from_run(run_dir: Path, species: str | None = None) -> list[Detec
     return out
 
 
+def read_detections(path: Path, species: str | None = None) -> list[Detection]:
+    """Detections from a plain CSV: ``individual, time`` (ISO 8601, UTC if no zone), the
+    camera (``camera`` or ``deployment``) or ``station``, and optionally ``side``,
+    ``species``, ``linked`` (yes/true: the catalogue knows both flanks of the animal)."""
+    path = Path(path)
+    if not path.is_file():
+        raise HistoryError(f"{path}: no detections file")
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        rows = list(reader)
+    for need in ("individual", "time"):
+        if need not in header:
+            raise HistoryError(f"{path.name}: no {need} column")
+    if not {"camera", "deployment", "station"} & set(header):
+        raise HistoryError(f"{path.name}: needs a camera, deployment or station column")
+    out = []
+    for n, row in enumerate(rows, 2):
+        where = f"{path.name}:{n}"
+        if species is not None and row.get("species") and row["species"] != species:
+            continue
+        ind = (row.get("individual") or "").strip()
+        if not ind:
+            raise HistoryError(f"{where}: no individual")
+        side = (row.get("side") or "unknown").strip().lower()
+        if side not in ("left", "right", "unknown"):
+            raise HistoryError(f"{where}: side {side!r} is not left, right or unknown")
+        out.append(
+            Detection(
+                individual=ind, time=_utc(row["time"], f"{where}: time"), side=side,
+                deployment=(row.get("deployment") or row.get("camera") or "").strip() or None,
+                station=(row.get("station") or "").strip() or None,
+                species=row.get("species") or species, source=f"{path.name}:{n}",
+                file_path=row.get("file") or "",
+                linked=(row.get("linked") or "").strip().lower() in ("yes", "true", "1"),
+            )
+        )  # fmt: skip
+    return out
+
+
+def write_detections(path: Path, detections: Sequence[Detection]) -> Path:
+    """The CSV :func:`read_detections` reads."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["individual", "time", "side", "camera", "species", "linked"])
+        for d in detections:
+            w.writerow([d.individual, d.time.strftime("%Y-%m-%dT%H:%M:%SZ"), d.side,
+                        d.deployment or d.station or "", d.species or "",
+                        "yes" if d.linked else "no"])  # fmt: skip
+    return path
+
+
+def write_deployments(path: Path, deployments: Sequence[CameraDeployment]) -> Path:
+    """A plain deployments CSV that :func:`read_deployments` reads."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["deploymentID", "station", "camera", "lat", "lon", "start", "end", "country"])
+        for d in deployments:
+            w.writerow([d.deployment, d.station, d.camera or "", f"{d.lat:.6f}", f"{d.lon:.6f}",
+                        d.start.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                        d.end.strftime("%Y-%m-%dT%H:%M:%SZ"), d.country or ""])  # fmt: skip
+    return path
+
+
 def run_deployments(run_dir: Path) -> list[CameraDeployment]:
     """The deployments of a season run: its ``camtrap-dp/deployments.csv``."""
     package = Path(run_dir) / "camtrap-dp"
