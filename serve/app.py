@@ -37,7 +37,17 @@ the field at fault.
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A new app serving ``settings`` (default: from the environment)."""
     from serve.deps import AppState
-    from serve.routers import admin, gallery, health, individuals, jobs, match, media, review
+    from serve.routers import (
+        admin,
+        gallery,
+        health,
+        individuals,
+        jobs,
+        match,
+        media,
+        population,
+        review,
+    )
     from serve.routers import sightings as sightings_router
 
     settings = settings or Settings()
@@ -63,6 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             {"name": "gallery", "description": "Enrolled flank images."},
             {"name": "media", "description": "Photos."},
             {"name": "jobs", "description": "Season bulk matching."},
+            {"name": "population", "description": "SCR density per country and jointly."},
             {"name": "administration", "description": "Sharing and audit."},
             {"name": "service", "description": "Health and metrics."},
         ],
@@ -70,7 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     problems.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(SecurityHeadersMiddleware)
-    for r in (health, match, sightings_router, individuals, gallery, media, jobs, admin, review):
+    for r in (health, match, sightings_router, individuals, gallery, media, jobs, admin, review,
+              population):  # fmt: skip
         app.include_router(r.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
     _bearer_scheme(app)

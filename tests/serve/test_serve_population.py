@@ -1,0 +1,110 @@
+"""GET /v1/population: SCR from the sightings an organisation may see, with places as
+the caller may see them. RUO (Russia) and CNO (China) each own their side's stations of
+a synthetic cross-border survey; CNO shares its sightings with RUO (not exact places);
+RUO shares nothing back. No gallery or model is needed."""
+
+from __future__ import annotations
+
+import pytest
+
+from reid.privacy import CELL_DEG
+from reid.scr.survey import load_registry, simulate_detections, survey_layout
+
+Q = {"flank": "left", "occasion_days": 5, "buffer_km": 20, "spacing_km": 2.5}
+
+
+@pytest.fixture(scope="module")
+def survey():
+    deps = survey_layout(6, 4, 4000, days=40, seed=3)
+    return simulate_detections(deps, density_per_100km2=2.0, sigma_m=5000, g0=0.06, seed=3)
+
+
+@pytest.fixture
+def api(tmp_path, survey):
+    from fastapi.testclient import TestClient
+
+    from reid.registry import Registry
+    from serve import create_app
+    from serve.access import add_agreement, create_key
+    from serve.settings import Settings
+
+    url = f"sqlite:///{tmp_path / 'registry.sqlite'}"
+    reg = Registry(url)
+    keys = {}
+    with reg.session() as s:
+        load_registry(s, survey, {"RU": "RUO", "CN": "CNO"})
+        for org in ("RUO", "CNO"):
+            for precise in (False, True):
+                keys[(org, precise)] = create_key(s, org, "viewer", precise)[1]
+        add_agreement(s, "CNO", "RUO", share_match=False, share_sightings=True,
+                      share_precise=False, created_by="test")  # fmt: skip
+    reg.close()
+    settings = Settings(
+        database_url=url, media_dir=tmp_path / "media", jobs_dir=tmp_path / "jobs",
+        rate_limit_per_minute=6000, rate_limit_burst=1000, _env_file=None,
+    )  # fmt: skip
+    with TestClient(create_app(settings)) as client:
+
+        def get(org: str, precise: bool = False, **params):
+            headers = {"Authorization": f"Bearer {keys[(org, precise)]}"}
+            return client.get("/v1/population", params={**Q, **params}, headers=headers)
+
+        yield get
+
+
+def _on_grid(v: float) -> bool:
+    """A 0.25 degree cell centre (positive coordinates here)."""
+    return abs((v / CELL_DEG) % 1 - 0.5) < 1e-6
+
+
+def test_shared_scope_sees_both_countries_generalised_where_it_must(api, survey):
+    r = api("RUO", precise=True)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body["individuals_by_country"]) == {"CN", "RU"}
+    assert body["joint"]["density_per_100km2"] > 0
+    ru = [s for s in body["stations"] if s["country"] == "RU"]
+    cn = [s for s in body["stations"] if s["country"] == "CN"]
+    assert ru and cn
+    # own stations exact (the key may), the partner's generalised with opaque names
+    assert all(s["exact"] and s["detector"].startswith("ST-") for s in ru)
+    assert all(not s["exact"] and s["detector"].startswith("D") for s in cn)
+    assert all(_on_grid(s["lat"]) and _on_grid(s["lon"]) for s in cn)
+    # activity centres mix both owners' cameras: generalised
+    assert body["activity_centres"] and not any(c["exact"] for c in body["activity_centres"])
+    assert all(_on_grid(c["lat"]) for c in body["activity_centres"])
+    assert sum(c["individuals"] for c in body["activity_centres"]) == body["joint"]["n_individuals"]
+    # (latitudes of a grid row are shared with the caller's own stations: check longitudes)
+    exact = {f"{d.lon:.6f}" for d in survey.deployments if d.country == "CN"}
+    assert exact and not any(e[:-1] in r.text for e in exact)
+
+
+def test_own_scope_and_no_sharing_back(api):
+    own = api("RUO", scope="own").json()
+    assert set(own["individuals_by_country"]) == {"RU"}
+    assert {s["country"] for s in own["stations"]} == {"RU"}
+    # CNO gets nothing of RUO's: only Chinese stations
+    cn = api("CNO", precise=True).json()
+    assert {s["country"] for s in cn["stations"]} == {"CN"}
+    assert all(s["exact"] for s in cn["stations"])
+    assert all(c["exact"] for c in cn["activity_centres"])  # every owner is its own
+
+
+def test_without_the_permission_nothing_is_exact(api, survey):
+    r = api("RUO")
+    assert r.status_code == 200
+    body = r.json()
+    assert not any(s["exact"] for s in body["stations"])
+    assert not any(s["detector"].startswith("ST-") for s in body["stations"])
+    exact = {f"{d.lat:.6f}" for d in survey.deployments} | {
+        f"{d.lon:.6f}" for d in survey.deployments
+    }
+    assert not any(e[:-1] in r.text for e in exact)
+
+
+def test_bad_parameters_are_problems(api):
+    assert api("RUO", flank="top").status_code == 422
+    assert api("RUO", buffer_km=1).status_code == 422
+    r = api("RUO", start="2030-01-01T00:00:00Z")  # after every deployment
+    assert r.status_code == 422
+    assert r.headers["content-type"].startswith("application/problem+json")
