@@ -132,6 +132,8 @@ def test_projection_is_equal_area_and_inverts():
 def test_bad_input_is_a_clear_error(tmp_path):
     with pytest.raises(HistoryError, match="flank"):
         build_history(deps(), [], flank="top")
+    with pytest.raises(HistoryError, match="at most 400"):
+        build_history(deps(), [], start=datetime(1, 1, 1))
     p = tmp_path / "deployments.csv"
     p.write_text("station,lat,lon,start,end\nS1,43.1,131.3,2025-11-05,2025-11-01\n")
     with pytest.raises(HistoryError, match="ends"):

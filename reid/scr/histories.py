@@ -56,6 +56,9 @@ from reid.errors import ReidError
 from reid.scr.data import CaptureHistory, Detectors
 
 FLANKS = ("left", "right", "both")
+#: The most occasions a history may have: a closed-population survey is one season, and
+#: the fit's cost grows with them (a 1-day occasion for over a year is a mistake).
+MAX_OCCASIONS = 400
 #: Radius of the authalic sphere of WGS 84 (metres): equal-area on the sphere.
 AUTHALIC_RADIUS_M = 6_371_007.2
 
@@ -677,6 +680,12 @@ def build_history(
     if t1 <= t0:
         raise HistoryError(f"the survey ends ({t1}) before it starts ({t0})")
     n_occ = math.ceil((t1 - t0).total_seconds() / 86400 / occasion_days)
+    if n_occ > MAX_OCCASIONS:
+        raise HistoryError(
+            f"the survey from {t0:%Y-%m-%d} to {t1:%Y-%m-%d} has {n_occ} occasions of "
+            f"{occasion_days} days; at most {MAX_OCCASIONS}: give --start/--end for one "
+            "season or longer occasions"
+        )
     step = timedelta(days=occasion_days)
     usage = np.zeros((len(stations), n_occ))
     working: dict[str, list[tuple[datetime, datetime]]] = {}
