@@ -301,3 +301,6 @@ def test_fit_by_country_counts_shared_animals_and_fits_each_side():
     assert tb.by_country["RU"].mask_area_km2 < tb.joint.mask_area_km2
     assert tb.joint.n_individuals == ch.n_individuals
     json.dumps(tb.to_dict())
+    unclipped = fit_by_country(ch, mask, clip_at_border=False)
+    assert unclipped.by_country["CN"].mask_area_km2 == pytest.approx(mask.area_km2)
+    assert unclipped.by_country["CN"].n_individuals == int(cn.sum())

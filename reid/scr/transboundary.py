@@ -53,11 +53,15 @@ def mask_countries(ch: CaptureHistory, mask: Mask) -> tuple[str | None, ...]:
     return tuple(det.country[k] for k in d2.argmin(axis=1))
 
 
-def fit_by_country(ch: CaptureHistory, mask: Mask) -> TransboundaryEstimate:
+def fit_by_country(
+    ch: CaptureHistory, mask: Mask, clip_at_border: bool = True
+) -> TransboundaryEstimate:
     """The joint estimate and one per country, as separate national surveys would make them.
 
     Each country's estimate uses its own detectors, the detections there only (an
-    individual seen only abroad is not in it) and the mask cells in that country.
+    individual seen only abroad is not in it) and the mask cells in that country
+    (``clip_at_border=False``: the whole mask, as a national survey that lets home ranges
+    cross the border would; its density is comparable, its abundance is not national).
     A country whose data cannot be fitted (e.g. no animal seen at two of its cameras)
     is listed in ``not_fitted`` with the reason.
     """
@@ -72,7 +76,7 @@ def fit_by_country(ch: CaptureHistory, mask: Mask) -> TransboundaryEstimate:
     for code in countries:
         seen_in[code] = ch.detected_in(code)
         at = np.array([c == code for c in ch.detectors.country])
-        cells = np.array([c == code for c in cell_country])
+        cells = np.array([c == code or not clip_at_border for c in cell_country])
         if not cells.any():
             not_fitted[code] = "no mask cell in this country"
             continue
