@@ -248,3 +248,52 @@ def test_generalised_exports_hide_station_places_and_codes(tmp_path):
     with open(files["stations"]) as f:
         for r in csv.DictReader(f):
             assert (float(r["lat"]), float(r["lon"])) in cells
+
+
+def test_season_run_encounters_as_detections(tmp_path):
+    """A catalogue match is that animal (both flanks known); a new encounter is its
+    proposed individual (one flank), else its own; undecodable ones are left out."""
+    from reid.bulk.run import ENCOUNTER_COLUMNS
+    from reid.bulk.sources import write_csv
+    from reid.scr.histories import detections_from_run
+
+    base = dict.fromkeys(ENCOUNTER_COLUMNS, "")
+    rows = [
+        {**base, "encounter": "e1", "deployment": "d1a", "species": "tiger", "side": "left",
+         "start": "2025-11-01T12:00:00Z", "decision": "known", "individual": "T-1"},
+        {**base, "encounter": "e2", "deployment": "d1b", "species": "tiger", "side": "unknown",
+         "matched_side": "right", "start": "2025-11-01T12:00:05Z", "decision": "known",
+         "individual": "T-1"},
+        {**base, "encounter": "e3", "deployment": "d3", "species": "tiger", "side": "left",
+         "start": "2025-11-04T01:00:00Z", "decision": "new", "proposed_individual": "NEW-x-T-001"},
+        {**base, "encounter": "e4", "deployment": "d3", "species": "tiger", "side": "left",
+         "start": "2025-11-05T01:00:00Z", "decision": "new"},
+        {**base, "encounter": "e5", "deployment": "d3", "species": "tiger", "side": "left",
+         "start": "2025-11-05T02:00:00Z", "decision": "unreadable"},
+        {**base, "encounter": "e6", "deployment": "d3", "species": "leopard", "side": "left",
+         "start": "2025-11-05T03:00:00Z", "decision": "known", "individual": "L-1"},
+    ]  # fmt: skip
+    write_csv(tmp_path / "encounters.csv", ENCOUNTER_COLUMNS, rows)
+    dets = detections_from_run(tmp_path, "tiger")
+    assert [(d.individual, d.side, d.linked) for d in dets] == [
+        ("T-1", "left", True), ("T-1", "right", True), ("NEW-x-T-001", "left", False),
+        ("e4", "left", False),
+    ]  # fmt: skip
+    b = build_history(deps(), dets, occasion_days=5)
+    assert b.history.individuals == ("NEW-x-T-001", "T-1", "e4")
+    assert b.flank_summary() == {"both_flanks": 1, "one_flank_only": 2}
+    with pytest.raises(HistoryError, match="encounters.csv"):
+        detections_from_run(tmp_path / "nothing")
+
+
+def test_detections_csv_round_trip(tmp_path):
+    from reid.scr.histories import read_detections, write_detections
+
+    path = write_detections(tmp_path / "d.csv", detections())
+    again = read_detections(path)
+    assert [(d.individual, d.time, d.side, d.deployment, d.linked) for d in again] == [
+        (d.individual, d.time, d.side, d.deployment, d.linked) for d in detections()
+    ]
+    path.write_text("individual,time,camera,side\nT1,2025-11-01T00:00:00Z,d1a,top\n")
+    with pytest.raises(HistoryError, match="side 'top'"):
+        read_detections(path)

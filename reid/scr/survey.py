@@ -13,11 +13,14 @@ at a random time of a day on which the station worked. Everything comes from ``s
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 
+from reid.errors import ReidError
 from reid.scr.data import Detectors
 from reid.scr.histories import CameraDeployment, Detection, projection_for
 
@@ -165,3 +168,87 @@ def simulate_detections(
         centres_latlon=np.column_stack([lat, lon]), detected=sim.detected, animal_ids=ids,
         density_per_100km2=density_per_100km2, sigma_m=sigma_m,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SurveySeason:
+    """The images of a synthetic survey, written by :func:`write_survey_season`."""
+
+    season: Path  # Camtrap DP package of the survey's frames
+    gallery: Path  # catalogue (manifest.csv) of the animals known before the survey
+    deployments: Path  # deployments.csv with the true working intervals
+    names: dict[str, str]  # survey animal id -> catalogue id of its coat
+    known: frozenset[str]  # catalogue ids in the gallery
+    truth_of_media: dict[str, str]  # resolved frame path -> catalogue id
+    frames: int
+
+
+def write_survey_season(
+    out: Path,
+    survey: SyntheticSurvey,
+    seed: int,
+    frames_per_burst: int = 2,
+    known_share: float = 0.6,
+    gallery_per_side: int = 2,
+    workers: int = 2,
+) -> SurveySeason:
+    """Render every detection of ``survey`` as a burst of ``frames_per_burst`` camera-trap
+    frames of that flank (the coats of :mod:`reid.synthetic`, animal ``i`` wearing
+    catalogue individual ``i``'s), written as a Camtrap DP package (``out/season``) that
+    ``reid bulk`` reads; and a gallery (``out/gallery``) of the first ``known_share`` of
+    the landscape's animals, detected or not, as a catalogue of earlier photos holds them.
+    ``out/deployments.csv`` keeps the true deployments (the package's own deployment rows
+    only span each camera's frames)."""
+    from reid.data.records import ImageRecord
+    from reid.scr.histories import write_deployments
+    from reid.synthetic.catalogue import write_catalogue
+    from reid.synthetic.metadata import Site
+    from reid.synthetic.season import Frame, SeasonSpec, _render, _write_camtrap
+    from reid.synthetic.seeds import individual_id
+
+    out = Path(out)
+    n_known = max(1, round(known_share * len(survey.animal_ids)))
+    index = {a: i for i, a in enumerate(survey.animal_ids)}
+    names = {a: individual_id("tiger", i, seed) for a, i in index.items()}
+    write_deployments(out / "deployments.csv", survey.deployments)
+    write_catalogue(out / "gallery", species=("tiger",), individuals=n_known,
+                    images_per_side=gallery_per_side, seed=seed, mode="frame",
+                    workers=workers)  # fmt: skip
+    by_dep = {d.deployment: d for d in survey.deployments}
+    frames, truth, passes = [], {}, Counter()
+    for det in sorted(survey.detections, key=lambda d: (d.time, d.source)):
+        d = by_dep[det.deployment]
+        passes[(det.individual, det.side)] += 1
+        site = Site(d.station, d.station, d.country or "", d.lat, d.lon, 0)
+        t = det.time.replace(tzinfo=UTC)
+        for k in range(frames_per_burst):
+            path = out / "season" / "media" / (d.camera or d.deployment) / f"{det.source}_{k}.jpg"
+            rec = ImageRecord(path=path, individual_id=names[det.individual], species="tiger",
+                              side=det.side, captured_at=t, site=d.station, country=d.country,
+                              lat=d.lat, lon=d.lon, camera_id=d.deployment,
+                              encounter=det.source)  # fmt: skip
+            frames.append(Frame(rec, index[det.individual], passes[(det.individual, det.side)],
+                                k, False, d.deployment, d.station, site))  # fmt: skip
+            truth[str(path.resolve())] = names[det.individual]
+            t += timedelta(seconds=2)
+    if not frames:
+        raise ReidError("the survey has no detections to render")
+    if workers <= 1:
+        boxes = _render(frames, seed)
+    else:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from reid.synthetic.season import _START_METHOD, _worker_init
+
+        chunks = [frames[i::workers] for i in range(workers)]
+        ctx = multiprocessing.get_context(_START_METHOD)
+        with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_worker_init) as pool:
+            parts = list(pool.map(_render, chunks, [seed] * workers))
+        boxes = [None] * len(frames)
+        for i, part in enumerate(parts):
+            boxes[i::workers] = part
+    _write_camtrap(out / "season", frames, boxes, SeasonSpec(species=("tiger",), seed=seed))
+    known = frozenset(names[a] for a, i in index.items() if i < n_known)
+    return SurveySeason(out / "season", out / "gallery", out / "deployments.csv", names, known,
+                        truth, len(frames))  # fmt: skip
