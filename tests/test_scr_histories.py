@@ -297,3 +297,27 @@ def test_detections_csv_round_trip(tmp_path):
     path.write_text("individual,time,camera,side\nT1,2025-11-01T00:00:00Z,d1a,top\n")
     with pytest.raises(HistoryError, match="side 'top'"):
         read_detections(path)
+
+
+def test_registry_cameras_of_a_site_within_the_radius_are_one_station(tmp_path):
+    from reid.registry import Registry, ensure_deployment, ensure_organisation, ensure_site
+    from reid.scr.histories import deployments_from_registry
+
+    reg = Registry(f"sqlite:///{tmp_path / 'r.sqlite'}")
+    end = T0 + timedelta(days=10)
+    with reg.session() as s:
+        org = ensure_organisation(s, "RUO", "RU")
+        site = ensure_site(s, "kp", "RU", 43.1, 131.3, organisation=org)
+        ensure_deployment(s, "a", site, 43.1, 131.3, "cam-a", T0, end)
+        ensure_deployment(s, "b", site, 43.1001, 131.3001, "cam-b", T0, end)  # ~14 m away
+        ensure_deployment(s, "c", site, 43.11, 131.3, "cam-c", T0, end)  # ~1.1 km away
+        other = ensure_site(s, "x", "RU", 43.2, 131.2)  # no organisation
+        ensure_deployment(s, "d", other, 43.2, 131.2, "cam-d", T0, end)
+        ensure_deployment(s, "e", other, 43.2, 131.2, "cam-e")  # no dates
+    with reg.session() as s:
+        rows = deployments_from_registry(s, owners={"RUO"})
+        with pytest.raises(HistoryError, match="no start or end"):
+            deployments_from_registry(s)
+    reg.close()
+    assert {r.deployment: r.station for r in rows} == {"a": "kp", "b": "kp", "c": "kp#2"}
+    assert build_history(rows, []).history.detectors.ids == ("kp", "kp#2")
