@@ -915,6 +915,55 @@ def fit_calibration(
     )
 
 
+def near_duplicate_related(
+    index: GalleryIndex, threshold: float | None = None
+) -> Callable[[int], list[int]]:
+    """:func:`fit_calibration`'s ``related`` for a gallery: a photo's near-duplicates
+    (:mod:`reid.near_duplicates`: photos of its flank linked, directly or through others,
+    by a whole-photo signature similarity >= ``threshold``, default
+    :data:`~reid.near_duplicates.NEAR_DUPLICATE_THRESHOLD`). Found per flank when a
+    calibration query first needs it (one small decode per photo of that flank); a photo
+    that can no longer be read has none."""
+    from reid.near_duplicates import NEAR_DUPLICATE_THRESHOLD, image_signature, link_groups
+
+    limit = NEAR_DUPLICATE_THRESHOLD if threshold is None else threshold
+    entries = index.entries()
+    members: dict[tuple[str, str, str], list[int]] = {}
+    for i, e in sorted(entries.items()):
+        members.setdefault(e.flank, []).append(i)
+    groups: dict[tuple[str, str, str], dict[int, int]] = {}
+    lock = threading.Lock()
+
+    def signature(i: int) -> np.ndarray | None:
+        try:
+            return image_signature(Path(entries[i].image))
+        except (ReidError, OSError, ValueError):
+            return None
+
+    def group_of(flank: tuple[str, str, str]) -> dict[int, int]:
+        with lock:
+            if flank in groups:
+                return groups[flank]
+        ids = members[flank]
+        sigs = [signature(i) for i in ids]
+        ok = [k for k, s in enumerate(sigs) if s is not None]
+        linked = np.eye(len(ids), dtype=bool)
+        if ok:
+            sig = np.stack([sigs[k] for k in ok])
+            linked[np.ix_(ok, ok)] |= sig @ sig.T >= limit
+        found = dict(zip(ids, link_groups(linked).tolist(), strict=True))
+        with lock:
+            groups[flank] = found
+        return found
+
+    def related(i: int) -> list[int]:
+        flank = entries[i].flank
+        g = group_of(flank)
+        return [j for j in members[flank] if j != i and g[j] == g[i]]
+
+    return related
+
+
 # --------------------------------------------------------------------------- enrolment
 
 

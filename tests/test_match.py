@@ -469,3 +469,33 @@ def test_calibration_leaves_each_querys_related_photos_out(setup, tmp_path):
     alone = fit_calibration(matcher, sample=24, workers=1, show_progress=False, related=whole_flank)
     assert alone.decision.counts == [0, 0, 24]
     assert alone.stats["top1_known"] == 0.0
+
+
+def test_near_duplicates_of_a_gallery_photo_are_found_per_flank(setup, tmp_path):
+    """A copy of a photo under another name is its near-duplicate (same flank only); a
+    photo that cannot be read has none; an impossible threshold links nothing."""
+    import shutil
+    from dataclasses import replace
+
+    from reid.match import near_duplicate_related
+
+    _, release, records, *_ = setup
+    flank = [r for r in records if (r.individual_id, r.side) == (records[0].individual_id,
+                                                                  records[0].side)]  # fmt: skip
+    other = next(r for r in records if r.individual_id != records[0].individual_id)
+    copy = tmp_path / "copy.png"
+    shutil.copy(flank[0].path, copy)
+    other_copy = tmp_path / "other.png"
+    shutil.copy(flank[0].path, other_copy)  # the same pixels, but another individual's photo
+    gallery = [*flank, replace(flank[0], path=copy), replace(other, path=other_copy), other]
+    enroll(gallery, tmp_path / "index", release, show_progress=False, workers=1)
+    index = GalleryIndex.open(tmp_path / "index")
+    id_of = {e.image: i for i, e in index.entries().items()}
+    original, duplicate = id_of[str(flank[0].path.resolve())], id_of[str(copy.resolve())]
+    related = near_duplicate_related(index)
+    assert duplicate in related(original) and original in related(duplicate)
+    assert id_of[str(other_copy.resolve())] not in related(original)
+    assert related(id_of[str(other_copy.resolve())]) == []
+    assert near_duplicate_related(index, threshold=1.01)(original) == []
+    copy.unlink()  # unreadable now: no near-duplicates, no error
+    assert duplicate not in near_duplicate_related(index)(original)
