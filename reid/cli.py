@@ -566,14 +566,31 @@ def locate(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per network batch.")] = 16,
     workers: Annotated[int, typer.Option(min=1, help="Image decoding threads.")] = 2,
     device: Annotated[str, typer.Option(help="cpu or cuda.")] = "cpu",
+    method: Annotated[
+        str,
+        typer.Option(help="head: the flank head of the --model release (learned from ATRW "
+                     "pose keypoints; --size and the CAM options do not apply); cam: the "
+                     "ImageNet class-activation map with the trims below; auto: head when "
+                     "the release has one, else cam."),
+    ] = "auto",
+    model: Annotated[
+        Path | None,
+        typer.Option(help="Model release whose flank head finds the boxes (--method head; "
+                     "default: the shipped one)."),
+    ] = None,
 ) -> None:
     """Find the flank in whole-animal photos and write a manifest with boxes.
 
-    Field photos show the whole animal in clutter. The ImageNet classifier of
-    EfficientNet-Lite0 (no detector weights) marks where it sees an animal (class
-    activation map); the largest region above --threshold is the animal, and its torso
-    (without --head-trim at the head end, which the side tells, and --leg-trim at the
-    bottom) is the flank box. Rows that have a box keep it unless --overwrite-boxes.
+    Field photos show the whole animal in clutter. --method head (auto, the default,
+    when the release has one): the model release's flank head, a small head on the
+    embedding network's feature map learned from the torso that ATRW's pose keypoints
+    give, marks the torso directly.
+    --method cam: the ImageNet classifier of EfficientNet-Lite0 (no detector weights)
+    marks where it sees an animal (class activation map); the largest region above
+    --threshold is the animal, and its torso (without --head-trim at the head end, which
+    the side tells, and --leg-trim at the bottom) is the flank box. BENCHMARKS.md
+    ("Locating the flank") compares them. Rows that have a box keep it unless
+    --overwrite-boxes.
     reid eval, reid enroll and reid train crop to the boxes of the new manifest.
     """
     from reid.contact_sheet import save_contact_sheet
@@ -588,13 +605,27 @@ def locate(
         raise ReidError(f"--out {out} is a folder: give a CSV file name")
     if device not in ("cpu", "cuda"):
         raise ReidError(f"--device {device!r} is not cpu or cuda")
+    if method not in ("auto", "head", "cam"):
+        raise ReidError(f"--method {method!r} is not auto, head or cam")
     config = LocateConfig(
         size=size, threshold=threshold, head_trim=head_trim, leg_trim=leg_trim,
         batch_size=batch_size,
     )
     records = load_catalogue(catalogue)
     todo = sum(1 for r in records if overwrite_boxes or r.bbox is None)
-    locator = FlankLocator(config, device=device, workers=workers)
+    locator = None
+    if method != "cam":
+        from reid.boxhead import boxer_of
+        from reid.match import resolve_model
+        from reid.release import load_release
+
+        net, manifest = load_release(resolve_model(model), device=device)
+        locator = boxer_of(net, manifest, device)
+        if locator is None and method == "head":
+            raise ReidError(f"{manifest.get('name', model)}: the model release has no flank "
+                            "head; use --method cam")  # fmt: skip
+    if locator is None:
+        locator = FlankLocator(config, device=device, workers=workers)
     with progress_bar(todo, "locating flanks") as advance:
         located, n = locate_catalogue(
             records, locator, overwrite=overwrite_boxes, progress=advance
@@ -663,7 +694,10 @@ def enroll(
 @app.command()
 @_user_errors
 def match(
-    images: Annotated[list[Path], typer.Argument(help="Flank photos (crops) to identify.")],
+    images: Annotated[
+        list[Path],
+        typer.Argument(help="Photos to identify: flank crops, or whole photos (see --locate)."),
+    ],
     index: Annotated[Path, typer.Option(help="Gallery index folder (from reid enroll).")],
     side: Annotated[
         str, typer.Option(help="Flank shown: left, right or unknown (searches both).")
@@ -692,6 +726,13 @@ def match(
                      help="With --side unknown, search only the side the photo shows when the "
                      "model's side head gives it at least this probability (1: always both)."),
     ] = 0.95,
+    locate: Annotated[
+        bool,
+        typer.Option("--locate/--no-locate",
+                     help="Crop each photo to the flank that the model's flank head finds "
+                     "(the photos are whole; no effect for a model without one); "
+                     "--no-locate matches the photos as they are (crops)."),
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (a list per image).")] = False,
 ) -> None:
     """Identify flank photos against a gallery: known individual or new, with probability.
@@ -701,7 +742,8 @@ def match(
     probabilities. --json adds the evidence: the best gallery images and the matched
     keypoint coordinates.
     """
-    from reid.images import load_image
+    from reid.data.records import BBox
+    from reid.images import crop, load_image
     from reid.match import MatchConfig, Matcher, write_json
 
     if side not in ("left", "right", "unknown"):
@@ -709,13 +751,20 @@ def match(
     config = MatchConfig(new_prior=new_prior, side_threshold=side_threshold)
     matcher = Matcher.open(index, model, config=config)
     pictures = [load_image(p) for p in images]
+    boxes = [matcher.locate(pic) if locate else None for pic in pictures]
+    pictures = [pic if b is None else crop(pic, BBox(*b), name=str(p))
+                for pic, b, p in zip(pictures, boxes, images, strict=True)]  # fmt: skip
+    located = [None if b is None else list(b) for b in boxes]
     kw = dict(side=None if side == "unknown" else side, species=species, top=top)
     if encounter:
         results = [matcher.match_encounter(pictures, **kw)]
         names = [", ".join(p.name for p in images)]
+        results[0].query_boxes = located if any(located) else None
     else:
         results = [matcher.match(pic, **kw) for pic in pictures]
         names = [str(p) for p in images]
+        for res, b in zip(results, located, strict=True):
+            res.query_boxes = None if b is None else [b]
     if as_json:
         typer.echo(write_json(results))
         return
@@ -723,6 +772,10 @@ def match(
         said = f"known: {res.individual} ({res.side} flank)" if res.decision == "known" else "new"
         typer.echo(f"{name}: {said}  P(right) {res.probability:.2f}  "
                    f"P(new) {res.new_probability:.2f}")
+        for b in res.query_boxes or []:
+            if b is not None:
+                typer.echo(f"  flank box (x, y, w, h) found by the model: {b[0]}, {b[1]}, "
+                           f"{b[2]}, {b[3]}")
         if res.left_probability is not None:
             typer.echo(f"  side from the photo: P(left) {res.left_probability:.2f}; "
                        f"searched {' and '.join(res.searched)}")
@@ -1003,6 +1056,12 @@ def bulk(
     utc_offset: Annotated[
         float, typer.Option(help="Camera clock offset from UTC (h) where EXIF gives none.")
     ] = 0.0,
+    locate: Annotated[
+        bool,
+        typer.Option("--locate/--no-locate",
+                     help="Crop frames without a box to the flank that the model's flank head "
+                     "finds (no effect for a model without one); the boxes are journalled."),
+    ] = True,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
     registry: Annotated[
         bool,
@@ -1030,7 +1089,7 @@ def bulk(
         top=top,
         screen=BulkOptions.screen if screen is None else screen, new_prior=new_prior,
         verify_frames=BulkOptions.verify_frames if verify_frames is None else verify_frames,
-        new_threshold=new_threshold, side_threshold=side_threshold,
+        new_threshold=new_threshold, side_threshold=side_threshold, locate=locate,
         species=species, utc_offset_h=utc_offset, report=report,
         registry="" if registry else None, show_progress=not as_json,
     )

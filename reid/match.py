@@ -149,6 +149,10 @@ class MatchResult:
     # P(left flank) from the photo (reid.side), for a query of unknown side; None when
     # the side was given or the model has no side head
     left_probability: float | None = None
+    # (x, y, w, h) per photo, in its pixels: the flank box its crop was cut to by the
+    # model's flank head (Matcher.locate: the photo came without a box); None where it
+    # was matched as given. Evidence query points are in pixels of the crop.
+    query_boxes: list[list[int] | None] | None = None
 
     def to_dict(self) -> dict:
         """A JSON-ready dict (tuples as lists, floats rounded to 6 digits)."""
@@ -451,6 +455,18 @@ class Matcher:
         if len(images) == 0:
             return np.zeros((0, self.index.dim), np.float32), None
         return embed_images_with_side(self.model, list(images), device=self.device)
+
+    def locate(self, image: np.ndarray) -> tuple[int, int, int, int] | None:
+        """The flank box (x, y, w, h in whole pixels) that the model's flank head
+        (:mod:`reid.boxhead`) finds in a whole photo, or None when the model has none.
+        Front doors call it for a photo that came without a box, unless told not to."""
+        from reid.boxhead import boxer_of
+
+        boxer = boxer_of(self.model, self.manifest, self.device)
+        if boxer is None:
+            return None
+        b = boxer.box(image)
+        return (int(b.x), int(b.y), int(b.w), int(b.h))
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """RGB uint8 crops -> (n, d) unit vectors."""

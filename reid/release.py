@@ -203,6 +203,10 @@ def load_release(
 
     head = load_from_release(folder, manifest, model.num_features)
     attach(model, None if head is None else head.to(device))
+    from reid import boxhead
+
+    flank = boxhead.load_from_release(folder, manifest, model.num_features)
+    boxhead.attach(model, None if flank is None else flank.to(device))
     return model, manifest
 
 

@@ -180,7 +180,7 @@ class JobRunner:
         folder = self.root / job["id"]
         settings = self.state.settings
         opts = BulkOptions(model=settings.model, device=settings.device, species=job["species"],
-                           side_threshold=settings.side_threshold,
+                           side_threshold=settings.side_threshold, locate=settings.locate,
                            show_progress=False, report=False)  # fmt: skip
         return run_bulk(_source_root(folder / "input"), settings.index, folder / "run", opts)
 

@@ -63,6 +63,14 @@ class MatchOut(BaseModel):
         default=None,
         description="P(left flank) read from the photo, for a query of unknown side.",
     )
+    box: list[int] | None = Field(
+        default=None,
+        description="(x, y, w, h) in the photo's pixels of what was matched: the box given, "
+        "or the flank the model's flank head found (box_located); None: the whole photo.",
+    )
+    box_located: bool = Field(
+        default=False, description="The box was found by the model, not given."
+    )
     probability: float = Field(description="Calibrated P(the decision is right).")
     new_probability: float = Field(description="Calibrated P(a new individual).")
     candidates: list[CandidateOut] = Field(description="Ranked candidates, best first.")

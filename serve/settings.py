@@ -92,3 +92,8 @@ class Settings(BaseSettings):
         description="A photo of unknown side searches only the side it shows when the model's "
         "side head gives that side at least this probability; 1: always both sides.",
     )  # fmt: skip
+    locate: bool = Field(
+        True, description="Crop a photo that arrives without a box to the flank that the "
+        "model's flank head finds (no effect for a model without one); false: match the "
+        "whole photo.",
+    )  # fmt: skip

@@ -110,6 +110,9 @@ class BulkOptions:
     new_prior: float | None = None
     # MatchConfig.side_threshold for encounters of unknown side; None: the matcher's
     side_threshold: float | None = None
+    # frames without a box are cropped to the flank the model's flank head finds (no
+    # effect for a model without one); False matches whole frames
+    locate: bool = True
     # P(same flank) comes from the gallery calibration, where same-flank pairs are rare
     # (~4 % of verified candidates); among an unmatched encounter's nearest unmatched
     # neighbours they are far more common, so the same evidence is worth more there. On
@@ -197,6 +200,7 @@ def run_bulk(
         new_prior=opts.new_prior,
         verify_frames=opts.verify_frames,
         side_threshold=opts.side_threshold,
+        locate=opts.locate,
     )
     matcher = Matcher.open(
         index_dir, model=opts.model, device=opts.device, config=spec.match_config()
@@ -213,6 +217,9 @@ def run_bulk(
         "gap_s": opts.gap_s,
         "settings": spec.settings(),
     }
+    flank_head = matcher.manifest.get("flank_head")
+    if spec.locate and flank_head:  # frames without a box are cropped to the flank found
+        header["flank_head"] = flank_head.get("sha256")
     started = time.perf_counter()
     matched_now = 0
     with Journal.open(run_dir, header) as journal:

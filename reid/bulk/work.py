@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
+from reid.boxhead import head_of as flank_head_of
 from reid.bulk.bursts import Encounter
 from reid.bulk.sources import Capture
 from reid.data.records import BBox, format_timestamp
@@ -58,6 +59,9 @@ class JobSpec:
     verify_frames: int = 2  # MatchConfig.verify_frames: frames of a burst verified
     # MatchConfig.side_threshold; None: the matcher's default
     side_threshold: float | None = None
+    # frames without a box are cropped to the flank the model's flank head finds
+    # (EncounterWorker.locate); no effect for a model without one
+    locate: bool = True
 
     def settings(self) -> dict:
         """The settings that change results (the journal header keeps them)."""
@@ -71,6 +75,8 @@ class JobSpec:
             out["verify_frames"] = self.verify_frames
         if self.side_threshold is not None:
             out["side_threshold"] = self.side_threshold
+        if not self.locate:
+            out["locate"] = False
         return out
 
     def match_config(self):
@@ -173,6 +179,9 @@ class Decoded:
     errors: list[list[str]]
     # each encounter's frames' P(left flank) from the side head, set by embedding
     left_probabilities: list[np.ndarray] | None = None
+    # each frame's flank box found by the model (x, y, w, h as fractions of the frame
+    # decoded), None where the frame had a box or none was looked for; set by locate
+    boxes: list[list[list[float] | None]] | None = None
 
 
 class EncounterWorker:
@@ -254,8 +263,35 @@ class EncounterWorker:
         decoded.left_probabilities = sides if sided else None
         return per
 
+    def locate(self, decoded: Decoded) -> None:
+        """Crop the frames that came without a box to the flank that the model's flank
+        head finds (:meth:`reid.match.Matcher.locate`; ``JobSpec.locate``) and make their
+        model inputs again; the boxes go to ``decoded.boxes``. Runs where the network
+        does (the local engine's thread, a Ray worker), before :meth:`embed`."""
+        decoded.boxes = [[None] * len(e.frames) for e in decoded.encounters]
+        if not self.spec.locate or flank_head_of(self.matcher.model) is None:
+            return
+        size, mean, _std = self.input
+        started = time.perf_counter()
+        for k, enc in enumerate(decoded.encounters):
+            for j, capture in enumerate(enc.frames):
+                image = decoded.images[k][j]
+                if image is None or capture.bbox is not None:
+                    continue
+                box = self.matcher.locate(image)
+                if box is None:
+                    continue
+                h, w = image.shape[:2]
+                decoded.boxes[k][j] = [round(box[0] / w, 6), round(box[1] / h, 6),
+                                       round(box[2] / w, 6), round(box[3] / h, 6)]  # fmt: skip
+                image = crop(image, BBox(*box), name=str(capture.path))
+                decoded.images[k][j] = image
+                decoded.tensors[k][j] = letterbox_input(image, size, mean)
+        self.network_s += time.perf_counter() - started
+
     def process(self, decoded: Decoded) -> list[dict]:
-        """Embed and match decoded encounters; one result row each, in order."""
+        """Locate, embed and match decoded encounters; one result row each, in order."""
+        self.locate(decoded)
         return self.match(decoded, self.embed(decoded))
 
     def match(self, decoded: Decoded, embeddings: list[np.ndarray]) -> list[dict]:
@@ -292,7 +328,14 @@ class EncounterWorker:
             left_probabilities=None if p_left is None else p_left[k],
         )
         rep = max(range(len(good)), key=lambda j: (images[j].shape[0] * images[j].shape[1], -j))
-        return result_row(enc, result, emb, good, rep, skipped, self.model_version)
+        row = result_row(enc, result, emb, good, rep, skipped, self.model_version)
+        boxes = decoded.boxes[k] if decoded.boxes else []
+        if any(b is not None for b in boxes):
+            # the flank each frame was cropped to (fractions of the frame), by frame key
+            row["located_boxes"] = {
+                enc.frames[j].key: b for j, b in enumerate(boxes) if b is not None
+            }
+        return row
 
 
 def photo_side(given: str, searched: list[str]) -> str | None:

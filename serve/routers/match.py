@@ -86,6 +86,10 @@ def match(
         raise Problem(503, "no gallery index is loaded: set REID_SERVE_INDEX", kind="no-index")
     started = time.perf_counter()
     with state.match_slots:
+        located = box is None and s.locate
+        if located:  # a whole photo: crop it to the flank the model finds (reid.boxhead)
+            box = state.matcher.locate(photo.pixels)
+            located = box is not None
         result = state.matcher.match(
             cropped(photo, box),
             side=None if side == "unknown" else side,
@@ -147,6 +151,8 @@ def match(
         side=result.side,
         searched=result.searched,
         left_probability=result.left_probability,
+        box=list(box) if box else None,
+        box_located=located,
         probability=result.probability,
         new_probability=result.new_probability,
         candidates=candidates,
