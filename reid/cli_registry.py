@@ -427,6 +427,9 @@ def register(app: typer.Typer, user_errors: Callable, export_model: Callable) ->
         for info in sub.registered_commands:
             info.callback = user_errors(info.callback)
     export_app.command("model")(export_model)
+    from reid.cli_blend import blend
+
+    export_app.command("blend")(user_errors(blend))
     app.add_typer(sightings_app, name="sightings")
     app.add_typer(individuals_app, name="individuals")
     app.command("movements")(user_errors(movements_cmd))

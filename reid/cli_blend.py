@@ -1,0 +1,104 @@
+"""``reid export blend``: average the weights of two releases (WiSE-FT) into a new one.
+
+``reid export model --blend`` averages a training checkpoint with the release it started
+from. This command averages two *releases*, or a release's backbone with the ImageNet
+weights it once started from (``--with imagenet``): weight-space ensembling toward the
+general features a fine-tuned network drifted away from (Wortsman et al., CVPR 2022).
+On real photos it traded ATRW and nyala accuracy as BENCHMARKS.md records; choose the
+weight on validation data.
+
+The blend has new weights, so heads tied to the old ones (side head, flank head) and a
+gallery's index are not carried over: refit them (``reid side fit``) and re-enrol.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from reid.errors import ReidError
+
+PARTS = ("all", "backbone")
+
+
+def blend_state(mine: dict, theirs: dict, weight: float, part: str) -> dict:
+    """``weight`` × ``mine`` + (1 − ``weight``) × ``theirs`` for the floating-point tensors
+    of ``part`` (all, or only the backbone's); everything else stays ``mine``."""
+    if not 0.0 <= weight <= 1.0:
+        raise ReidError(f"blend weight {weight} is not in 0..1")
+    if part not in PARTS:
+        raise ReidError(f"--part {part!r} is not one of {', '.join(PARTS)}")
+    chosen = [k for k in mine if part == "all" or k.startswith("backbone.")]
+    missing = [k for k in chosen if k not in theirs or theirs[k].shape != mine[k].shape]
+    if missing or not chosen:
+        raise ReidError(
+            "cannot blend models of different architectures (tensor names or shapes differ: "
+            f"{', '.join(missing[:3]) or 'no tensors'})"
+        )
+    out = dict(mine)
+    for k in chosen:
+        v = mine[k]
+        if v.is_floating_point():
+            out[k] = weight * v + (1.0 - weight) * theirs[k].to(v.dtype)
+    return out
+
+
+def blend(
+    release: Annotated[Path, typer.Argument(help="The release whose weights to start from.")],
+    other: Annotated[
+        str,
+        typer.Option("--with", help="A release of the same architecture, or 'imagenet' (the "
+                     "ImageNet backbone weights, from the registry package; needs --part "
+                     "backbone)."),
+    ],
+    out: Annotated[Path, typer.Option(help="Release folder to write.")],
+    weight: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Share of RELEASE in the average.")
+    ] = 0.5,
+    part: Annotated[
+        str, typer.Option(help="all: every tensor; backbone: the backbone only (the "
+                          "release's pooling and projection kept).")
+    ] = "all",
+    name: Annotated[str | None, typer.Option(help="Release name (default: the folder's).")] = None,
+) -> None:
+    """Average two releases' weights (or a release's backbone with ImageNet's) into a new
+    release, keeping RELEASE's input size and inheriting both licences."""
+    from reid.licence import combine, of_release
+    from reid.model import build_model
+    from reid.release import load_release, read_manifest, release_folder, save_release
+
+    folder = release_folder(release)
+    if Path(out).resolve() == folder.resolve():
+        raise ReidError(f"--out {out} is the release itself: write the blend elsewhere")
+    model, manifest = load_release(folder, for_inference=False)
+    if other == "imagenet":
+        if part != "backbone":
+            raise ReidError("--with imagenet blends the backbone only: add --part backbone "
+                            "(ImageNet has no embedding projection)")  # fmt: skip
+        base = build_model(dataclasses.replace(model.config, pretrained="imagenet"))
+        described, other_licence = "the ImageNet backbone weights", None
+    else:
+        other_folder = release_folder(Path(other))
+        base, other_manifest = load_release(other_folder, for_inference=False)
+        described = (f"release {other_manifest.get('name', other_folder.name)} "
+                     f"{other_manifest['sha256'][:12]}")  # fmt: skip
+        other_licence = of_release(other_folder)
+    model.load_state_dict(blend_state(model.state_dict(), base.state_dict(), weight, part))
+    what = "backbone: " if part == "backbone" else ""
+    training_data = (f"{what}{weight:g} x ({manifest.get('training_data', 'unknown')}) + "
+                     f"{1 - weight:g} x {described} (weights averaged)")  # fmt: skip
+    saved = save_release(
+        model.eval(), out, name=name or Path(out).resolve().name, training_data=training_data,
+        metrics={}, input_size=tuple(manifest["input_size"]),
+        licence=combine(of_release(folder), other_licence),
+    )  # fmt: skip
+    written = read_manifest(saved)
+    typer.echo(f"released {written['name']} to {saved}")
+    typer.echo(f"sha256 {written['sha256']}")
+    if written.get("licence"):
+        typer.echo(f"licence {written['licence']} (inherited)")
+    if manifest.get("side_head"):
+        typer.echo("the side head was tied to the old weights: refit it with reid side fit")

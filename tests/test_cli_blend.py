@@ -1,0 +1,61 @@
+"""reid export blend: two releases (or a release's backbone and ImageNet's) averaged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from reid.cli import app
+from reid.cli_blend import blend_state
+from reid.errors import ReidError
+from reid.licence import ATRW, of_release
+from reid.model import ModelConfig, build_model
+from reid.release import load_release, save_release
+
+TINY = ModelConfig(backbone="test_efficientnet", embedding_dim=16, input_size=(32, 64),
+                   pretrained=None)  # fmt: skip
+runner = CliRunner()
+
+
+def release(tmp_path, name, seed, licence=None):
+    torch.manual_seed(seed)
+    return save_release(build_model(TINY).eval(), tmp_path / name, name=name,
+                        training_data=f"data {name}", metrics={}, licence=licence)  # fmt: skip
+
+
+def test_blend_of_two_releases_averages_the_chosen_part(tmp_path):
+    a, b = release(tmp_path, "a", 0, licence=ATRW), release(tmp_path, "b", 1)
+    for part in ("all", "backbone"):
+        out = tmp_path / f"blend-{part}"
+        result = runner.invoke(app, ["export", "blend", str(a), "--with", str(b), "--out",
+                                     str(out), "--weight", "0.25", "--part", part])  # fmt: skip
+        assert result.exit_code == 0, result.output
+        ma = load_release(a, for_inference=False)[0].state_dict()
+        mb = load_release(b, for_inference=False)[0].state_dict()
+        mo, manifest = load_release(out, for_inference=False)
+        so = mo.state_dict()
+        for k, v in so.items():
+            if not v.is_floating_point():
+                continue
+            blended = part == "all" or k.startswith("backbone.")
+            want = 0.25 * ma[k] + 0.75 * mb[k] if blended else ma[k]
+            assert torch.allclose(v, want, atol=1e-6), k
+        assert manifest["training_data"].startswith("backbone: " if part == "backbone" else "0.25")
+        assert of_release(out) == ATRW  # the licence of either side is inherited
+
+
+def test_blend_refuses_what_cannot_be_blended(tmp_path):
+    a = release(tmp_path, "a", 0)
+    result = runner.invoke(app, ["export", "blend", str(a), "--with", "imagenet",
+                                 "--out", str(tmp_path / "x")])  # fmt: skip
+    assert result.exit_code != 0 and "--part backbone" in result.output
+    result = runner.invoke(app, ["export", "blend", str(a), "--with", str(a), "--out", str(a)])
+    assert result.exit_code != 0 and "the release itself" in result.output
+    other = build_model(ModelConfig(backbone="test_efficientnet", embedding_dim=8,
+                                    input_size=(32, 64), pretrained=None))  # fmt: skip
+    mine = load_release(a, for_inference=False)[0].state_dict()
+    with pytest.raises(ReidError, match="different architectures"):
+        blend_state(mine, other.state_dict(), 0.5, "all")
+    with pytest.raises(ReidError, match="--part"):
+        blend_state(mine, mine, 0.5, "head")
