@@ -236,7 +236,7 @@ def test_generalised_exports_hide_station_places_and_codes(tmp_path):
     b = _build()
     files = {**write_secr(b, tmp_path, exact=False), **write_camtrapr(b, tmp_path, exact=False)}
     text = "".join(Path(p).read_text() for p in files.values())
-    for code in ("S1", "S2", "S3", "c1a", "c2", "/data/"):
+    for code in ("S1", "S2", "S3", "c1a", "c2", "/data/", "T1_0.jpg"):
         assert code not in text
     trap = [
         ln.split() for ln in Path(files["traps"]).read_text().splitlines() if not ln.startswith("#")

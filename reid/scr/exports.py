@@ -20,7 +20,8 @@ cameras and animals exactly. An export for a reader without the precise-location
 permission (``exact=False``) gets what :mod:`reid.privacy` gives everyone else: each
 station at the centre of its 0.25° grid cell (then projected), so stations in one cell
 share one position, and opaque detector names (``D001``, ...) instead of station codes,
-which may spell out places. An SCR fit on such coordinates is not meaningful; the
+which may spell out places; camera codes, folders and file names are left out for the
+same reason. An SCR fit on such coordinates is not meaningful; the
 holder of the exact data fits and shares the estimate.
 """
 
@@ -146,7 +147,7 @@ def record_table(build: HistoryBuild, exact: bool) -> list[dict]:
                 "delta.time.hours": round(delta / 3600, 1),
                 "delta.time.days": round(delta / 86400, 1),
                 "Directory": str(path.parent) if path and exact else "",
-                "FileName": path.name if path else "",
+                "FileName": path.name if path and exact else "",
                 "Flank": det.side,
                 "Country": build.stations[k].country or "",
                 "Occasion": s + 1,
