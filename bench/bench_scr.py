@@ -48,7 +48,9 @@ def _countries(det):
     return {"RU": shapely.box(-big, -big, border, big), "CN": shapely.box(border, -big, big, big)}
 
 
-def one_survey(i: int, seed: int, buffer_m: float, spacing_m: float) -> dict:
+def one_survey(
+    i: int, seed: int, buffer_m: float, spacing_m: float, detector_type: str = "proximity"
+) -> dict:
     from reid.scr.data import ScrDataError
     from reid.scr.fit import fit_nonspatial
     from reid.scr.mask import make_mask
@@ -58,7 +60,9 @@ def one_survey(i: int, seed: int, buffer_m: float, spacing_m: float) -> dict:
     n_x, n_y, n_occ = DESIGNS[i % len(DESIGNS)]
     rng = np.random.default_rng([seed, i])
     det = border_grid(n_x, n_y, SPACING, n_occ, p_inactive=0.03, seed=rng)
-    sim = simulate_survey(det, TRUE_D, SIGMA, g0=G0, buffer_m=5 * SIGMA, seed=rng)
+    intercept = {"g0": G0} if detector_type == "proximity" else {"lambda0": G0}
+    sim = simulate_survey(det, TRUE_D, SIGMA, detector_type=detector_type, buffer_m=5 * SIGMA,
+                          seed=rng, **intercept)  # fmt: skip
     mask = make_mask(det, buffer_m, spacing_m, country_polygons=_countries(det))
     row = {"survey": i, "design": f"{n_x * n_y} cameras x {n_occ} occasions",
            "n_animals": sim.n_animals, "n": sim.history.n_individuals}  # fmt: skip
@@ -70,7 +74,7 @@ def one_survey(i: int, seed: int, buffer_m: float, spacing_m: float) -> dict:
     j = tb.joint
     row.update(
         D=j.density_per_100km2, lo=j.density_ci[0], hi=j.density_ci[1], sigma=j.sigma_m,
-        g0=j.g0, converged=j.converged, seconds=j.fit_seconds, shared=tb.n_shared,
+        g0=j.detection_intercept, converged=j.converged, seconds=j.fit_seconds, shared=tb.n_shared,
         national={c: e.density_per_100km2 for c, e in tb.by_country.items()},
         national_converged={c: e.converged for c, e in tb.by_country.items()},
         not_fitted=tb.not_fitted,
@@ -177,18 +181,21 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--buffer", type=float, default=4 * SIGMA, help="mask buffer, metres")
     ap.add_argument("--spacing", type=float, default=SIGMA / 2, help="mask spacing, metres")
+    ap.add_argument("--detector", choices=("proximity", "count"), default="proximity",
+                    help="count: Poisson detections, lambda0 = 0.02 per day")  # fmt: skip
     ap.add_argument("--no-timing", action="store_true")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
     started = time.time()
-    jobs = [(i, args.seed, args.buffer, args.spacing) for i in range(args.surveys)]
+    jobs = [(i, args.seed, args.buffer, args.spacing, args.detector) for i in range(args.surveys)]
     if args.workers > 1:
         with Pool(args.workers) as pool:
             rows = pool.starmap(one_survey, jobs, chunksize=4)
     else:
         rows = [one_survey(*j) for j in jobs]
     result = {
-        "settings": {"true_D_per_100km2": TRUE_D, "sigma_m": SIGMA, "g0_daily": G0,
+        "settings": {"true_D_per_100km2": TRUE_D, "sigma_m": SIGMA,
+                     "g0_or_lambda0_daily": G0, "detector": args.detector,
                      "camera_spacing_m": SPACING, "mask_buffer_m": args.buffer,
                      "mask_spacing_m": args.spacing, "seed": args.seed,
                      "designs": [f"{a * b} cameras x {c} occasions" for a, b, c in DESIGNS]},
