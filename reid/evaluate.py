@@ -169,7 +169,7 @@ def evaluate_open_set(
     )
     matcher = Matcher(net, manifest, index, FeatureStore(None), config)
     with progress_bar(len(everything), "keypoints", enabled=show_progress) as advance:
-        feats = extract_records(everything, matcher.config.sift, workers, advance)
+        feats = extract_records(everything, matcher.local, workers, advance)
     n_train = len(split.train)
 
     def original(r: ImageRecord) -> ImageRecord:

@@ -7,10 +7,11 @@ Pipeline of one query (``Matcher.match``):
    species and side (unknown side: both sides, each flank a separate candidate);
 3. aggregate per flank (individual + side): the *global score* of a candidate is its
    best cosine similarity;
-4. verify the ``verify_top`` best candidates geometrically (RootSIFT + USAC homography,
-   :mod:`reid.verify`) against their ``verify_images`` best gallery images, whose
-   keypoints are cached in the index folder (``features/``): the *local score* is the
-   best inlier count;
+4. verify the ``verify_top`` best candidates geometrically (local features + USAC
+   homography: RootSIFT by default, or learned ones, :mod:`reid.local`) against their
+   ``verify_images`` best gallery images, whose keypoints are cached in the index folder
+   (``features/``; the index records which kind, and refuses a matcher of another):
+   the *local score* is the best inlier count;
 5. fuse: ``fused = logit P(same flank | global, log(1 + local))``, a logistic model
    (:class:`~reid.calibrate.LogisticCalibrator`), and rank candidates by it;
 6. decide: a three-way multinomial logistic model (:data:`DECISION_CLASSES`) gives
@@ -60,6 +61,7 @@ from reid.index import SIDES, GalleryEntry, GalleryIndex, Hit, check_fingerprint
 from reid.paths import atomic_write
 from reid.progress import progress_bar
 from reid.side import DEFAULT_SIDE_THRESHOLD, decide_side, head_of
+from reid.local import INDEX_KEY, LocalConfig, check_local_features, config_from_fingerprint
 from reid.verify import LocalFeatures, SiftConfig, extract, verify_many
 
 FEATURES_DIR = "features"
@@ -99,7 +101,16 @@ class MatchConfig:
     # side head (reid.side) gives that side at least this probability, both otherwise;
     # 1.0 always searches both. Ignored when the model has no side head.
     side_threshold: float = DEFAULT_SIDE_THRESHOLD
-    sift: SiftConfig = field(default_factory=SiftConfig)
+    # The kind of local features that verifies (reid.local: rootsift, xfeat, ...); None
+    # uses the kind the gallery index caches (a new index: rootsift). A kind other than
+    # the index's is refused.
+    local: LocalConfig | None = None
+
+    @property
+    def sift(self) -> LocalConfig:
+        """The local features configured (None: default RootSIFT); the matcher's own
+        are :attr:`Matcher.local`."""
+        return self.local if self.local is not None else SiftConfig()
 
 
 @dataclass
@@ -318,7 +329,8 @@ def _logit(p: float) -> float:
 
 
 class FeatureStore:
-    """RootSIFT keypoints of gallery images by gallery id: ``folder/features/<id>.npz``
+    """Local features (keypoints, descriptors, resized size) of gallery images by gallery
+    id, of the kind the index records (:data:`reid.local.INDEX_KEY`): ``folder/features/<id>.npz``
     (descriptors as float16: half the space, no measurable change in matching), or in
     memory when ``folder`` is None. Files are written atomically; a small in-memory cache
     keeps the most recently used."""
@@ -345,6 +357,7 @@ class FeatureStore:
                         xy=features.xy.astype(np.float32),
                         desc=features.desc.astype(np.float16),
                         scale=np.float64(features.scale),
+                        size=np.array(features.size, np.int64),
                     )
 
             atomic_write(path, write)
@@ -364,7 +377,8 @@ class FeatureStore:
             raise ReidError(f"no cached keypoints for gallery id {id_}")
         try:
             with np.load(self._path(id_)) as z:
-                f = LocalFeatures(z["xy"], z["desc"].astype(np.float32), float(z["scale"]))
+                size = tuple(int(v) for v in z["size"]) if "size" in z else (0, 0)
+                f = LocalFeatures(z["xy"], z["desc"].astype(np.float32), float(z["scale"]), size)
         except (OSError, KeyError, ValueError) as e:
             raise ReidError(
                 f"{self._path(id_)}: cached keypoints of gallery id {id_} are missing or "
@@ -414,6 +428,10 @@ class Matcher:
         self.features = features
         self.config = config or MatchConfig()
         self.device = device
+        recorded = index.attachments.get(INDEX_KEY)
+        #: the local features that verify: the configured kind, else the index's own
+        self.local: LocalConfig = self.config.local or config_from_fingerprint(recorded)
+        check_local_features(recorded, self.local, "the gallery index")
         cal = index.attachments.get(CALIBRATION_KEY)
         self.calibration = MatchCalibration.from_dict(cal) if cal else None
         prior = self.config.new_prior
@@ -534,7 +552,7 @@ class Matcher:
         if side is None and p_left is not None:
             left_probability = float(np.mean(p_left))
             side = decide_side(left_probability, self.config.side_threshold)
-        sift = self.config.sift
+        local = self.local
         screened: list[tuple[float, float]] = []
 
         def screen(ranked: list[_Raw]) -> bool:
@@ -548,7 +566,7 @@ class Matcher:
 
         raw = self.candidates(
             embeddings,
-            lambda i: extract(images[i], sift),
+            lambda i: extract(images[i], local),
             side=side,
             species=species,
             orgs=organisations,
@@ -638,7 +656,7 @@ class Matcher:
         if not pairs:
             return
         gallery = [self.features.get(h.id) for _, h in pairs]
-        per_frame = [verify_many(f, gallery, self.config.sift) for f in feats]
+        per_frame = [verify_many(f, gallery, self.local) for f in feats]
         for j, (c, h) in enumerate(pairs):
             best = max((v[j] for v in per_frame), key=lambda v: v.inliers)
             c.verified = True
@@ -703,9 +721,9 @@ class Matcher:
     # ------------------------------------------------------------------ pairs
 
     def local_features(self, image: np.ndarray) -> LocalFeatures:
-        """RootSIFT keypoints of an RGB uint8 crop, as the verifier uses them: extract once
+        """Local features of an RGB uint8 crop, as the verifier uses them: extract once
         and pass to :meth:`pair_probability` when one image is paired many times."""
-        return extract(image, self.config.sift)
+        return extract(image, self.local)
 
     def pair_probability(
         self,
@@ -727,7 +745,7 @@ class Matcher:
         cos = float(ea @ eb / (np.linalg.norm(ea) * np.linalg.norm(eb) + 1e-12))
         fa = a if isinstance(a, LocalFeatures) else self.local_features(a)
         fb = b if isinstance(b, LocalFeatures) else self.local_features(b)
-        (v,) = verify_many(fa, [fb])
+        (v,) = verify_many(fa, [fb], self.local)
         x = np.array([[cos, math.log1p(v.inliers)]])
         return float(calibration.pair.predict(x)[0])
 
@@ -999,7 +1017,7 @@ def entry_of(record: ImageRecord, organisation: str = "") -> GalleryEntry:
 
 def extract_records(
     records: Sequence[ImageRecord],
-    config: SiftConfig,
+    config: LocalConfig | None,
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
 ) -> list[LocalFeatures]:
@@ -1071,6 +1089,8 @@ def enroll(
     else:
         index = GalleryIndex.create(fingerprint, net.embedding_dim, model_name=manifest["name"])
     index.attachments["model_path"] = str(Path(release).resolve())
+    if existing is None:  # a new index caches the configured kind (default rootsift)
+        index.attachments[INDEX_KEY] = (config or MatchConfig()).sift.fingerprint()
     have = {(e.image, e.bbox) for e in index.entries().values()}
     skipped = {"unidentified": 0, "unknown side": 0, "already enrolled": 0}
     todo: list[ImageRecord] = []
@@ -1094,7 +1114,7 @@ def enroll(
         with progress_bar(len(todo), "embedding", enabled=show_progress) as advance:
             vectors = embed_records(net, todo, workers=workers, device=device, progress=advance)
         with progress_bar(len(todo), "keypoints", enabled=show_progress) as advance:
-            feats = extract_records(todo, matcher.config.sift, workers, advance)
+            feats = extract_records(todo, matcher.local, workers, advance)
         ids = index.add(vectors, new_entries)
         for i, f in zip(ids, feats, strict=True):
             matcher.features.put(i, f)

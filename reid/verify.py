@@ -11,12 +11,18 @@ shear is rejected as implausible for two photos of one flank.
 
 Matching one query against many gallery images is vectorised: descriptors are padded
 to a fixed count per image so that one matrix product scores a block of images.
+
+:class:`SiftConfig` is one kind of local features (``rootsift``); learned ones
+(:mod:`reid.local`) follow the same interface: ``extract``, ``verify_many``,
+``scores_against`` and ``fingerprint`` (what a gallery's cached keypoints must agree on),
+and share this module's geometric check (:func:`geometric_check`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar
 
 import cv2
 import numpy as np
@@ -35,6 +41,8 @@ MAX_PERSPECTIVE = 0.6
 class SiftConfig:
     """Parameters of extraction and matching; the defaults were chosen on synthetic flanks."""
 
+    name: ClassVar[str] = "rootsift"
+
     max_side: int = 480  # images are resized so that the long side is at most this
     n_features: int = 500  # strongest keypoints kept per image
     contrast_threshold: float = 0.02  # lower than OpenCV's 0.04: night shots are flat
@@ -44,14 +52,41 @@ class SiftConfig:
     ransac_threshold: float = 0.02  # reprojection threshold as a fraction of max_side
     min_inliers: int = 6  # fewer inliers than this scores 0
 
+    def fingerprint(self) -> dict:
+        """What cached gallery keypoints must have been extracted with (matching
+        parameters may differ between enrolment and a query)."""
+        return {
+            "kind": self.name,
+            "max_side": self.max_side,
+            "n_features": self.n_features,
+            "contrast_threshold": self.contrast_threshold,
+            "clahe": self.clahe,
+        }
+
+    def extract(self, image: np.ndarray) -> LocalFeatures:
+        return extract(image, self)
+
+    def verify_many(
+        self, query: LocalFeatures, gallery: Sequence[LocalFeatures]
+    ) -> list[Verification]:
+        return verify_many(query, gallery, self)
+
+    def scores_against(
+        self, query: LocalFeatures, gallery: Sequence[LocalFeatures]
+    ) -> np.ndarray:
+        return scores_against(query, gallery, self)
+
 
 @dataclass(frozen=True)
 class LocalFeatures:
-    """Keypoint positions (N×2, in the resized image), RootSIFT descriptors (N×128)."""
+    """Keypoint positions (N×2, in the resized image) and descriptors (N×D: RootSIFT's
+    128, a learned extractor's own); ``size``: (width, height) of the resized image
+    (learned matchers normalise positions by it; (0, 0) when not recorded)."""
 
     xy: np.ndarray
     desc: np.ndarray
     scale: float  # resized = original * scale; divide xy by it for original pixels
+    size: tuple[int, int] = (0, 0)
 
     def __len__(self) -> int:
         return len(self.xy)
@@ -67,8 +102,13 @@ class Verification:
     homography: np.ndarray | None
 
 
-def extract(gray: np.ndarray, config: SiftConfig = SiftConfig()) -> LocalFeatures:
-    """Detect keypoints and compute RootSIFT descriptors on a greyscale uint8 image."""
+def extract(gray: np.ndarray, config=None) -> LocalFeatures:
+    """Local features of an image (greyscale or RGB uint8) by ``config``'s kind (None:
+    RootSIFT with the default :class:`SiftConfig`)."""
+    if config is None:
+        config = SiftConfig()
+    if not isinstance(config, SiftConfig):
+        return config.extract(gray)
     if gray.ndim == 3:
         gray = cv2.cvtColor(gray, cv2.COLOR_RGB2GRAY)
     h, w = gray.shape
@@ -79,20 +119,24 @@ def extract(gray: np.ndarray, config: SiftConfig = SiftConfig()) -> LocalFeature
         gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
     sift = cv2.SIFT_create(nfeatures=config.n_features, contrastThreshold=config.contrast_threshold)
     keypoints, desc = sift.detectAndCompute(gray, None)
+    size = (gray.shape[1], gray.shape[0])
     if desc is None or not keypoints:
-        return LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), scale)
+        empty = np.zeros((0, 2), np.float32)
+        return LocalFeatures(empty, np.zeros((0, 128), np.float32), scale, size)
     # OpenCV may return a few more than nfeatures when responses tie.
     keypoints, desc = keypoints[: config.n_features], desc[: config.n_features]
     desc = desc.astype(np.float32)
     desc /= desc.sum(axis=1, keepdims=True) + 1e-7  # RootSIFT: L1-normalise, then sqrt
     desc = np.sqrt(desc)
     xy = np.array([kp.pt for kp in keypoints], dtype=np.float32)
-    return LocalFeatures(xy, desc, scale)
+    return LocalFeatures(xy, desc, scale, size)
 
 
-def _padded(features: Sequence[LocalFeatures], k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Stack descriptors to (M, k, 128) with a validity mask (M, k)."""
-    desc = np.zeros((len(features), k, 128), np.float32)
+def _padded(
+    features: Sequence[LocalFeatures], k: int, dim: int = 128
+) -> tuple[np.ndarray, np.ndarray]:
+    """Stack descriptors to (M, k, dim) with a validity mask (M, k)."""
+    desc = np.zeros((len(features), k, dim), np.float32)
     valid = np.zeros((len(features), k), bool)
     for i, f in enumerate(features):
         n = min(len(f), k)
@@ -104,20 +148,22 @@ def _padded(features: Sequence[LocalFeatures], k: int) -> tuple[np.ndarray, np.n
 def tentative_matches(
     query: LocalFeatures, gallery: Sequence[LocalFeatures], config: SiftConfig = SiftConfig()
 ) -> list[np.ndarray]:
-    """For each gallery image, the (query index, gallery index) pairs passing the tests."""
+    """For each gallery image, the (query index, gallery index) pairs passing the tests
+    (``config.ratio``, ``config.mutual``); descriptors must have unit L2 norm."""
     out: list[np.ndarray] = [np.zeros((0, 2), np.int64) for _ in gallery]
     if len(query) < 2 or not gallery:
         return out
     k = max(2, max(len(f) for f in gallery))
     block = max(1, 8_000_000 // (len(query) * k))  # bound memory of one product
     nq = len(query)
+    dim = query.desc.shape[1]
     rows = np.arange(nq)
     for start in range(0, len(gallery), block):
         chunk = gallery[start : start + block]
-        desc, valid = _padded(chunk, k)
+        desc, valid = _padded(chunk, k, dim)
         # RootSIFT vectors have unit L2 norm: squared distance = 2 - 2 * dot product.
         # One matrix product scores the whole block: (q, 128) x (128, m*k).
-        sim = (query.desc @ desc.reshape(-1, 128).T).reshape(nq, len(chunk), k)
+        sim = (query.desc @ desc.reshape(-1, dim).T).reshape(nq, len(chunk), k)
         if not valid.all():  # padding (images with fewer keypoints) never matches
             sim[:, ~valid] = -np.inf
         for j in range(len(chunk)):
@@ -186,9 +232,18 @@ def _plausible(H: np.ndarray, src: np.ndarray) -> bool:
 def _ransac(
     src: np.ndarray, dst: np.ndarray, config: SiftConfig
 ) -> tuple[int, np.ndarray | None, np.ndarray | None]:
-    if len(src) < max(4, config.min_inliers):
+    return geometric_check(src, dst, config.ransac_threshold * config.max_side, config.min_inliers)
+
+
+def geometric_check(
+    src: np.ndarray, dst: np.ndarray, threshold: float, min_inliers: int
+) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+    """(inlier count, homography, inlier mask) of tentative correspondences ``src`` ->
+    ``dst`` (pixels of the resized images), or (0, None, None) when fewer than
+    ``min_inliers`` agree on one plausible (:func:`_plausible`) homography within
+    ``threshold`` pixels."""
+    if len(src) < max(4, min_inliers):
         return 0, None, None
-    threshold = config.ransac_threshold * config.max_side
     # OpenCV's USAC (PROSAC sampling, local optimisation) is ~80x faster than classic
     # RANSAC here at equal accuracy, and seeded: the same pair gives the same result.
     H, mask = cv2.findHomography(
@@ -198,7 +253,7 @@ def _ransac(
         return 0, None, None
     inliers = mask.ravel().astype(bool)
     n = int(inliers.sum())
-    if n < config.min_inliers or not _plausible(H, src[inliers]):
+    if n < min_inliers or not _plausible(H, src[inliers]):
         return 0, None, None
     return n, H, inliers
 
@@ -206,9 +261,14 @@ def _ransac(
 def verify_many(
     query: LocalFeatures,
     gallery: Sequence[LocalFeatures],
-    config: SiftConfig = SiftConfig(),
+    config=None,
 ) -> list[Verification]:
-    """Verify one query against each gallery image; returns one result per gallery image."""
+    """Verify one query against each gallery image; returns one result per gallery image.
+    ``config``: the kind of local features (None: the default :class:`SiftConfig`)."""
+    if config is None:
+        config = SiftConfig()
+    if not isinstance(config, SiftConfig):
+        return config.verify_many(query, gallery)
     results = []
     for g, pairs in zip(gallery, tentative_matches(query, gallery, config), strict=True):
         src = query.xy[pairs[:, 0]]
@@ -223,7 +283,7 @@ def verify_many(
 
 
 def scores_against(
-    query: LocalFeatures, gallery: Sequence[LocalFeatures], config: SiftConfig = SiftConfig()
+    query: LocalFeatures, gallery: Sequence[LocalFeatures], config=None
 ) -> np.ndarray:
     """The ``sift`` score of one query against each gallery image (float32 vector).
 
@@ -231,6 +291,10 @@ def scores_against(
     tentative matches / 1000 (at most ``n_features`` / 1000 < 1), so that pairs without a
     verified geometry are still ordered by how many descriptors agreed.
     """
+    if config is None:
+        config = SiftConfig()
+    if not isinstance(config, SiftConfig):
+        return config.scores_against(query, gallery)
     tentative = tentative_matches(query, gallery, config)
     scores = np.zeros(len(gallery), np.float32)
     for j, (g, pairs) in enumerate(zip(gallery, tentative, strict=True)):

