@@ -1,6 +1,6 @@
 """Execute the notebooks top to bottom and write their outputs into them.
 
-    python notebooks/execute.py                         # all three, the shipped default model
+    python notebooks/execute.py                         # all four, the shipped default model
     python notebooks/execute.py season.ipynb            # one
     python notebooks/execute.py --model runs/my-release # another model release
 
@@ -22,7 +22,7 @@ import nbformat
 from nbclient import NotebookClient
 
 HERE = Path(__file__).resolve().parent
-NOTEBOOKS = ("quickstart.ipynb", "retraining.ipynb", "season.ipynb")
+NOTEBOOKS = ("quickstart.ipynb", "retraining.ipynb", "season.ipynb", "population.ipynb")
 INJECTED = "injected-parameters"
 
 

@@ -1,4 +1,4 @@
-"""The three notebooks run top to bottom (nbclient, a fresh Python kernel, a bounded
+"""The notebooks run top to bottom (nbclient, a fresh Python kernel, a bounded
 time each) with a tiny model release made on the fly as the model (the cell tagged
 ``parameters`` gets an injected ``MODEL``, as ``notebooks/execute.py --model`` does), and
 the committed copies carry their outputs, plots included."""
