@@ -70,8 +70,9 @@ def cached_features(records, config, cache: Path, workers: int = 2) -> tuple[lis
         f = config.extract(image)
         times.append(time.perf_counter() - t)
         with path.open("wb") as fh:
-            np.savez(fh, xy=f.xy, desc=f.desc.astype(np.float16), scale=f.scale,
-                     size=np.array(f.size))
+            np.savez(
+                fh, xy=f.xy, desc=f.desc.astype(np.float16), scale=f.scale, size=np.array(f.size)
+            )
         return f
 
     serial = not hasattr(config, "n_features")  # torch uses the cores itself
@@ -128,7 +129,8 @@ def pair_scores(feats, top: np.ndarray, config, cache_file: Path) -> tuple[dict,
     """Local score of each (i, j) pair in the top-k lists (symmetric, cached)."""
     done: dict = {}
     if cache_file.is_file():
-        done = {tuple(map(int, k.split(","))): v for k, v in json.loads(cache_file.read_text()).items()}
+        saved = json.loads(cache_file.read_text())
+        done = {tuple(map(int, k.split(","))): v for k, v in saved.items()}
     todo: dict[int, list[int]] = {}
     for i, row in enumerate(top):
         for j in row[row >= 0]:
@@ -170,6 +172,36 @@ def reranked(cosine, local, fused_w=None) -> np.ndarray:
     return np.where(inside, 1e3 + score, cosine)
 
 
+def pair_features(cos: np.ndarray, s: float | np.ndarray):
+    inl = np.floor(s)
+    return cos, np.log1p(inl), np.sqrt(np.round((s - inl) * 1000))
+
+
+def cross_fitted(cosine, local, labels, seed: int = 0) -> np.ndarray:
+    """``fused`` with weights cross-fitted on the evaluated individuals: the rows of one
+    half of them are ranked with weights fitted on the top-k pairs within the other half
+    (no query is ranked by a model that saw its own label; ``reid eval --method fused``
+    does the same on a labelled catalogue)."""
+    from reid.methods.fused import fusion_weights
+
+    names = sorted(set(labels))
+    order = np.random.default_rng(seed).permutation(len(names))
+    half = {names[i]: k % 2 for k, i in enumerate(order)}
+    fold = np.array([half[x] for x in labels])
+    lab = np.array(labels, dtype=object)
+    out = np.array(cosine, np.float64)
+    inside = ~np.isnan(local)
+    for f in (0, 1):
+        train = fold == 1 - f
+        mask = inside & train[:, None] & train[None, :]
+        c, li, t = pair_features(cosine[mask], local[mask])
+        w = fusion_weights([c, li, t], (lab[:, None] == lab[None, :])[mask])
+        rows = fold == f
+        sub = reranked(cosine[rows], local[rows], w)
+        out[rows] = sub
+    return out
+
+
 def fit_weights(train, args, config, cache: Path, tag: str):
     from reid.methods.fused import fusion_weights
     from reid.near_duplicates import near_duplicate_groups, same_group
@@ -198,7 +230,9 @@ def fit_weights(train, args, config, cache: Path, tag: str):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--split", default="atrw", choices=["atrw", "nyala"])
     ap.add_argument("--kinds", default="rootsift,xfeat-mnn,xfeat")
     ap.add_argument("--k", type=int, default=20)
@@ -226,8 +260,9 @@ def main() -> None:
     top = topk(cosine, exclude, args.k)[rows]
 
     def score(sim) -> dict:
-        m = retrieval_metrics(sim[rows], [labels[i] for i in rows], labels, ks=(1, 5),
-                              exclude=exclude[rows])
+        m = retrieval_metrics(
+            sim[rows], [labels[i] for i in rows], labels, ks=(1, 5), exclude=exclude[rows]
+        )
         return {k: round(float(v), 3) if isinstance(v, float) else v for k, v in m.items()}
 
     results = {"split": args.split, "k": args.k, "images": n, "embedding": score(cosine)}
@@ -242,7 +277,9 @@ def main() -> None:
         full = np.zeros((n, args.k), np.int64)
         full[rows] = top
         pairs, t_pair = pair_scores(
-            [feats[i] for i in range(n)], _rows_only(full, rows), config,
+            [feats[i] for i in range(n)],
+            _rows_only(full, rows),
+            config,
             args.cache / f"pairs-{tag}.json",
         )
         local = local_matrix(_rows_only(full, rows), pairs, n)
@@ -250,6 +287,7 @@ def main() -> None:
         out = {
             "local": score(reranked(cosine, local)),
             "fused": score(reranked(cosine, local, w)),
+            "fused_xfit": score(cross_fitted(cosine, local, labels)),
             "weights": [round(float(x), 4) for x in w],
             "extract_s_per_image": round(t_extract, 4),
             "match_s_per_pair": round(t_pair, 5),

@@ -9,6 +9,10 @@ aggregate, extract the query's keypoints, verify the shortlisted candidates) and
 end through ``Matcher.match``.
 
     .venv/bin/python bench/bench_match.py --model runs/interim-release [--gallery 10000]
+
+``--local xfeat`` (or ``xfeat-mnn``) times learned local features instead of RootSIFT;
+``--images N`` uses only N catalogue photos (the rest of the gallery is filler), for
+extractors too slow to extract all 800 on a CPU.
 """
 
 from __future__ import annotations
@@ -24,10 +28,17 @@ from reid.data.load import load_catalogue
 from reid.embed import embed_records
 from reid.images import load_image
 from reid.index import GalleryEntry, GalleryIndex
-from reid.match import FeatureStore, Matcher, entry_of, extract_records, fit_calibration
+from reid.local import INDEX_KEY, local_config
+from reid.match import (
+    FeatureStore,
+    MatchConfig,
+    Matcher,
+    entry_of,
+    extract_records,
+    fit_calibration,
+)
 from reid.paths import data_home
 from reid.release import load_release, model_fingerprint
-from reid.verify import extract
 
 
 def main() -> None:
@@ -36,14 +47,21 @@ def main() -> None:
     parser.add_argument("--catalogue", type=Path, default=data_home() / "synth-bench-v1")
     parser.add_argument("--gallery", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=40)
+    parser.add_argument("--local", default="rootsift", help="kind of local features (reid.local)")
+    parser.add_argument("--images", type=int, default=0, help="catalogue photos used (0: all)")
     args = parser.parse_args()
 
     records = load_catalogue(args.catalogue)
+    if args.images:
+        pick = np.random.default_rng(1).permutation(len(records))[: args.images]
+        records = [records[i] for i in sorted(pick)]
     net, manifest = load_release(args.model)
     vectors = embed_records(net, records)
     index = GalleryIndex.create(model_fingerprint(manifest), net.embedding_dim, model_name="b")
-    matcher = Matcher(net, manifest, index, FeatureStore(None))
-    feats = extract_records(records, matcher.config.sift)
+    local = local_config(args.local)
+    index.attachments[INDEX_KEY] = local.fingerprint()
+    matcher = Matcher(net, manifest, index, FeatureStore(None), MatchConfig(local=local))
+    feats = extract_records(records, matcher.local)
     ids = index.add(vectors, [entry_of(r) for r in records])
     for i, f in zip(ids, feats, strict=True):
         matcher.features.put(i, f)
@@ -69,7 +87,8 @@ def main() -> None:
     stages: dict[str, list[float]] = {
         k: [] for k in ("decode", "embed", "search", "keypoints", "verify", "total", "match")
     }
-    for r in [records[i] for i in rng.choice(len(records), args.queries, replace=False)]:
+    n_queries = min(args.queries, len(records))
+    for r in [records[i] for i in rng.choice(len(records), n_queries, replace=False)]:
         t0 = time.perf_counter()
         image = load_image(r.path)
         t1 = time.perf_counter()
@@ -77,7 +96,7 @@ def main() -> None:
         t2 = time.perf_counter()
         raw = matcher.candidates(emb, [], side=r.side, species=r.species, verify=False)
         t3 = time.perf_counter()
-        qf = extract(image, matcher.config.sift)
+        qf = matcher.local_features(image)
         t4 = time.perf_counter()
         matcher._verify(raw[: matcher.config.verify_top], [qf])
         t5 = time.perf_counter()
@@ -88,6 +107,7 @@ def main() -> None:
         ):
             stages[k].append(v * 1e3)
     out = {
+        "local": args.local,
         "gallery": len(index),
         "queries": args.queries,
         "verified_pairs": matcher.config.verify_top * matcher.config.verify_images,

@@ -662,6 +662,12 @@ def enroll(
                      "the gallery: P(new)'s prior, stored with the index "
                      "[default: the index's, else 0.5]."),
     ] = None,
+    local: Annotated[
+        str | None,
+        typer.Option(help="Local features that verify candidates: rootsift, xfeat (XFeat + "
+                     "LighterGlue) or xfeat-mnn (BENCHMARKS.md, Local features) "
+                     "[default: the index's, else rootsift]."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Enroll a catalogue's identified flank photos in a gallery index (build or extend).
@@ -672,12 +678,15 @@ def enroll(
     are skipped. An index built with another model is refused.
     """
     from reid.data.load import load_catalogue
+    from reid.local import local_config
+    from reid.match import MatchConfig
     from reid.match import enroll as enroll_catalogue
 
     records = load_catalogue(catalogue)
     summary = enroll_catalogue(
         records, index, model, organisation=organisation, workers=workers,
         calibration_sample=calibration_sample, new_prior=new_prior,
+        config=MatchConfig(local=None if local is None else local_config(local)),
         show_progress=not as_json,
     )
     if as_json:
@@ -733,6 +742,12 @@ def match(
                      "(the photos are whole; no effect for a model without one); "
                      "--no-locate matches the photos as they are (crops)."),
     ] = True,
+    local: Annotated[
+        str | None,
+        typer.Option(help="Local features that verify candidates: rootsift, xfeat (XFeat + "
+                     "LighterGlue) or xfeat-mnn (BENCHMARKS.md, Local features) "
+                     "[default: the kind the index caches]."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (a list per image).")] = False,
 ) -> None:
     """Identify flank photos against a gallery: known individual or new, with probability.
@@ -748,7 +763,10 @@ def match(
 
     if side not in ("left", "right", "unknown"):
         raise ReidError(f"--side {side!r} is not left, right or unknown")
-    config = MatchConfig(new_prior=new_prior, side_threshold=side_threshold)
+    from reid.local import local_config
+
+    config = MatchConfig(new_prior=new_prior, side_threshold=side_threshold,
+                         local=None if local is None else local_config(local))
     matcher = Matcher.open(index, model, config=config)
     pictures = [load_image(p) for p in images]
     boxes = [matcher.locate(pic) if locate else None for pic in pictures]

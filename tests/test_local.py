@@ -17,7 +17,7 @@ from reid.local import (
     local_config,
     xfeat_available,
 )
-from reid.match import FeatureStore, Matcher, MatchConfig, enroll
+from reid.match import FeatureStore, MatchConfig, Matcher, enroll
 from reid.model import ModelConfig, build_model
 from reid.release import save_release
 from reid.synthetic.catalogue import write_catalogue
@@ -125,8 +125,9 @@ def tiny_index(tmp_path_factory):
     )
     torch.manual_seed(0)
     model = build_model(
-        ModelConfig(backbone="test_efficientnet", embedding_dim=16, input_size=(32, 64),
-                    pretrained=None)
+        ModelConfig(
+            backbone="test_efficientnet", embedding_dim=16, input_size=(32, 64), pretrained=None
+        )
     ).eval()
     release = save_release(model, root / "model", name="tiny", training_data="none", metrics={})
     enroll(records, root / "index", release, show_progress=False, workers=1)
@@ -141,8 +142,13 @@ def test_an_index_records_its_local_features_and_refuses_another_kind(tiny_index
     with pytest.raises(ReidError, match="caches rootsift keypoints"):
         Matcher.open(root / "index", release, config=MatchConfig(local=XFeatConfig()))
     with pytest.raises(ReidError, match="caches rootsift keypoints"):
-        enroll(records[:1], root / "index", release, show_progress=False,
-               config=MatchConfig(local=SiftConfig(max_side=320)))
+        enroll(
+            records[:1],
+            root / "index",
+            release,
+            show_progress=False,
+            config=MatchConfig(local=SiftConfig(max_side=320)),
+        )
 
 
 @pytest.mark.skipif(not xfeat_available(), reason=NO_XFEAT)
@@ -160,3 +166,25 @@ def test_an_xfeat_index_verifies_with_xfeat(tiny_index, tmp_path):
     result = matcher.match(load_record_image(records[0]), side=records[0].side)
     assert result.candidates[0].individual == records[0].individual_id
     assert result.candidates[0].local_score > 0
+
+
+def test_cli_match_with_another_kind_is_a_clear_error(tiny_index):
+    from typer.testing import CliRunner
+
+    from reid.cli import app
+
+    root, release, records = tiny_index
+    args = [
+        "match",
+        str(records[0].path),
+        "--index",
+        str(root / "index"),
+        "--model",
+        str(release),
+        "--no-locate",
+    ]
+    bad = CliRunner().invoke(app, [*args, "--local", "orb"])
+    assert bad.exit_code != 0 and "unknown local features 'orb'" in bad.output
+    ok = CliRunner().invoke(app, [*args, "--local", "rootsift", "--side", records[0].side])
+    assert ok.exit_code == 0, ok.output
+    assert records[0].individual_id in ok.output

@@ -188,9 +188,7 @@ class XFeatConfig:
             results.append(Verification(n, src[inl] / query.scale, dst[inl] / g.scale, H))
         return results
 
-    def scores_against(
-        self, query: LocalFeatures, gallery: Sequence[LocalFeatures]
-    ) -> np.ndarray:
+    def scores_against(self, query: LocalFeatures, gallery: Sequence[LocalFeatures]) -> np.ndarray:
         """Inlier count plus tentative matches / 1000 (as RootSIFT's score)."""
         scores = np.zeros(len(gallery), np.float32)
         for j, (g, pairs) in enumerate(zip(gallery, self.tentative(query, gallery), strict=True)):
