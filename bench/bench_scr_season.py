@@ -64,8 +64,9 @@ def estimates(deployments, detections, flank: str) -> dict:
         "sigma_km": round(j.sigma_m / 1000, 2),
         "g0": round(j.g0, 4),
         "shared_individuals": a.transboundary.n_shared,
-        "by_country": {c: round(e.density_per_100km2, 3)
-                       for c, e in a.transboundary.by_country.items()},  # fmt: skip
+        "by_country": {
+            c: round(e.density_per_100km2, 3) for c, e in a.transboundary.by_country.items()
+        },  # fmt: skip
         "skipped": b.skipped_counts(),
         "fit_s": round(j.fit_seconds, 2),
     }
