@@ -662,6 +662,12 @@ def enroll(
                      "the gallery: P(new)'s prior, stored with the index "
                      "[default: the index's, else 0.5]."),
     ] = None,
+    calibration: Annotated[
+        str,
+        typer.Option(help="Match calibration: 'gallery' fits it on the gallery (the model "
+                     "release's when the gallery is too small), 'release' uses the "
+                     "release's (reid calibrate)."),
+    ] = "gallery",
     local: Annotated[
         str | None,
         typer.Option(help="Local features that verify candidates: rootsift, xfeat (XFeat + "
@@ -687,7 +693,7 @@ def enroll(
         records, index, model, organisation=organisation, workers=workers,
         calibration_sample=calibration_sample, new_prior=new_prior,
         config=MatchConfig(local=None if local is None else local_config(local)),
-        show_progress=not as_json,
+        show_progress=not as_json, calibration=calibration,
     )
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
@@ -696,7 +702,9 @@ def enroll(
     typer.echo(f"enrolled {summary.added} images into {index} ({summary.total} in all; "
                f"skipped: {skipped})")
     cal = summary.calibration
-    typer.echo(f"calibrated on {cal['queries']} held-out gallery queries "
+    where = "the model release's calibration, fitted on" if cal.get("source") == "release" else (
+        "calibrated on")
+    typer.echo(f"{where} {cal['queries']} held-out gallery queries "
                f"(best candidate right for {cal['top1_known']:.1%} of known ones)")
 
 
@@ -1171,6 +1179,10 @@ _register_serve(app, _user_errors)
 from reid.cli_side import register as _register_side  # noqa: E402
 
 _register_side(app, _user_errors)
+
+from reid.cli_calibrate import register as _register_calibrate  # noqa: E402
+
+_register_calibrate(app, _user_errors)
 
 # Population assessment: capture histories, SCR density (reid population ...).
 from reid.cli_population import register as _register_population  # noqa: E402

@@ -139,6 +139,7 @@ def evaluate_open_set(
         entry_of,
         extract_records,
         fit_calibration,
+        near_duplicate_related,
         resolve_model,
     )
     from reid.metrics import expected_calibration_error, open_set_scores, reliability_table
@@ -193,6 +194,7 @@ def evaluate_open_set(
         new_prior=prior,
         workers=workers,
         show_progress=show_progress,
+        related=near_duplicate_related(index),  # as reid enroll fits it
     )
     matcher.calibration = calibration
 

@@ -1057,6 +1057,7 @@ def enroll(
     config: MatchConfig | None = None,
     show_progress: bool = True,
     device: str = "cpu",
+    calibration: str = "gallery",
 ) -> EnrollSummary:
     """Add the identified left/right flank images of ``records`` to the index in
     ``index_dir`` (created if absent), cache their keypoints, recalibrate, save.
@@ -1066,7 +1067,16 @@ def enroll(
 
     Skipped: unidentified images, unknown sides, and images already enrolled (same file
     and box). An existing index made with another model is refused.
+
+    ``calibration``: "gallery" fits the match probabilities on the gallery itself (each
+    sampled photo a query with its near-duplicates out, :func:`near_duplicate_related`),
+    or uses the model release's calibration (:mod:`reid.release_calibration`) when the
+    gallery is too small to calibrate; "release" always uses the release's.
     """
+    if calibration not in CALIBRATION_SOURCES:
+        raise ReidError(
+            f"calibration {calibration!r} is not one of: {', '.join(CALIBRATION_SOURCES)}"
+        )
     from reid.embed import embed_records
     from reid.release import load_release, model_fingerprint
 
@@ -1121,16 +1131,60 @@ def enroll(
     if new_prior is None:
         old = matcher.calibration
         new_prior = 0.5 if old is None else old.new_prior
-    calibration = fit_calibration(
-        matcher,
-        calibration_sample,
-        new_prior=new_prior,
-        workers=workers,
-        show_progress=show_progress,
-    )
-    index.attachments[CALIBRATION_KEY] = calibration.to_dict()
+    fitted = calibrate_gallery(
+        matcher, release, manifest, calibration, calibration_sample, new_prior, workers,
+        show_progress,
+    )  # fmt: skip
+    index.attachments[CALIBRATION_KEY] = fitted.to_dict()
     index.save(index_dir)
-    return EnrollSummary(len(todo), skipped, len(index), calibration.stats)
+    return EnrollSummary(len(todo), skipped, len(index), fitted.stats)
+
+
+#: Where ``reid enroll`` takes the match calibration from (see :func:`enroll`).
+CALIBRATION_SOURCES = ("gallery", "release")
+
+
+def can_calibrate(index: GalleryIndex) -> bool:
+    """Whether the gallery can be calibrated on itself: two flanks with >= 2 photos."""
+    sizes: dict[tuple[str, str, str], int] = {}
+    for e in index.entries().values():
+        sizes[e.flank] = sizes.get(e.flank, 0) + 1
+    return sum(n >= 2 for n in sizes.values()) >= 2
+
+
+def calibrate_gallery(
+    matcher: Matcher,
+    release: Path | str,
+    manifest: dict,
+    source: str = "gallery",
+    sample: int = 1000,
+    new_prior: float = 0.5,
+    workers: int = 2,
+    show_progress: bool = True,
+) -> MatchCalibration:
+    """The calibration ``reid enroll`` stores with a gallery (see :func:`enroll`);
+    its ``stats["source"]`` says which it is."""
+    from reid.release_calibration import load_from_release
+
+    if source == "gallery" and can_calibrate(matcher.index):
+        cal = fit_calibration(
+            matcher, sample, new_prior=new_prior, workers=workers, show_progress=show_progress,
+            related=near_duplicate_related(matcher.index),
+        )  # fmt: skip
+        cal.stats["source"] = "gallery"
+        return cal
+    shipped = load_from_release(release, manifest, matcher.local)
+    if shipped is None:
+        if source == "release":
+            raise ReidError(
+                f"the model release {release} ships no calibration: fit one with reid "
+                "calibrate, or calibrate on the gallery (--calibration gallery)"
+            )
+        raise ReidError(
+            "cannot calibrate: the gallery needs at least two flanks with two or more images "
+            "(or a model release that ships a calibration: reid calibrate)"
+        )
+    return replace(shipped, new_prior=new_prior, stats={**shipped.stats, "source": "release"})
 
 
 def check_new_prior(p: float) -> None:

@@ -32,7 +32,7 @@ import math
 import threading
 import time
 
-from reid.match import CALIBRATION_KEY, fit_calibration
+from reid.match import CALIBRATION_KEY, fit_calibration, near_duplicate_related
 
 __all__ = ["Recalibrator", "eligible_flanks", "refit_due"]
 
@@ -171,6 +171,7 @@ class Recalibrator:
             new_prior=0.5 if old is None else old.new_prior,
             workers=1,  # leave the cores to the matches being served
             show_progress=False,
+            related=near_duplicate_related(matcher.index),  # as reid enroll fits it
         )
         new = dataclasses.replace(new, stats={**new.stats, "eligible_flanks": eligible})
         with self._cond:
