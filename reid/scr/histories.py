@@ -537,7 +537,10 @@ def write_deployments(path: Path, deployments: Sequence[CameraDeployment]) -> Pa
 
 
 def run_deployments(run_dir: Path) -> list[CameraDeployment]:
-    """The deployments of a season run: its ``camtrap-dp/deployments.csv``."""
+    """The deployments of a season run: its ``camtrap-dp/deployments.csv``. For a Camtrap
+    DP season that is the source package's; for a folder or manifest season it is derived
+    from the frames (each camera from its first to its last frame), which understates the
+    effort: give the true deployments instead (``--deployments``)."""
     package = Path(run_dir) / "camtrap-dp"
     if not (package / "deployments.csv").is_file():
         raise HistoryError(
