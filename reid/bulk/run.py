@@ -93,12 +93,14 @@ class BulkOptions:
     top: int = 5
     # Decide an encounter on the embedding alone when the gallery's screening model is at
     # least this sure (of its best candidate, or that it is new); 0 verifies every one.
-    # On by default for season runs: with default model v0.13 on the benchmark season it
-    # decides 54 % of encounters unverified; with v0.11 (50 %) every decision was identical
-    # to verifying all, and the run 11 % faster (BENCHMARKS.md). Single queries (reid
+    # On by default for season runs. Chosen on real tigers (ATRW held-out, v0.14;
+    # BENCHMARKS.md "Calibration on real photos"): at 0.99 the decisions are those of
+    # verifying all (gm(BAKS, BAUS) 0.839, 9 % of queries screened), at 0.95 gm fell to
+    # 0.814 (35 % screened). On the synthetic benchmark season 0.95 decided 54 % of
+    # encounters unverified with no decision changed (v0.11-v0.13). Single queries (reid
     # match, the API) always verify: a researcher confirming a candidate wants the
     # keypoint evidence.
-    screen: float = 0.95
+    screen: float = 0.99
     # Frames of a burst whose keypoints are verified, best global score first (the next
     # only when the first is not decisive). 1 for season runs: on the benchmark season with
     # default model v0.13, 0.983 of encounters right against 0.982 with 2, and the run
