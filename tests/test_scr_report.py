@@ -144,3 +144,20 @@ def test_registry_source_matches_the_csv_source(tmp_path, survey):
     np.testing.assert_array_equal(a.counts, b.counts)
     np.testing.assert_allclose(a.detectors.usage, b.detectors.usage)
     assert {d.country for d in ru_only} == {"RU"}
+
+
+def test_habitat_polygon_clips_the_mask(survey):
+    """A GeoJSON habitat (lon/lat) west of 131.2 E keeps only mask cells inside it."""
+    b = build_history(survey.deployments, survey.detections, occasion_days=5, flank="left")
+    lon0, lon1 = 130.5, 131.2
+    habitat = {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[
+        [lon0, 42.8], [lon1, 42.8], [lon1, 44.0], [lon0, 44.0], [lon0, 42.8]]]}}  # fmt: skip
+    a = assess(b, buffer_m=20_000, spacing_m=2_500, habitat=habitat)
+    lat, lon = b.projection.inverse(a.mask.xy)
+    assert lon.max() <= lon1 + 0.01 and lon.min() >= lon0 - 0.01
+    full = assess(b, buffer_m=20_000, spacing_m=2_500, land_only=False)
+    assert a.mask.n_cells < full.mask.n_cells
+    from reid.scr.data import ScrDataError
+
+    with pytest.raises(ScrDataError, match="GeoJSON"):
+        assess(b, habitat={"type": "Point"})
