@@ -226,6 +226,9 @@ def test_input_errors_are_clear():
         fit_scr(CaptureHistory(("a",), idle, np.array([[[1, 1, 0], [0, 0, 0]]])), mask)
     with pytest.raises(ScrDataError, match="more than one detector"):
         fit_scr(CaptureHistory(("a",), det, np.array([[[1, 1, 0], [0, 0, 0]]])), mask)
+    far = Mask(xy=np.full((4, 2), 1e8), cell_area_m2=1e6)  # degrees vs metres, say
+    with pytest.raises(ScrDataError, match="mask cover the detectors"):
+        fit_scr(CaptureHistory(("a",), det, np.array([[[1, 0, 0], [0, 1, 0]]])), far)
     with pytest.raises(ScrDataError, match="cell_area"):
         Mask(xy=np.zeros((3, 2)), cell_area_m2=0)
     assert issubclass(ScrDataError, ReidError)

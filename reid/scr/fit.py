@@ -163,6 +163,13 @@ def check_fittable(ch: CaptureHistory, mask: Mask) -> None:
         raise ScrDataError(
             f"detector(s) never operating (usage 0 on every occasion): {names}; drop them"
         )
+    extent = max(float(np.ptp(mask.xy, axis=0).max()), math.sqrt(mask.cell_area_m2))
+    nearest = min(float(np.sqrt(((mask.xy - xy) ** 2).sum(axis=1)).min()) for xy in ch.detectors.xy)
+    if nearest > extent:
+        raise ScrDataError(
+            f"the mask lies {nearest / 1000:.0f} km from the nearest detector: does the mask "
+            "cover the detectors, in the same projected metres?"
+        )
     n_sites = (ch.counts.sum(axis=2) > 0).sum(axis=1)
     if not np.any(n_sites >= 2):
         raise ScrDataError(
@@ -368,7 +375,12 @@ def _fit_scr(ch: CaptureHistory, mask: Mask) -> ScrEstimate:
         for s_mult in (0.7, 1.0, 1.5):
             theta = np.array([math.log(sigma0 * s_mult), second])
             candidates.append((lik.profile(theta)[0], theta))
-    start = max(candidates, key=lambda t: t[0])[1]
+    best_start, start = max(candidates, key=lambda t: t[0])
+    if not math.isfinite(best_start):
+        raise ScrDataError(
+            "the likelihood is zero at every starting value: does the mask cover the "
+            "detectors, in the same projected metres?"
+        )
 
     def objective(theta):
         value = lik.profile(theta)[0]
@@ -469,6 +481,11 @@ def activity_centres(ch: CaptureHistory, mask: Mask, estimate: ScrEstimate) -> n
     Pr(w_i | x) under the fitted detection parameters (uniform prior: homogeneous D).
     These are exact coordinates: generalise them (reid.privacy) before showing them.
     """
+    with threadpool_limits(limits=1):
+        return _activity_centres(ch, mask, estimate)
+
+
+def _activity_centres(ch: CaptureHistory, mask: Mask, estimate: ScrEstimate) -> np.ndarray:
     lik = _Likelihood(ch, mask)
     if estimate.detector_type != ch.detector_type:
         raise ScrDataError(
