@@ -95,8 +95,8 @@ class BulkOptions:
     # least this sure (of its best candidate, or that it is new); 0 verifies every one.
     # On by default for season runs. Chosen on real tigers (ATRW held-out, v0.14;
     # BENCHMARKS.md "Calibration on real photos"): at 0.99 the decisions are those of
-    # verifying all (gm(BAKS, BAUS) 0.839, 9 % of queries screened), at 0.95 gm fell to
-    # 0.814 (35 % screened). On the synthetic benchmark season 0.95 decided 54 % of
+    # verifying all (gm(BAKS, BAUS) 0.879, 9 % of queries screened), at 0.95 gm fell to
+    # 0.854 (35 % screened). On the synthetic benchmark season 0.95 decided 54 % of
     # encounters unverified with no decision changed (v0.11-v0.13). Single queries (reid
     # match, the API) always verify: a researcher confirming a candidate wants the
     # keypoint evidence.
