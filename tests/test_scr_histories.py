@@ -25,6 +25,7 @@ from reid.scr.histories import (
     build_history,
     laea_forward,
     laea_inverse,
+    projection_for,
     read_deployments,
     shared_individuals,
 )
@@ -243,7 +244,11 @@ def test_generalised_exports_hide_station_places_and_codes(tmp_path):
     ]
     cells = {generalise(s.lat, s.lon) for s in b.stations}
     xy = {(round(float(r[1]), 1), round(float(r[2]), 1)) for r in trap}
-    expect = {tuple(np.round(b.projection.forward(lat, lon)[0], 1)) for lat, lon in cells}
+    # projected about the cells' own middle: nothing of the exact stations' middle
+    lats, lons = [c[0] for c in cells], [c[1] for c in cells]
+    proj = projection_for(lats, lons)
+    assert (proj.lat0, proj.lon0) == ((min(lats) + max(lats)) / 2, (min(lons) + max(lons)) / 2)
+    expect = {tuple(np.round(proj.forward(lat, lon)[0], 1)) for lat, lon in cells}
     assert xy == expect
     with open(files["stations"]) as f:
         for r in csv.DictReader(f):
@@ -321,3 +326,21 @@ def test_registry_cameras_of_a_site_within_the_radius_are_one_station(tmp_path):
     reg.close()
     assert {r.deployment: r.station for r in rows} == {"a": "kp", "b": "kp", "c": "kp#2"}
     assert build_history(rows, []).history.detectors.ids == ("kp", "kp#2")
+
+
+def test_generalised_projection_is_centred_on_the_cells_not_the_stations(tmp_path):
+    """The exact stations' middle (43.135, 131.135) must not be recoverable from a
+    generalised trap file: it is projected about the cells' middle (43.125, 131.125)."""
+    moved = [
+        CameraDeployment(d.deployment, d.station, d.lat + 0.01, d.lon + 0.01, d.start, d.end,
+                         d.country, d.camera)
+        for d in deps()
+    ]  # fmt: skip
+    b = build_history(moved, [], occasion_days=5)
+    assert (b.projection.lat0, b.projection.lon0) == (43.135, 131.135)
+    files = write_secr(b, tmp_path, exact=False)
+    trap = [ln.split() for ln in Path(files["traps"]).read_text().splitlines() if ln[0] != "#"]
+    proj = projection_for([43.125], [131.125])
+    lat, lon = generalise(43.11, 131.31)
+    x, y = proj.forward(lat, lon)[0]
+    assert [float(v) for v in trap[0][1:3]] == [round(x, 1), round(y, 1)]

@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from reid.privacy import CELL_UNCERTAINTY_M, generalise
-from reid.scr.histories import HistoryBuild
+from reid.scr.histories import HistoryBuild, projection_for
 
 _BAD = re.compile(r"[\s,_#]+")
 
@@ -64,12 +64,22 @@ def station_latlon(build: HistoryBuild, exact: bool) -> list[tuple[float, float]
     return [(s.lat, s.lon) if exact else generalise(s.lat, s.lon) for s in build.stations]
 
 
+def projection(build: HistoryBuild, exact: bool):
+    """The history's projection, or for a generalised export one centred on the grid
+    cells (the history's own centre is the middle of the exact stations: with the cell
+    centres and their projected coordinates a reader could solve for it)."""
+    if exact:
+        return build.projection
+    pts = station_latlon(build, exact=False)
+    return projection_for([p[0] for p in pts], [p[1] for p in pts])
+
+
 def detector_xy(build: HistoryBuild, exact: bool) -> np.ndarray:
     """Projected detector coordinates (metres): exact, or of the grid cell centres."""
     if exact:
         return np.asarray(build.history.detectors.xy)
     pts = station_latlon(build, exact=False)
-    return build.projection.forward([p[0] for p in pts], [p[1] for p in pts])
+    return projection(build, False).forward([p[0] for p in pts], [p[1] for p in pts])
 
 
 def _fmt(v: float) -> str:
@@ -95,7 +105,7 @@ def write_secr(build: HistoryBuild, out_dir: Path, exact: bool, session: str = "
     tl = [
         f"# Detector x y usage (days active per {build.occasion_days}-day occasion, "
         f"{ch.detectors.n_occasions} occasions from {build.start:%Y-%m-%d});",
-        f"# x, y: metres, {build.projection.description}; coordinates {where}",
+        f"# x, y: metres, {projection(build, exact).description}; coordinates {where}",
     ]
     for k, name in enumerate(names):
         usage = " ".join(_fmt(float(u)) for u in ch.detectors.usage[k])
