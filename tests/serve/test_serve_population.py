@@ -49,6 +49,7 @@ def api(tmp_path, survey):
             headers = {"Authorization": f"Bearer {keys[(org, precise)]}"}
             return client.get("/v1/population", params={**Q, **params}, headers=headers)
 
+        get.url = url
         yield get
 
 
@@ -108,3 +109,19 @@ def test_bad_parameters_are_problems(api):
     r = api("RUO", start="2030-01-01T00:00:00Z")  # after every deployment
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")
+
+
+def test_exact_reads_are_audited_per_owner(api):
+    from sqlalchemy import select
+
+    from reid.registry import Registry
+    from reid.registry.access import AuditEntry
+
+    assert api("RUO", precise=True).status_code == 200  # RUO's own stations exact
+    assert api("RUO").status_code == 200  # nothing exact: no entry
+    reg = Registry(api.url)
+    with reg.session() as s:
+        rows = s.scalars(select(AuditEntry).where(AuditEntry.resource == "population")).all()
+        got = [(r.organisation, r.owner, r.action, r.precise_location) for r in rows]
+    reg.close()
+    assert got == [("RUO", "RUO", "read.precise", True)]
