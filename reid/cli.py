@@ -350,7 +350,7 @@ def eval_(
         records = records[:limit]
     if open_set:
         _eval_open_set(records, model, gallery_ratio, unknown_ratio, split_seed, verify_top,
-                       workers, as_json, new_prior)
+                       workers, as_json, new_prior, near_duplicates=is_atrw_train(catalogue))
         return
     scorer = _method_with_model(method, workers, model)
     result = evaluate(records, scorer, show_progress=not as_json)
@@ -490,6 +490,7 @@ def _eval_open_set(
     workers: int,
     as_json: bool,
     new_prior: float | None = None,
+    near_duplicates: bool = False,
 ) -> None:
     from reid.evaluate import evaluate_open_set
     from reid.match import MatchConfig, check_new_prior
@@ -509,6 +510,7 @@ def _eval_open_set(
         config=MatchConfig(verify_top=verify_top),
         new_prior=new_prior,
         show_progress=not as_json,
+        near_duplicates=near_duplicates,
     )
     if as_json:
         typer.echo(json.dumps(result, indent=2))

@@ -107,6 +107,7 @@ def evaluate_open_set(
     config=None,
     calibration_sample: int = 1000,
     show_progress: bool = True,
+    near_duplicates: bool = False,
 ) -> dict:
     """Open-set evaluation of the matcher: enroll a gallery, match new photos, score the
     decisions.
@@ -127,7 +128,12 @@ def evaluate_open_set(
     ``top1_known`` (best candidate right, enrolled flanks), ``mean_confidence`` (of the
     decision probability, against ``accuracy``), ``reliability`` (ECE's bins: see
     :func:`reid.metrics.reliability_table`), ``gallery``, ``queries``,
-    ``seconds``, ``calibration``.
+    ``queries_without_answer``, ``seconds``, ``calibration``.
+
+    ``near_duplicates`` (ATRW train, whose photos are video frames): each query's
+    near-duplicate photos (:mod:`reid.near_duplicates`) are out of its gallery, and a
+    query of an enrolled flank left with no other photo of it is not counted, as in the
+    ATRW validation protocol; without it such a query is matched by its next frame.
     """
     from dataclasses import replace
 
@@ -184,7 +190,27 @@ def evaluate_open_set(
     ids = index.add(vectors[:n_train], [entry_of(original(r)) for r in split.train])
     for i, f in zip(ids, feats[:n_train], strict=True):
         matcher.features.put(i, f)
-    truth = [r.individual_id for r in split.test]
+    excluded: list[list[int]] = [[] for _ in split.test]
+    queries = list(range(len(split.test)))
+    if near_duplicates:
+        from reid.near_duplicates import near_duplicate_groups
+
+        groups = near_duplicate_groups(everything, workers=workers).tolist()
+        by_group: dict[int, list[int]] = {}
+        for i, g in zip(ids, groups[:n_train], strict=True):
+            by_group.setdefault(g, []).append(i)
+        enrolled: dict[str, int] = {}
+        for r in split.train:
+            enrolled[r.individual_id] = enrolled.get(r.individual_id, 0) + 1
+        excluded = [by_group.get(g, []) for g in groups[n_train:]]
+        # a query of an enrolled flank whose enrolled photos are all its near-duplicates
+        # has no answer left: not counted (as in the ATRW validation protocol)
+        queries = [
+            j for j, r in enumerate(split.test)
+            if r.individual_id not in split.known
+            or enrolled.get(r.individual_id, 0) > len(excluded[j])
+        ]  # fmt: skip
+    truth = [split.test[j].individual_id for j in queries]
     is_new = np.array([t not in split.known for t in truth])
     prior = float(is_new.mean()) if new_prior is None else new_prior
     calibration = fit_calibration(
@@ -205,17 +231,18 @@ def evaluate_open_set(
             [feats[n_train + j]],
             side=r.side if r.side in SIDES else None,
             species=r.species,
+            exclude_ids=excluded[j],
         )
         return matcher._result(raw, calibration, top=5)
 
     from concurrent.futures import ThreadPoolExecutor
 
     with (
-        progress_bar(len(split.test), "matching", enabled=show_progress) as advance,
+        progress_bar(len(queries), "matching", enabled=show_progress) as advance,
         ThreadPoolExecutor(max(1, workers)) as pool,
     ):
         results = []
-        for res in pool.map(one, range(len(split.test))):
+        for res in pool.map(one, queries):
             results.append(res)
             advance(1)
     predicted = [flank_label(r.individual, r.side) if r.decision == "known" else "new"
@@ -238,7 +265,8 @@ def evaluate_open_set(
         reliability=reliability_table(confidence, correct),
         new_prior=prior,
         gallery=n_train,
-        queries=len(split.test),
+        queries=len(queries),
+        queries_without_answer=len(split.test) - len(queries),
         seconds=round(time.perf_counter() - started, 3),
         calibration=calibration.stats,
         model=manifest.get("name"),
