@@ -40,6 +40,11 @@ def register(app: typer.Typer, user_errors) -> None:
             int, typer.Option(min=10, help="Photos used as held-out calibration queries.")
         ] = 1000,
         seed: Annotated[int, typer.Option(help="Seed of the query draw.")] = 0,
+        local: Annotated[
+            str | None,
+            typer.Option(help="Local features that verify candidates (reid.local kinds) "
+                         "[default: the project's default kind]."),
+        ] = None,
         workers: Annotated[int, typer.Option(min=1, help="Parallel workers.")] = 2,
         save: Annotated[
             bool,
@@ -69,10 +74,13 @@ def register(app: typer.Typer, user_errors) -> None:
                 raise ReidError(f"--train-ratio must be between 0 and 1, got {train_ratio}")
             records = disjoint_split(records, train_ratio, split_seed).test
             what += f" (individuals held out by split {train_ratio:g}, seed {split_seed})"
+        from reid.local import local_config
+        from reid.match import MatchConfig
+
         release = resolve_model(model)
         calibration, info = fit_on_catalogue(
             records, release, sample=sample, seed=seed, workers=workers,
-            show_progress=not as_json,
+            config=MatchConfig(local=local_config(local)), show_progress=not as_json,
         )  # fmt: skip
         info = {"fitted_on": what, **info}
         if save:

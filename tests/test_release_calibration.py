@@ -114,6 +114,9 @@ def test_cli_calibrate_saves_into_the_release(setup, tmp_path):
     bad = runner.invoke(app, ["calibrate", str(root / "cat"), "--model", str(folder),
                               "--train-ratio", "1.5"])  # fmt: skip
     assert bad.exit_code != 0 and "Traceback" not in bad.output
+    kind = runner.invoke(app, ["calibrate", str(root / "cat"), "--model", str(folder),
+                               "--local", "nope"])  # fmt: skip
+    assert kind.exit_code != 0 and "unknown local features" in kind.output
 
 
 def test_the_default_release_ships_a_calibration_for_its_weights_and_local_features():
