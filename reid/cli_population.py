@@ -111,6 +111,8 @@ def _say_build(b) -> None:
     )
     for reason, n in sorted(s["skipped"].items()):
         typer.echo(f"not used: {n} detections ({reason})")
+    if b.flank_warning():
+        typer.echo(f"warning: {b.flank_warning()}")
 
 
 def register(app: typer.Typer, user_errors) -> None:

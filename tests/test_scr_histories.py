@@ -287,6 +287,8 @@ def test_season_run_encounters_as_detections(tmp_path):
     b = build_history(deps(), dets, occasion_days=5)
     assert b.history.individuals == ("NEW-x-T-001", "T-1", "e4")
     assert b.flank_summary() == {"both_flanks": 1, "one_flank_only": 2}
+    assert "2 individuals are known from one flank only" in b.flank_warning()
+    assert build_history(deps(), dets, flank="left").flank_warning() is None
     with pytest.raises(HistoryError, match="encounters.csv"):
         detections_from_run(tmp_path / "nothing")
 

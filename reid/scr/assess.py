@@ -152,7 +152,7 @@ def assess(
     mask = make_mask(ch.detectors, buffer_m, spacing_m, habitat=area,
                      country_polygons=polygons or None)  # fmt: skip
     tb = fit_by_country(ch, mask)
-    warnings = []
+    warnings = [w for w in (build.flank_warning(),) if w]
     joint = tb.joint
     if not joint.converged:
         warnings.append(f"the joint fit did not converge: {joint.message}")

@@ -589,6 +589,18 @@ class HistoryBuild:
         one = set(sides) - both
         return {"both_flanks": len(both), "one_flank_only": len(one)}
 
+    def flank_warning(self) -> str | None:
+        """The double-counting warning, when both flanks are used and some individuals
+        are known from one flank only."""
+        one = self.flank_summary()["one_flank_only"]
+        if self.flank != "both" or not one:
+            return None
+        return (
+            f"{one} individuals are known from one flank only: with both flanks, an animal "
+            "known only by its left and one known only by its right may be one animal "
+            "counted twice (use one flank, --flank left, or join the flanks first)"
+        )
+
     def skipped_counts(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for s in self.skipped:
