@@ -21,6 +21,9 @@ Steps (each caches what it computes under --cache, default runs/locate-bench):
            flank box (CAM torso, head) inside the drawn animal.
 ``nyala``  boxes for nyala-dev's held-out individuals (split 0.8, seed 0): CAM and head,
            as manifests for `reid eval ... --train-ratio 0.8 --split-seed 0`.
+``crops``  on flank crops (synth-bench-v1, whose photos have no head, tail or background):
+           the share of each crop the head's box keeps, and `embedding` ranking whole
+           and cropped to it.
 ``rank``   `embedding` ranking on the ATRW held-out entities (the protocol of reid eval:
            near-duplicates excluded) with whole photos, CAM torso crops, head crops and
            keypoint-torso crops.
@@ -222,7 +225,7 @@ def fit(args) -> None:
         head = FlankHead.load(Path(args.head), data["cells"].shape[1])
     else:
         head = fit_flank_head(data["cells"].astype(np.float32), data["targets"],
-                              hidden=args.hidden, epochs=args.epochs)  # fmt: skip
+                              hidden=args.hidden, epochs=args.epochs, seed=args.seed)  # fmt: skip
     fit_s = time.time() - started
     result = {"cells": int(len(data["targets"])), "hidden": args.hidden,
               "epochs": args.epochs, "fit_seconds": round(fit_s, 1), "held_out": {}}  # fmt: skip
@@ -244,6 +247,7 @@ def fit(args) -> None:
         result["held_out"][kind] = res
     print(json.dumps(result, indent=2))
     tag = Path(args.head).stem if args.head else f"head-h{args.hidden}-e{args.epochs}"
+    tag += f"-s{args.seed}" if args.seed and not args.head else ""
     (cdir / f"fit-{tag}.json").write_text(json.dumps(result, indent=2))
     if not args.head:
         head.save(cdir / f"{tag}.safetensors")
@@ -253,7 +257,9 @@ def fit(args) -> None:
         info = {
             "fitted_on": f"../shared/data/atrw-train training entities (entity split 0.8, "
             f"seed 0): {held.get('train_photos')} photos with a keypoint torso, each as it "
-            "is, mirrored, zoomed out onto a procedural backdrop, and both",
+            "is and zoomed out onto a procedural backdrop, each mirrored at random",
+            "fit": f"bench/bench_locate.py fit: hidden {result['hidden']}, "
+            f"{result['epochs']} epochs, seed {args.seed}",
             "size": held["size"],
             "threshold": args.thresholds[0],
             "held_out_iou": {
@@ -271,13 +277,11 @@ def synth(args) -> None:
     from reid.boxhead import FlankBoxer, iou
     from reid.data.load import load_catalogue
     from reid.images import load_image
-    from reid.locate import FlankLocator
-    from reid.release import load_release
+    from reid.locate import FlankLocator, cam_box, flank_box
 
     torch.set_num_threads(1)
     records = [r for r in load_catalogue(ROOT / args.frames) if r.bbox is not None]
-    model, _ = load_release(Path(args.model))
-    boxer = FlankBoxer(model)
+    boxer = FlankBoxer(model_with_head(args))
     locator = FlankLocator()
     rows = {"cam_animal_iou": [], "cam_torso_inside": [], "head_inside": [], "head_iou": []}
 
@@ -288,8 +292,9 @@ def synth(args) -> None:
 
     for r in records[: args.limit]:
         image = load_image(r.path)
-        animal = locator.animal_boxes([image])[0]
-        torso = locator.flank_boxes([image], [r.side])[0]
+        cfg = locator.config
+        animal = cam_box(locator.activation_maps([image])[0], cfg.threshold)
+        torso = flank_box(animal, r.side, cfg.head_trim, cfg.leg_trim)
         hb = boxer.box(image)
         rows["cam_animal_iou"].append(iou(animal, r.bbox))
         rows["cam_torso_inside"].append(inside(torso, r.bbox))
@@ -326,7 +331,9 @@ def rank(args) -> None:
         exclude=full.exclude[np.ix_(keep, keep)],
     )
     boxer = FlankBoxer(model_with_head(args))
-    head_boxes = {str(r.path): boxer.box(load_image(r.path)) for r in validation.records}
+    head_boxes = {}
+    if not args.variants or "flank head" in args.variants:
+        head_boxes = {str(r.path): boxer.box(load_image(r.path)) for r in validation.records}
     variants = {
         "whole photo": lambda r: None,
         "reid locate (CAM) torso": lambda r: BBox(*truth[str(r.path)]["cam"]),
@@ -335,6 +342,8 @@ def rank(args) -> None:
     }
     out = {}
     for name, box_of in variants.items():
+        if args.variants and name not in args.variants:
+            continue
         v = replace(validation, records=[replace(r, bbox=box_of(r)) for r in validation.records])
         for method in args.methods:
             scorer = get_method(method, model=Path(args.model))
@@ -344,6 +353,40 @@ def rank(args) -> None:
             print(name, method, json.dumps(kept), flush=True)
     tag = Path(args.head).stem if args.head else "release"
     (cdir / f"rank-{tag}-{'-'.join(args.methods)}.json").write_text(json.dumps(out, indent=2))
+
+
+def crops(args) -> None:
+    """What the flank head does to photos that are already flank crops (synth-bench-v1:
+    no head, tail or background): the share of the crop its box keeps, and `embedding`
+    ranking of the first --individuals individuals' photos, whole and cropped to it."""
+    import torch
+
+    from reid.boxhead import FlankBoxer
+    from reid.data.load import load_catalogue
+    from reid.evaluate import evaluate
+    from reid.images import load_image
+    from reid.methods import get_method
+
+    torch.set_num_threads(1)
+    records = load_catalogue(ROOT / "data" / "synth-bench-v1")
+    keep = sorted({r.individual_id for r in records})[: args.individuals]
+    records = [r for r in records if r.individual_id in set(keep)]
+    boxer = FlankBoxer(model_with_head(args))
+    boxes, shares = [], []
+    for r in records:
+        image = load_image(r.path)
+        b = boxer.box(image)
+        boxes.append(b)
+        shares.append(b.w * b.h / (image.shape[0] * image.shape[1]))
+    out = {"photos": len(records), "individuals": len(keep),
+           "kept_share_mean": round(float(np.mean(shares)), 3)}  # fmt: skip
+    scorer = get_method("embedding", model=Path(args.model))
+    located = [replace(r, bbox=b) for r, b in zip(records, boxes, strict=True)]
+    for name, recs in (("whole", records), ("flank head", located)):
+        res = evaluate(recs, scorer, show_progress=False)
+        out[name] = {k: round(float(res[k]), 3) for k in ("top1", "top5", "mAP")}
+        out[name]["queries"] = res["queries"]
+    print(json.dumps(out, indent=2))
 
 
 def model_with_head(args):
@@ -397,7 +440,8 @@ def nyala(args) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("step", choices=["cache", "fit", "synth", "rank", "nyala"])
+    p.add_argument("step", choices=["cache", "fit", "synth", "rank", "nyala", "crops"])
+    p.add_argument("--individuals", type=int, default=20)
     p.add_argument("--locators", nargs="+", default=["cam", "head"])
     p.add_argument("--model", default=str(ROOT / "models" / "bigcat-default"))
     p.add_argument("--cache", default=str(ROOT / "runs" / "locate-bench"))
@@ -405,6 +449,7 @@ def main() -> None:
     p.add_argument("--stride", type=int, default=5)
     p.add_argument("--held-stride", type=int, default=2)
     p.add_argument("--hidden", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epochs", type=int, default=20)
     p.add_argument("--thresholds", type=float, nargs="+", default=[0.5, 0.4, 0.3])
     p.add_argument("--save-to", default=None)
@@ -412,10 +457,12 @@ def main() -> None:
     p.add_argument("--frames", default="data/side-frames-4242")
     p.add_argument("--limit", type=int, default=200)
     p.add_argument("--methods", nargs="+", default=["embedding"])
+    p.add_argument("--variants", nargs="+", default=None, help="rank: only these crops")
     args = p.parse_args()
     if not (ATRW / "reid_list_train.csv").is_file() and args.step != "synth":
         sys.exit(f"{ATRW} is not here: nothing to measure")
-    steps = {"cache": cache, "fit": fit, "synth": synth, "rank": rank, "nyala": nyala}
+    steps = {"cache": cache, "fit": fit, "synth": synth, "rank": rank, "nyala": nyala,
+             "crops": crops}  # fmt: skip
     steps[args.step](args)
 
 

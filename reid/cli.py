@@ -748,9 +748,10 @@ def match(
     locate: Annotated[
         bool,
         typer.Option("--locate/--no-locate",
-                     help="Crop each photo to the flank that the model's flank head finds "
-                     "(the photos are whole; no effect for a model without one); "
-                     "--no-locate matches the photos as they are (crops)."),
+                     help="Crop each photo to the flank that the model's flank head finds, "
+                     "when the gallery's photos were cropped to boxes (a gallery of crops "
+                     "or whole photos is matched with whole photos); no effect for a model "
+                     "without one. --no-locate matches the photos as they are."),
     ] = True,
     local: Annotated[
         str | None,
@@ -1088,7 +1089,8 @@ def bulk(
         bool,
         typer.Option("--locate/--no-locate",
                      help="Crop frames without a box to the flank that the model's flank head "
-                     "finds (no effect for a model without one); the boxes are journalled."),
+                     "finds, when the gallery's photos were cropped to boxes (no effect for "
+                     "a model without one); the boxes are journalled."),
     ] = True,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
     registry: Annotated[

@@ -476,15 +476,28 @@ class Matcher:
 
     def locate(self, image: np.ndarray) -> tuple[int, int, int, int] | None:
         """The flank box (x, y, w, h in whole pixels) that the model's flank head
-        (:mod:`reid.boxhead`) finds in a whole photo, or None when the model has none.
-        Front doors call it for a photo that came without a box, unless told not to."""
+        (:mod:`reid.boxhead`) finds in a whole photo, or None: the model has none, or the
+        gallery's photos were not cropped to boxes (:meth:`gallery_boxed`), so a query is
+        matched as it is, as they were. Front doors call it for a photo that came
+        without a box, unless told not to."""
         from reid.boxhead import boxer_of
 
         boxer = boxer_of(self.model, self.manifest, self.device)
-        if boxer is None:
+        if boxer is None or not self.gallery_boxed():
             return None
         b = boxer.box(image)
         return (int(b.x), int(b.y), int(b.w), int(b.h))
+
+    def gallery_boxed(self) -> bool:
+        """Whether at least half the gallery's photos were enrolled cropped to a box (a
+        catalogue with boxes, e.g. from ``reid locate``, or uploads with one). A gallery
+        of flank crops or whole photos enrolled as they are is not: cropping its queries
+        would compare a part of a flank with whole ones (on synth-bench-v1's flank crops
+        the head's box keeps 42 % of the crop and embedding top-1 falls from 0.93 to
+        0.78; BENCHMARKS.md, "Locating the flank")."""
+        entries = self.index.entries()
+        boxed = sum(e.bbox is not None for e in entries.values())
+        return bool(entries) and 2 * boxed >= len(entries)
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """RGB uint8 crops -> (n, d) unit vectors."""

@@ -94,6 +94,6 @@ class Settings(BaseSettings):
     )  # fmt: skip
     locate: bool = Field(
         True, description="Crop a photo that arrives without a box to the flank that the "
-        "model's flank head finds (no effect for a model without one); false: match the "
-        "whole photo.",
+        "model's flank head finds, when the gallery's photos were cropped to boxes (no effect "
+        "for a model without one); false: match the whole photo.",
     )  # fmt: skip

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -22,6 +23,7 @@ from reid.boxhead import (
 )
 from reid.data.records import BBox
 from reid.errors import ReidError
+from reid.images import load_image
 from reid.model import ModelConfig, build_model
 from reid.release import load_release, save_release
 
@@ -255,7 +257,12 @@ def located(tmp_path_factory):
     records = write_catalogue(
         root / "cat", species=("leopard",), individuals=2, images_per_side=2, seed=3, workers=1
     )
-    enroll(records, root / "index", release, show_progress=False, workers=1)
+    enroll(records, root / "unboxed", release, show_progress=False, workers=1)
+    boxed = []  # a gallery enrolled with boxes (here each photo's whole frame)
+    for r in records:
+        h, w = load_image(r.path).shape[:2]
+        boxed.append(replace(r, bbox=BBox(0, 0, w, h)))
+    enroll(boxed, root / "index", release, show_progress=False, workers=1)
     image, box = scene(np.random.default_rng(99))
     import cv2
 
@@ -301,6 +308,15 @@ def test_match_crops_a_photo_without_a_box_to_the_flank_found(located):
     )
     plain = runner.invoke(app, args[:-1])
     assert f"flank box (x, y, w, h) found by the model: {found[0]}, {found[1]}" in plain.output
+
+
+def test_a_gallery_enrolled_without_boxes_is_matched_with_whole_photos(located):
+    from reid.match import Matcher
+
+    root, release, image, _ = located
+    boxed, unboxed = Matcher.open(root / "index", release), Matcher.open(root / "unboxed", release)
+    assert boxed.gallery_boxed() and not unboxed.gallery_boxed()
+    assert unboxed.locate(image) is None and boxed.locate(image) is not None
 
 
 def test_bulk_crops_frames_without_a_box_and_records_the_box(located):
@@ -361,3 +377,18 @@ def test_cli_locate_writes_the_heads_boxes_and_refuses_a_release_without_one(loc
     out = runner.invoke(app, [*args, "--model", str(bare), "--method", "head"])
     assert out.exit_code != 0 and "no flank head" in out.output
     assert "Traceback" not in out.output
+
+
+def test_the_shipped_model_carries_a_flank_head_tied_to_its_weights():
+    from reid.methods.embedding import DEFAULT_MODEL
+    from reid.release import read_manifest
+
+    if not (DEFAULT_MODEL / "manifest.json").is_file():
+        pytest.skip("no default model installed")
+    manifest = read_manifest(DEFAULT_MODEL)
+    entry = manifest.get("flank_head")
+    assert entry, "models/bigcat-default has no flank head"
+    assert entry["weights_sha256"] == manifest["sha256"]
+    head = load_from_release(DEFAULT_MODEL, manifest, 1280)
+    assert head is not None and head.num_features == 1280
+    assert 0 < entry["threshold"] < 1 and entry["size"] >= 64

@@ -59,8 +59,9 @@ class JobSpec:
     verify_frames: int = 2  # MatchConfig.verify_frames: frames of a burst verified
     # MatchConfig.side_threshold; None: the matcher's default
     side_threshold: float | None = None
-    # frames without a box are cropped to the flank the model's flank head finds
-    # (EncounterWorker.locate); no effect for a model without one
+    # frames without a box are cropped to the flank the model's flank head finds, when
+    # the gallery's photos were cropped to boxes (EncounterWorker.locate, Matcher.locate);
+    # no effect for a model without one
     locate: bool = True
 
     def settings(self) -> dict:
