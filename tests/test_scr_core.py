@@ -189,6 +189,22 @@ def test_m0_recovers_abundance():
     assert est.density_per_100km2 == pytest.approx(est.abundance * 2)
 
 
+def test_m0_with_every_animal_seen_gives_a_finite_interval():
+    """High detection: N-hat sits on its boundary (the animals seen); the interval comes
+    from the profile likelihood instead of the singular log-scale Hessian."""
+    rng = np.random.default_rng(7)
+    n, s = 12, 10
+    caught = rng.random((n, s)) < 0.8
+    caught[:, 0] = True
+    det = Detectors(ids=("only",), xy=np.zeros((1, 2)), usage=np.ones((1, s)))
+    ch = CaptureHistory(tuple(f"x{i}" for i in range(n)), det, caught[:, None, :].astype(int))
+    est = fit_nonspatial(ch, area_km2=50.0)
+    assert est.abundance == pytest.approx(n, abs=0.05)
+    lo, hi = est.abundance_ci
+    assert np.isfinite([lo, hi, est.abundance_se]).all()
+    assert n - 1e-9 <= lo <= est.abundance < hi < n + 5
+
+
 # ------------------------------------------------------------------------- bad input
 
 

@@ -512,6 +512,39 @@ def _mmdm_m(ch: CaptureHistory) -> float | None:
     return float(np.mean(maxima)) if maxima else None
 
 
+#: 95 % point of the chi-square distribution with one degree of freedom
+CHI2_95 = 3.841458820694124
+
+
+def _m0_profile_interval(n: int, s: int, total: int) -> tuple[float, float]:
+    """95 % profile-likelihood interval of N under M0 (p profiled out: p = total / (N s)),
+    for N on its boundary; lower end no less than the ``n`` animals seen."""
+
+    def profile(big_n: float) -> float:
+        p = total / (big_n * s)
+        return -(
+            special.gammaln(big_n + 1)
+            - special.gammaln(big_n - n + 1)
+            + total * math.log(p)
+            + (big_n * s - total) * math.log1p(-p)
+        )
+
+    grid = np.linspace(n, n + max(10.0, 2.0 * n), 2001)
+    values = np.array([profile(v) for v in grid])
+    best = float(values.min())
+    at = float(grid[int(values.argmin())])
+
+    def excess(big_n: float) -> float:
+        return 2.0 * (profile(big_n) - best) - CHI2_95
+
+    lo = float(n) if excess(float(n)) <= 0 else optimize.brentq(excess, float(n), at)
+    hi_end = at + 1.0
+    while excess(hi_end) <= 0:
+        hi_end = n + 2.0 * (hi_end - n) + 1.0
+    hi = optimize.brentq(excess, at, hi_end)
+    return lo, float(hi)
+
+
 def fit_nonspatial(ch: CaptureHistory, area_km2: float | None = None) -> ClosedEstimate:
     """Closed-population model M0, full likelihood in (N, p), for comparison with SCR.
 
@@ -567,11 +600,15 @@ def fit_nonspatial(ch: CaptureHistory, area_km2: float | None = None) -> ClosedE
     p = float(special.expit(f0[1]))
     p_se = p * (1 - p) * se[1]
     # Chao (1987): log-normal interval for the undetected part
-    if math.isfinite(n_se) and f0_undetected > 0:
+    if math.isfinite(n_se) and f0_undetected > 1e-2:
         c = math.exp(Z95 * math.sqrt(math.log1p((n_se / f0_undetected) ** 2)))
         n_ci = (n + f0_undetected / c, n + f0_undetected * c)
     else:
-        n_ci = (math.nan, math.nan)
+        # the estimate sits on its boundary (every animal seen: N = n), where the Hessian
+        # of the log scale is singular: a profile-likelihood interval instead, and the
+        # standard error it implies
+        n_ci = _m0_profile_interval(n, s, total)
+        n_se = (n_ci[1] - n_ci[0]) / (2 * Z95)
     mmdm = _mmdm_m(ch)
     method = "given"
     if area_km2 is None and mmdm is not None:
