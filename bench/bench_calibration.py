@@ -342,7 +342,7 @@ def folds(data: RealSet, args) -> list[tuple[list[int], list[int]]]:
 def evaluate_set(data: RealSet, release: Path, args) -> list[dict]:
     """Every variant's scores on one data set (see the module text), pooled over folds."""
     from reid.local import local_config
-    from reid.match import MatchConfig, fit_calibration
+    from reid.match import MatchCalibration, MatchConfig, fit_calibration
 
     local = local_config(args.local)
     paths = [str(r.path) + str(r.bbox) for r in data.records]
@@ -401,6 +401,11 @@ def evaluate_set(data: RealSet, release: Path, args) -> list[dict]:
                                           show_progress=False, related=related)  # fmt: skip
                     cache.save()
                     cals[source + suffix] = replace(cal, new_prior=prior)
+                    if args.untempered and related is not None:
+                        # the same fit without the step temperature (decision and screen)
+                        plain = MatchCalibration.from_dict(cal.to_dict())
+                        plain.decision.temperature = plain.screen.temperature = 1.0
+                        cals[source + suffix + ", untempered"] = replace(plain, new_prior=prior)
             for source, cal in cals.items():
                 for screen in [0.0, *[float(x) for x in args.screen.split(",")]]:
                     if screen > 0 and decisive != 20:
@@ -571,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="local features (reid.local kinds; default: the project's default)",
     )
+    ap.add_argument("--untempered", action="store_true",
+                    help="also score the near-duplicate-free fits without their temperature")
     ap.add_argument("--rerank", action="store_true", help="score k-reciprocal re-ranking only")
     ap.add_argument("--screen", default="0.9,0.95,0.99", help="screening thresholds scored")
     ap.add_argument("--out", type=Path, default=None)
