@@ -323,3 +323,13 @@ def test_fit_by_country_counts_shared_animals_and_fits_each_side():
     unclipped = fit_by_country(ch, mask, clip_at_border=False)
     assert unclipped.by_country["CN"].mask_area_km2 == pytest.approx(mask.area_km2)
     assert unclipped.by_country["CN"].n_individuals == int(cn.sum())
+
+
+def test_an_interval_beyond_a_float_is_inf_not_an_overflow():
+    """A huge standard error on the log scale (a window with almost no data): the upper
+    bound is inf (JSON null), never an OverflowError (a 500 from the API)."""
+    from reid.scr.fit import _interval
+
+    lo, hi = _interval(0.0, 1000.0, math.exp)
+    assert lo == 0.0 and hi == math.inf
+    assert _interval(0.0, 1.0, math.exp) == pytest.approx((math.exp(-1.96), math.exp(1.96)), 1e-3)

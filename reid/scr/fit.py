@@ -347,9 +347,18 @@ def _hessian(f, x: np.ndarray, step: float = 1e-3) -> np.ndarray:
 
 
 def _interval(est_link: float, se_link: float, back) -> tuple[float, float]:
+    """The 95 % interval back-transformed; a bound beyond what a float holds (a huge
+    standard error on the log scale) is inf, never an OverflowError."""
     if not math.isfinite(se_link):
         return (math.nan, math.nan)
-    return (float(back(est_link - Z95 * se_link)), float(back(est_link + Z95 * se_link)))
+
+    def safe(v: float) -> float:
+        try:
+            return float(back(v))
+        except OverflowError:
+            return math.inf if v > 0 else 0.0
+
+    return (safe(est_link - Z95 * se_link), safe(est_link + Z95 * se_link))
 
 
 def fit_scr(ch: CaptureHistory, mask: Mask) -> ScrEstimate:
@@ -440,16 +449,21 @@ def _fit_scr(ch: CaptureHistory, mask: Mask) -> ScrEstimate:
         lam0_ci = _interval(beta[2], se[2], math.exp)
         g0 = g0_se = g0_ci = None
     abundance = density * area_km2 / 100.0
+    density_ci = _interval(beta[0], se[0], math.exp)
+    sigma_ci = _interval(beta[1], se[1], math.exp)
+    if math.inf in density_ci + sigma_ci:
+        converged = False
+        message = f"{message}; a 95 % interval is unbounded (the data barely inform it)"
     return ScrEstimate(
         density_per_100km2=density,
         density_se=density * se[0],
-        density_ci=_interval(beta[0], se[0], math.exp),
+        density_ci=density_ci,
         abundance=abundance,
         abundance_se=abundance * se[0],
         abundance_ci=_interval(math.log(abundance), se[0], math.exp),
         sigma_m=sigma_km * 1000.0,
         sigma_se=sigma_km * 1000.0 * se[1],
-        sigma_ci=tuple(1000.0 * v for v in _interval(beta[1], se[1], math.exp)),
+        sigma_ci=tuple(1000.0 * v for v in sigma_ci),
         g0=g0,
         g0_se=g0_se,
         g0_ci=g0_ci,
