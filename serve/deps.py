@@ -56,6 +56,7 @@ class AppState:
         self.auth_failures = RateLimiter(settings.auth_failures_per_minute,
                                          settings.auth_failure_burst)  # fmt: skip
         self.match_slots = threading.BoundedSemaphore(settings.match_workers)
+        self.population_slots = threading.BoundedSemaphore(settings.population_workers)
         self.gallery_lock = threading.Lock()
         if self.matcher is not None:
             from serve.routers.gallery import reconcile_gallery

@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     match_workers: int = Field(
         2, ge=1, description="Matches computed at once (the rest queue; CPU-bound work)."
     )
+    population_workers: int = Field(
+        1, ge=1, description="Population fits (GET /v1/population) computed at once; "
+        "another request meanwhile gets 503 with Retry-After (CPU- and memory-bound work)."
+    )  # fmt: skip
     thumbnail_px: int = Field(480, ge=32, le=2048, description="Longer side of thumbnails.")
     recalibrate: bool = Field(
         True, description="Refit the match calibration in the background after enrolments "

@@ -46,9 +46,41 @@ class Assessment:
         lat, lon = self.build.projection.inverse(self.centres_xy)
         return list(zip(lat.tolist(), lon.tolist(), strict=True))
 
-    def to_dict(self) -> dict:
-        """The estimates and counts: no coordinate of any camera or animal."""
+    def to_dict(self, exact: bool = True) -> dict:
+        """The estimates and counts: no coordinate of any camera or animal.
+
+        ``exact=False`` is for a reader who may not see every camera's exact place: every
+        figure computed from exact distances that the reader could invert (with windows of
+        their choosing) is left out or coarsened, see :func:`generalised_estimate`."""
         tb = self.transboundary.to_dict()
+        if not exact:
+            tb["joint"] = generalised_estimate(tb["joint"])
+            tb["by_country"] = {c: generalised_estimate(e) for c, e in tb["by_country"].items()}
+            tb["sum_of_national_abundance"] = sum(
+                e["abundance"] for e in tb["by_country"].values()
+            )
+            area = round_area(self.mask.area_km2)
+            return {
+                "history": self.build.summary(),
+                "mask": {"buffer_m": self.buffer_m, "spacing_m": self.spacing_m,
+                         "area_km2": area},  # fmt: skip
+                "joint": tb["joint"],
+                "by_country": tb["by_country"],
+                "not_fitted": tb["not_fitted"],
+                "individuals_by_country": tb["individuals_by_country"],
+                "n_shared": tb["n_shared"],
+                "shared_individuals": tb["shared_individuals"],
+                "sum_of_national_abundance": tb["sum_of_national_abundance"],
+                "nonspatial": (generalised_nonspatial(self.nonspatial.to_dict())
+                               if self.nonspatial else None),  # fmt: skip
+                "nonspatial_error": self.nonspatial_error or None,
+                "dropped_stations": len(self.dropped_stations),
+                # the buffer warning gives 3 sigma to 0.1 km
+                "warnings": ["the mask buffer is under 3 sigma: density may be biased"
+                             if w.startswith("the mask buffer") else w
+                             for w in self.warnings],  # fmt: skip
+                "seconds": round(self.seconds, 2),
+            }
         return {
             "history": self.build.summary(),
             "mask": {
@@ -70,6 +102,63 @@ class Assessment:
             "warnings": self.warnings,
             "seconds": round(self.seconds, 2),
         }
+
+
+#: Areas a reader without exact places gets are rounded to this (km²).
+AREA_STEP_KM2 = 100.0
+#: ... and sigma (the spatial scale of detection) to this (metres).
+SIGMA_STEP_M = 500.0
+#: Fields of an SCR estimate left out for such a reader: with the likelihood, the
+#: coefficients and their covariance a reader can refit on guessed camera places and
+#: compare; the cell count pins the mask area exactly.
+PRIVATE_FIELDS = ("coefficients", "vcov", "log_likelihood", "aic", "mask_cells")
+
+
+def round_area(km2: float | None) -> float | None:
+    """An area rounded to :data:`AREA_STEP_KM2`."""
+    if km2 is None or not np.isfinite(km2):
+        return None
+    return float(round(km2 / AREA_STEP_KM2) * AREA_STEP_KM2)
+
+
+def _round_sigma(m: float | None) -> float | None:
+    if m is None or not np.isfinite(m):
+        return None
+    return float(round(m / SIGMA_STEP_M) * SIGMA_STEP_M)
+
+
+def generalised_estimate(est: dict) -> dict:
+    """An SCR estimate (``ScrEstimate.to_dict()``) as a reader without every exact place
+    gets it: areas rounded to 100 km², sigma to 0.5 km, no likelihood, coefficients,
+    covariance or mask cell count. Abundance is density times the rounded mask area (the
+    exact abundance over the exact density would give the exact area back)."""
+    out = {k: v for k, v in est.items() if k not in PRIVATE_FIELDS}
+    area = round_area(est.get("mask_area_km2"))
+    out["mask_area_km2"] = area
+    out["effective_area_km2"] = round_area(est.get("effective_area_km2"))
+    for key in ("sigma_m", "sigma_se"):
+        out[key] = _round_sigma(est.get(key))
+    if est.get("sigma_ci") is not None:
+        out["sigma_ci"] = [_round_sigma(v) for v in est["sigma_ci"]]
+
+    def scaled(v):
+        return None if v is None or area is None else v * area / 100.0
+
+    out["abundance"] = scaled(est.get("density_per_100km2"))
+    out["abundance_se"] = scaled(est.get("density_se"))
+    if est.get("density_ci") is not None:
+        out["abundance_ci"] = [scaled(v) for v in est["density_ci"]]
+    return out
+
+
+def generalised_nonspatial(est: dict) -> dict:
+    """The non-spatial estimate without what exact camera places give it: MMDM, the area
+    it buffers and the density over that area (abundance over density is that area)."""
+    out = dict(est)
+    for key in ("mmdm_m", "area_km2", "density_per_100km2", "density_se", "density_ci"):
+        out[key] = None
+    out["area_method"] = "left out: it needs exact camera places"
+    return out
 
 
 def land_polygons(projection: Projection, window_deg: tuple[float, float, float, float]) -> dict:
@@ -122,8 +211,12 @@ def assess(
     spacing_m: float = 2_000.0,
     habitat: dict | None = None,
     land_only: bool = True,
+    max_work: float | None = None,
 ) -> Assessment:
-    """Mask, joint and per-country SCR fits, the non-spatial estimate, activity centres."""
+    """Mask, joint and per-country SCR fits, the non-spatial estimate, activity centres.
+
+    ``max_work``: the most mask cells × detectors × occasions to fit (what a fit's time
+    and memory grow with); more is refused before fitting."""
     from reid.scr.fit import activity_centres, fit_nonspatial
     from reid.scr.mask import make_mask
     from reid.scr.transboundary import fit_by_country
@@ -151,6 +244,14 @@ def assess(
         area = shapely.union_all(list(polygons.values()))
     mask = make_mask(ch.detectors, buffer_m, spacing_m, habitat=area,
                      country_polygons=polygons or None)  # fmt: skip
+    work = mask.n_cells * ch.detectors.n_detectors * ch.detectors.n_occasions
+    if max_work is not None and work > max_work:
+        raise ScrDataError(
+            f"too much work for one request: {mask.n_cells} mask cells x "
+            f"{ch.detectors.n_detectors} detectors x {ch.detectors.n_occasions} occasions = "
+            f"{work:,} (at most {max_work:,.0f}): use longer occasions, a shorter survey "
+            "or a coarser mask"
+        )
     tb = fit_by_country(ch, mask)
     warnings = [w for w in (build.flank_warning(),) if w]
     joint = tb.joint

@@ -307,14 +307,18 @@ def read_deployments(path: Path) -> list[CameraDeployment]:
 
 
 def deployments_from_registry(
-    session, owners: Iterable[str | None] | None = None, station_radius_m: float = 50.0
+    session,
+    owners: Iterable[str | None] | None = None,
+    station_radius_m: float = 50.0,
+    undated: list | None = None,
 ) -> list[CameraDeployment]:
     """The registry's camera deployments (of sites owned by ``owners``; None: all).
 
     A registry site may hold cameras far apart, so its cameras within
     ``station_radius_m`` of one another (single linkage) are one station, named
-    ``<site>`` or ``<site>#2``, ... Deployments without start or end are refused: effort
-    cannot be known without them."""
+    ``<site>`` or ``<site>#2``, ... Deployments without start or end (what a single match
+    or a bulk job records) are refused, their effort being unknown, or with ``undated``
+    (a list) left out and appended to it."""
     from sqlalchemy import select
 
     from reid.registry.models import Deployment, Organisation, Site
@@ -331,6 +335,9 @@ def deployments_from_registry(
         if keep is not None and owner not in keep:
             continue
         if dep.start is None or dep.end is None:
+            if undated is not None:
+                undated.append(dep.code)
+                continue
             raise HistoryError(
                 f"deployment {dep.code} at site {site.code} has no start or end: its effort "
                 "is unknown (give the deployments with --deployments)"

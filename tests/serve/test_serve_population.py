@@ -50,6 +50,7 @@ def api(tmp_path, survey):
             return client.get("/v1/population", params={**Q, **params}, headers=headers)
 
         get.url = url
+        get.client = client
         yield get
 
 
@@ -125,3 +126,100 @@ def test_exact_reads_are_audited_per_owner(api):
         got = [(r.organisation, r.owner, r.action, r.precise_location) for r in rows]
     reg.close()
     assert got == [("RUO", "RUO", "read.precise", True)]
+
+
+#: What a caller who may not see every owner's exact places must not get: each is
+#: computed from exact distances, and with windows and masks of the caller's choosing
+#: they trilaterate cameras (mask cell counts, MMDM, the likelihood and its coefficients).
+PRIVATE = ("mask_cells", "coefficients", "vcov", "log_likelihood", "aic")
+
+
+def _coarse(est: dict) -> None:
+    for key in PRIVATE:
+        assert key not in est, key
+    assert est["mask_area_km2"] % 100 == 0 and est["effective_area_km2"] % 100 == 0
+    assert est["sigma_m"] % 500 == 0
+    # abundance over density gives back only the rounded area
+    assert est["abundance"] == pytest.approx(est["density_per_100km2"] * est["mask_area_km2"] / 100)
+
+
+def test_partner_places_hidden_from_estimates(api):
+    """RUO may see its own exact places, not CNO's: no MMDM or exact area (probe F1), no
+    mask cell counts, likelihood or coefficients, areas to 100 km² and sigma to 0.5 km
+    (F2); the mask it asks for is ignored (it would pick cells around exact cameras)."""
+    r = api("RUO", precise=True, buffer_km=7.3, spacing_km=0.5)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    ns = body["nonspatial"]
+    assert ns is not None and ns["abundance"] > 0
+    assert ns["mmdm_m"] is None and ns["area_km2"] is None and ns["density_per_100km2"] is None
+    _coarse(body["joint"])
+    assert body["by_country"]
+    for est in body["by_country"].values():
+        _coarse(est)
+    assert any("buffer_km and spacing_km are ignored" in w for w in body["warnings"])
+    default = api("RUO", precise=True, buffer_km=25, spacing_km=2).json()
+    assert default["joint"]["mask_area_km2"] == body["joint"]["mask_area_km2"]
+    # a caller who may see every owner's exact places keeps everything
+    cn = api("CNO", precise=True).json()
+    assert cn["nonspatial"]["mmdm_m"] > 0 and cn["nonspatial"]["area_km2"] > 0
+    for key in PRIVATE:
+        assert key in cn["joint"]
+    assert not any("ignored" in w for w in cn["warnings"])
+
+
+def test_partner_places_limit_the_window(api):
+    """Short windows pick out single animals at two cameras: at least 30 whole days for a
+    caller who may not see every owner's exact places; any window for one who may."""
+    short = {"start": "2025-11-09T00:00:00Z", "end": "2025-11-25T00:00:00Z"}
+    r = api("RUO", precise=True, **short)
+    assert r.status_code == 422 and "30 days" in r.json()["detail"]
+    assert api("CNO", precise=True, **short).status_code in (200, 422)
+    assert "30 days" not in api("CNO", precise=True, **short).text
+
+
+def test_an_unbounded_interval_is_not_a_500(api):
+    """A two-day window of CNO's own cameras: the density interval's upper bound
+    overflows math.exp (probe F5): the fit is answered, marked not converged."""
+    r = api("CNO", precise=True, scope="own", flank="both",
+            start="2025-11-09T00:00:00Z", end="2025-11-10T08:07:19Z")  # fmt: skip
+    assert r.status_code == 200, r.text
+    joint = r.json()["joint"]
+    assert joint["converged"] is False and "unbounded" in joint["message"]
+
+
+def test_an_undated_deployment_is_skipped_not_named(api):
+    """A single match or a bulk job records a camera without dates: it is left out and
+    counted, the answer does not fail for everyone who sees it nor name it (probe F4)."""
+    from sqlalchemy import select
+
+    from reid.registry import Registry, ensure_deployment
+    from reid.registry.models import Site
+
+    reg = Registry(api.url)
+    with reg.session() as s:
+        site = s.scalars(select(Site).where(Site.country == "CN")).first()
+        ensure_deployment(s, f"api:{site.code}:cam7", site, camera_id="cam7")
+    reg.close()
+    r = api("RUO")
+    assert r.status_code == 200, r.text
+    assert r.json()["history"]["skipped"]["undated deployments"] == 1
+    assert "cam7" not in r.text and "api:" not in r.text
+    assert api("CNO", precise=True, scope="own").status_code == 200
+
+
+def test_fits_are_limited_in_number_and_size(api, monkeypatch):
+    """One fit at a time (503 with Retry-After when busy), and a cap on mask cells x
+    detectors x occasions (422 naming the product) before any fitting (probe F6)."""
+    import serve.routers.population as population
+
+    slots = api.client.app.state.reid.population_slots
+    assert slots.acquire(blocking=False)
+    try:
+        r = api("CNO", precise=True)
+        assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0
+    finally:
+        slots.release()
+    monkeypatch.setattr(population, "MAX_WORK", 1000)
+    r = api("CNO", precise=True)
+    assert r.status_code == 422 and "too much work" in r.json()["detail"]
