@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         1, ge=1, description="Population fits (GET /v1/population) computed at once; "
         "another request meanwhile gets 503 with Retry-After (CPU- and memory-bound work)."
     )  # fmt: skip
+    population_max_work: int = Field(
+        50_000_000, ge=1, description="The most mask cells x detectors x occasions one "
+        "population fit may have (its time and memory grow with it; more is a 422). "
+        "50 million is about a minute on one core."
+    )  # fmt: skip
     thumbnail_px: int = Field(480, ge=32, le=2048, description="Longer side of thumbnails.")
     recalibrate: bool = Field(
         True, description="Refit the match calibration in the background after enrolments "

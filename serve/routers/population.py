@@ -16,7 +16,7 @@ count: with windows and masks of their choosing these locate cameras), a mask fi
 the server (``buffer_km``/``spacing_km`` are ignored, and the answer says so) and a
 survey window of whole days, at least :data:`MIN_WINDOW_DAYS` long. Fits are CPU- and
 memory-bound: ``population_workers`` at once (the rest get 503 with Retry-After), each
-at most :data:`MAX_WORK` mask cells × detectors × occasions (more: 422).
+at most ``population_max_work`` mask cells × detectors × occasions (more: 422).
 """
 
 from __future__ import annotations
@@ -40,8 +40,6 @@ FIXED_BUFFER_KM = 25.0
 FIXED_SPACING_KM = 2.0
 #: Such a caller's survey window: whole days, and at least this many.
 MIN_WINDOW_DAYS = 30
-#: The most mask cells × detectors × occasions one request may fit.
-MAX_WORK = 20_000_000
 
 
 class StationOut(BaseModel):
@@ -111,8 +109,8 @@ def population(
     2 km cells: `buffer_km`/`spacing_km` are ignored and a warning says so) and
     `start`/`end` are whole days (start rounded down, end up) at least 30 days apart.
     Deployments without dates are left out (counted in `history.skipped`). One request
-    may fit at most 20 million mask cells × detectors × occasions (422); when every fit
-    slot is busy the answer is 503 with Retry-After."""
+    may fit a limited number of mask cells × detectors × occasions (50 million by default;
+    more is a 422); when every fit slot is busy the answer is 503 with Retry-After."""
     from reid.scr.assess import assess
     from reid.scr.histories import (
         build_history,
@@ -163,7 +161,7 @@ def population(
                       headers={"Retry-After": "30"})  # fmt: skip
     try:
         a = assess(build, buffer_m=buffer_km * 1000, spacing_m=spacing_km * 1000,
-                   max_work=MAX_WORK)  # fmt: skip
+                   max_work=state.settings.population_max_work)  # fmt: skip
     finally:
         slots.release()
     owner_of = {}

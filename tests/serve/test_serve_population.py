@@ -211,8 +211,6 @@ def test_an_undated_deployment_is_skipped_not_named(api):
 def test_fits_are_limited_in_number_and_size(api, monkeypatch):
     """One fit at a time (503 with Retry-After when busy), and a cap on mask cells x
     detectors x occasions (422 naming the product) before any fitting (probe F6)."""
-    import serve.routers.population as population
-
     slots = api.client.app.state.reid.population_slots
     assert slots.acquire(blocking=False)
     try:
@@ -220,6 +218,6 @@ def test_fits_are_limited_in_number_and_size(api, monkeypatch):
         assert r.status_code == 503 and int(r.headers["Retry-After"]) > 0
     finally:
         slots.release()
-    monkeypatch.setattr(population, "MAX_WORK", 1000)
+    monkeypatch.setattr(api.client.app.state.reid.settings, "population_max_work", 1000)
     r = api("CNO", precise=True)
     assert r.status_code == 422 and "too much work" in r.json()["detail"]
