@@ -188,3 +188,17 @@ def test_cli_match_with_another_kind_is_a_clear_error(tiny_index):
     ok = CliRunner().invoke(app, [*args, "--local", "rootsift", "--side", records[0].side])
     assert ok.exit_code == 0, ok.output
     assert records[0].individual_id in ok.output
+
+
+@pytest.mark.parametrize("name", KIND_PARAMS)
+def test_the_sift_method_scores_with_the_chosen_kind(name, tiny_index):
+    from reid.methods.sift import SiftMethod
+
+    _, _, records = tiny_index
+    method = SiftMethod(workers=1, local=name)
+    assert method.config.name == name
+    sim = method.similarity(records)
+    assert np.allclose(sim, sim.T)
+    flank = np.array([f"{r.individual_id}/{r.side}" for r in records])
+    same = (flank[:, None] == flank[None, :]) & ~np.eye(len(records), dtype=bool)
+    assert sim[same].mean() > 2 * sim[~same & ~np.eye(len(records), dtype=bool)].mean()

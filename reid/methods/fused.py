@@ -103,9 +103,10 @@ class FusedMethod:
         device: str = "cpu",
         seed: int = 0,
         weights: Sequence[float] | None = None,
+        local: str | None = None,
     ) -> None:
         self.embedding = EmbeddingMethod(workers, model, batch_size, device)
-        self.sift = SiftMethod(workers)
+        self.sift = SiftMethod(workers, local=local)  # local features: rootsift by default
         self.seed = seed
         self.weights = None if weights is None else np.asarray(weights, np.float64)
         if self.weights is not None and self.weights.shape != (3,):

@@ -1,4 +1,5 @@
-"""Method ``sift``: training-free RootSIFT + ratio test + RANSAC inlier count."""
+"""Method ``sift``: training-free RootSIFT + ratio test + RANSAC inlier count (or another
+kind of local features, :mod:`reid.local`, given as ``local``)."""
 
 from __future__ import annotations
 
@@ -12,12 +13,12 @@ from reid.images import crop, load_image
 from reid.verify import LocalFeatures, SiftConfig, extract, scores_against
 
 
-def features_of(record: ImageRecord, config: SiftConfig | None = None) -> LocalFeatures:
+def features_of(record: ImageRecord, config=None) -> LocalFeatures:
     """Decode a record's image, crop its box if it has one, and extract local features."""
     image = load_image(record.path)
     if record.bbox is not None:
         image = crop(image, record.bbox)
-    return extract(image, config or SiftConfig())
+    return extract(image, config)
 
 
 class SiftMethod:
@@ -32,9 +33,12 @@ class SiftMethod:
 
     name = "sift"
 
-    def __init__(self, workers: int = 2, config: SiftConfig | None = None) -> None:
+    def __init__(self, workers: int = 2, config=None, local: str | None = None) -> None:
+        from reid.local import local_config
+
         self.workers = max(1, workers)
-        self.config = config or SiftConfig()
+        # config: a kind's settings (reid.local); local: a kind by name (e.g. "xfeat-mnn")
+        self.config = config or (local_config(local) if local else SiftConfig())
 
     def work(self, n_images: int) -> int:
         return 2 * n_images
