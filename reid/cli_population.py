@@ -153,19 +153,29 @@ def register(app: typer.Typer, user_errors) -> None:
         generalise: Annotated[bool, typer.Option(
             "--generalise", help="Station places at 0.25° cell centres, opaque detector "
             "names: for a reader without the precise-location permission.")] = False,
+        exact: Annotated[bool, typer.Option(
+            "--exact", help="Exact station places and codes, camera codes and file names: "
+            "for the data holder only.")] = False,
     ) -> None:  # fmt: skip
         """Write the capture history for R: secr (capt.txt, trap.txt with usage, read.R)
-        or camtrapR (recordTable.csv, cameraOperation.csv, CTtable.csv)."""
+        or camtrapR (recordTable.csv, cameraOperation.csv, CTtable.csv). Say which places
+        it holds: --exact (the data holder's own use) or --generalise (to hand over)."""
         from reid.scr.exports import write_camtrapr, write_secr
 
         if fmt not in ("secr", "camtrapr"):
             raise ReidError(f"format {fmt!r} is not secr or camtrapr")
+        if exact == generalise:
+            raise ReidError(
+                "say which places the export holds: --exact (exact camera places, for the "
+                "data holder only) or --generalise (0.25° cells, to hand over)"
+            )
         b = _build(run, detections, deployments, species, flank, occasion_days, start, end,
                    detector_type, include_proposed)  # fmt: skip
         _say_build(b)
         write = write_secr if fmt == "secr" else write_camtrapr
-        for what, path in write(b, out, exact=not generalise).items():
+        for what, path in write(b, out, exact=exact).items():
             typer.echo(f"wrote {what}: {path}")
+        typer.echo(f"{out}: " + ("EXACT locations: do not share" if exact else "generalised"))
 
     @population_app.command("estimate")
     @user_errors

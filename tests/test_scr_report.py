@@ -107,9 +107,19 @@ def test_cli_population_commands(tmp_path, survey):
     s = json.loads(r.output)
     assert s["flank"] == "left" and s["skipped"]["other flank"] > 0
     assert s["detectors"] == 24 and s["occasions"] == 8
-    r = runner.invoke(app, ["population", "export", "secr", "--out", str(tmp_path / "secr"), *src])
+    export = ["population", "export", "secr", "--out", str(tmp_path / "secr"), *src]
+    # an export says which places it holds: no default to exact camera places
+    r = runner.invoke(app, export)
+    assert r.exit_code == 2 and "--exact" in r.output and "--generalise" in r.output
+    assert not (tmp_path / "secr").exists()
+    r = runner.invoke(app, [*export, "--exact", "--generalise"])
+    assert r.exit_code == 2
+    r = runner.invoke(app, [*export, "--exact"])
     assert r.exit_code == 0, r.output
+    assert "EXACT locations: do not share" in r.output
     assert (tmp_path / "secr" / "trap.txt").is_file()
+    r = runner.invoke(app, [*export, "--generalise"])
+    assert r.exit_code == 0 and "generalised" in r.output and "EXACT" not in r.output
     args = [*src, "--flank", "left", "--buffer-km", "20", "--spacing-km", "2.5", "--no-land-only"]
     r = runner.invoke(app, ["population", "estimate", *args, "--json"])
     assert r.exit_code == 0, r.output
