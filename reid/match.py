@@ -58,10 +58,10 @@ from reid.calibrate import EPS, LogisticCalibrator, MultinomialCalibrator, calib
 from reid.data.records import ImageRecord
 from reid.errors import ReidError
 from reid.index import SIDES, GalleryEntry, GalleryIndex, Hit, check_fingerprint, is_index
+from reid.local import INDEX_KEY, LocalConfig, check_local_features, config_from_fingerprint
 from reid.paths import atomic_write
 from reid.progress import progress_bar
 from reid.side import DEFAULT_SIDE_THRESHOLD, decide_side, head_of
-from reid.local import INDEX_KEY, LocalConfig, check_local_features, config_from_fingerprint
 from reid.verify import LocalFeatures, SiftConfig, extract, verify_many
 
 FEATURES_DIR = "features"
