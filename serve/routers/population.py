@@ -44,32 +44,38 @@ MIN_WINDOW_DAYS = 30
 
 class StationOut(BaseModel):
     detector: str = Field(description="Station code (exact) or an opaque name.")
-    country: str | None
-    lat: float
-    lon: float
-    exact: bool
-    organisation: str | None
+    country: str | None = Field(description="ISO 3166-1 alpha-2 code of the station.")
+    lat: float = Field(description="Latitude: exact, or the centre of its 0.25° cell.")
+    lon: float = Field(description="Longitude: exact, or the centre of its 0.25° cell.")
+    exact: bool = Field(description="Whether lat/lon are the station's exact place.")
+    organisation: str | None = Field(description="Organisation owning the station's site.")
 
 
 class CentreOut(BaseModel):
-    lat: float
-    lon: float
+    lat: float = Field(description="Latitude: the 0.25° cell centre, or exact.")
+    lon: float = Field(description="Longitude: the 0.25° cell centre, or exact.")
     individuals: int = Field(description="Activity centres in this cell (or at this point).")
-    exact: bool
+    exact: bool = Field(description="Exact only when every owner's places are for the key.")
 
 
 class PopulationOut(BaseModel):
     history: dict = Field(description="What the capture history holds (no coordinates).")
-    joint: dict = Field(description="The joint SCR estimate (density per 100 km², ...).")
-    by_country: dict[str, dict]
-    not_fitted: dict[str, str]
-    individuals_by_country: dict[str, int]
+    joint: dict = Field(description="The joint SCR estimate (density per 100 km², ...); "
+                        "coarsened unless every owner's exact places are for the key (areas "
+                        "to 100 km², sigma to 0.5 km; no mask_cells, log_likelihood, aic, "
+                        "coefficients, vcov).")
+    by_country: dict[str, dict] = Field(description="One estimate per country, as `joint`.")
+    not_fitted: dict[str, str] = Field(description="Countries not fitted, and why.")
+    individuals_by_country: dict[str, int] = Field(description="Individuals per country.")
     n_shared: int = Field(description="Individuals detected in two or more countries.")
-    sum_of_national_abundance: float
-    nonspatial: dict | None
-    warnings: list[str]
-    stations: list[StationOut]
-    activity_centres: list[CentreOut]
+    sum_of_national_abundance: float = Field(description="What separate national surveys "
+                                             "would report together.")
+    nonspatial: dict | None = Field(description="Model M0 beside the SCR fit (its MMDM, area "
+                                    "and density only when every owner's exact places are "
+                                    "for the key).")
+    warnings: list[str] = Field(description="What the caller should know about the fit.")
+    stations: list[StationOut] = Field(description="The stations, placed as the key may see.")
+    activity_centres: list[CentreOut] = Field(description="Activity centres per cell.")
 
 
 @router.get(
