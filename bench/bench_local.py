@@ -237,7 +237,7 @@ def main() -> None:
     ap.add_argument("--kinds", default="rootsift,xfeat-mnn,xfeat")
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "bigcat-default")
-    ap.add_argument("--fit-images", type=int, default=150)
+    ap.add_argument("--fit-images", type=int, default=150, help="0: skip that fit")
     ap.add_argument("--queries", type=int, default=0, help="subsample queries (0: all)")
     ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "local-cache")
     ap.add_argument("--top-k", type=int, default=0, help="xfeat keypoints kept (0: default)")
@@ -283,12 +283,14 @@ def main() -> None:
             args.cache / f"pairs-{tag}.json",
         )
         local = local_matrix(_rows_only(full, rows), pairs, n)
-        w = fit_weights(train, args, config, args.cache, f"{tag}-f{args.fit_images}")
+        w = None
+        if args.fit_images:
+            w = fit_weights(train, args, config, args.cache, f"{tag}-f{args.fit_images}")
         out = {
             "local": score(reranked(cosine, local)),
-            "fused": score(reranked(cosine, local, w)),
+            "fused": None if w is None else score(reranked(cosine, local, w)),
             "fused_xfit": score(cross_fitted(cosine, local, labels)),
-            "weights": [round(float(x), 4) for x in w],
+            "weights": None if w is None else [round(float(x), 4) for x in w],
             "extract_s_per_image": round(t_extract, 4),
             "match_s_per_pair": round(t_pair, 5),
         }
