@@ -246,11 +246,11 @@ def assess(
                      country_polygons=polygons or None)  # fmt: skip
     work = mask.n_cells * ch.detectors.n_detectors * ch.detectors.n_occasions
     if max_work is not None and work > max_work:
+        # (the cell count is left out: it gives the mask's exact area)
         raise ScrDataError(
-            f"too much work for one request: {mask.n_cells} mask cells x "
-            f"{ch.detectors.n_detectors} detectors x {ch.detectors.n_occasions} occasions = "
-            f"{work:,} (at most {max_work:,.0f}): use longer occasions, a shorter survey "
-            "or a coarser mask"
+            f"too much work for one request: mask cells x {ch.detectors.n_detectors} "
+            f"detectors x {ch.detectors.n_occasions} occasions is over {max_work:,.0f}: "
+            "use longer occasions, a shorter survey or a coarser mask"
         )
     tb = fit_by_country(ch, mask)
     warnings = [w for w in (build.flank_warning(),) if w]
