@@ -392,3 +392,41 @@ def test_the_shipped_model_carries_a_flank_head_tied_to_its_weights():
     head = load_from_release(DEFAULT_MODEL, manifest, 1280)
     assert head is not None and head.num_features == 1280
     assert 0 < entry["threshold"] < 1 and entry["size"] >= 64
+
+
+def test_a_season_run_writes_the_boxes_it_found(located, tmp_path):
+    import csv
+
+    from reid.bulk import BulkOptions, run_bulk
+
+    root, release, image, _ = located
+    season = tmp_path / "season"
+    season.mkdir()
+    shutil.copy(root / "query.png", season / "q1.png")
+    (season / "manifest.csv").write_text(
+        "path,individual_id,species,captured_at,camera_id\n"
+        "q1.png,,leopard,2025-01-01T00:00:00Z,cam-1\n"
+    )
+    opts = BulkOptions(model=release, show_progress=False, report=False, registry=None)
+    summary = run_bulk(season, root / "index", tmp_path / "run", opts)
+    assert summary.complete
+    with (tmp_path / "run" / "encounters.csv").open() as f:
+        row = next(csv.DictReader(f))
+    key, box = row["located_boxes"].split(":")
+    found = located_fraction(release, image)
+    assert [float(v) for v in box.split(",")] == pytest.approx(found, abs=1e-4)
+    off = run_bulk(season, root / "index", tmp_path / "run-off",
+                   BulkOptions(model=release, show_progress=False, report=False,
+                               registry=None, locate=False))  # fmt: skip
+    assert off.complete
+    with (tmp_path / "run-off" / "encounters.csv").open() as f:
+        assert next(csv.DictReader(f))["located_boxes"] == ""
+
+
+def located_fraction(release, image) -> list[float]:
+    from reid.boxhead import boxer_of
+
+    model, manifest = load_release(release)
+    b = boxer_of(model, manifest).box(image)
+    h, w = image.shape[:2]
+    return [b.x / w, b.y / h, b.w / w, b.h / h]

@@ -59,6 +59,9 @@ ENCOUNTER_COLUMNS: list[str] = [
     "candidates",
     "model_version",
     "skipped",
+    # frame:x,y,w,h (fractions of the frame) of each frame cropped to the flank the
+    # model's flank head found (it had no box; BulkOptions.locate)
+    "located_boxes",
 ]
 PROPOSAL_COLUMNS: list[str] = [
     "proposed_individual",
@@ -437,6 +440,10 @@ def write_outputs(
                 ),
                 "model_version": r["model_version"],
                 "skipped": "|".join(f"{k}: {v}" for k, v in sorted(r["skipped"].items())),
+                "located_boxes": "|".join(
+                    f"{k}:{','.join(f'{v:.4f}' for v in box)}"
+                    for k, box in sorted((r.get("located_boxes") or {}).items())
+                ),
             }
         )
     out = {}

@@ -234,7 +234,10 @@ class EncounterWorker:
         return self.decode_async(encounters)()
 
     def embed(self, decoded: Decoded) -> list[np.ndarray]:
-        """Each encounter's frame embeddings (n_good_frames, d), in batches."""
+        """Each encounter's frame embeddings (n_good_frames, d), in batches; frames
+        without a box are first cropped to the flank found (:meth:`locate`, once)."""
+        if decoded.boxes is None:
+            self.locate(decoded)
         flat = [t for ts in decoded.tensors for t in ts if t is not None]
         d = self.matcher.model.embedding_dim
         out = np.empty((len(flat), d), np.float32)
@@ -268,7 +271,7 @@ class EncounterWorker:
         """Crop the frames that came without a box to the flank that the model's flank
         head finds (:meth:`reid.match.Matcher.locate`; ``JobSpec.locate``) and make their
         model inputs again; the boxes go to ``decoded.boxes``. Runs where the network
-        does (the local engine's thread, a Ray worker), before :meth:`embed`."""
+        does (the local engine's thread, a Ray worker), as the start of :meth:`embed`."""
         decoded.boxes = [[None] * len(e.frames) for e in decoded.encounters]
         if not self.spec.locate or flank_head_of(self.matcher.model) is None:
             return
@@ -292,7 +295,6 @@ class EncounterWorker:
 
     def process(self, decoded: Decoded) -> list[dict]:
         """Locate, embed and match decoded encounters; one result row each, in order."""
-        self.locate(decoded)
         return self.match(decoded, self.embed(decoded))
 
     def match(self, decoded: Decoded, embeddings: list[np.ndarray]) -> list[dict]:
