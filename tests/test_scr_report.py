@@ -80,6 +80,16 @@ def test_report_generalised_shows_no_exact_place(tmp_path, survey, assessment):
         exact |= {f"{lat:.4f}", f"{lon:.4f}"}
     assert not (exact & _numbers(html))
     assert (tmp_path / "shared" / "population-map.png").stat().st_size > 10_000
+    # nothing measured on the exact cameras: mask area, mask cells, the M0 area (hull +
+    # half the MMDM), exact abundance (density x exact area) or sigma to the metre
+    joint, ns = assessment.joint, assessment.nonspatial
+    derived = {f"{joint.mask_area_km2:.0f}", f"{assessment.mask.area_km2:.0f}",
+               str(assessment.mask.n_cells), f"{joint.abundance:.1f}",
+               f"{joint.sigma_m / 1000:.2f}"}  # fmt: skip
+    if ns is not None and ns.area_km2:
+        derived |= {f"{ns.area_km2:.0f}"}
+    assert not (derived & _numbers(html)), derived & _numbers(html)
+    assert "withheld" in html
 
 
 def test_report_exact_says_so(tmp_path, assessment):

@@ -83,17 +83,41 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _estimate_row(name: str, est) -> list[str]:
+def _coarse_area(km2: float) -> float:
+    """An area to the nearest 100 km² (at least 100): what a reader without the
+    precise-location permission is shown of areas drawn around the exact cameras."""
+    return max(100.0, round(km2 / 100.0) * 100.0)
+
+
+def _coarse_km(metres: float) -> float:
+    return round(metres / 500.0) * 0.5
+
+
+def _estimate_row(name: str, est, exact: bool = True) -> list[str]:
+    """One estimate's table row. Not ``exact``: the mask area to 100 km², abundance as
+    density × that area (so it gives the exact area back no better), σ to 0.5 km."""
     intercept = "g0" if est.detector_type == "proximity" else "λ0"
     value = est.g0 if est.detector_type == "proximity" else est.lambda0
     ci = est.g0_ci if est.detector_type == "proximity" else est.lambda0_ci
+    if exact:
+        area = est.mask_area_km2
+        abundance, abundance_ci = est.abundance, est.abundance_ci
+        sigma = f"{est.sigma_m / 1000:.2f} ({_ci(tuple(v / 1000 for v in est.sigma_ci))})"
+        area_text = f"{area:.0f}"
+    else:
+        area = _coarse_area(est.mask_area_km2)
+        abundance = est.density_per_100km2 * area / 100.0
+        abundance_ci = tuple(v * area / 100.0 for v in est.density_ci)
+        sigma = (f"{_coarse_km(est.sigma_m):.1f} "
+                 f"({_ci(tuple(_coarse_km(v) for v in est.sigma_ci))})")  # fmt: skip
+        area_text = f"about {area:.0f}"
     return [
         e(name), str(est.n_individuals),
         f"{est.density_per_100km2:.2f} ({est.density_se:.2f})", _ci(est.density_ci),
-        f"{est.abundance:.1f} ({_ci(est.abundance_ci)})",
-        f"{est.sigma_m / 1000:.2f} ({_ci(tuple(v / 1000 for v in est.sigma_ci))})",
+        f"{abundance:.1f} ({_ci(abundance_ci)})",
+        sigma,
         f"{intercept} {_num(value, 3)} ({_ci(ci) if ci else '–'})",
-        f"{est.mask_area_km2:.0f}",
+        area_text,
     ]  # fmt: skip
 
 
@@ -110,11 +134,14 @@ def write_report(assessment, out_dir: Path, *, exact: bool = False, title: str =
     map_png = draw_population_map(out_dir / "population-map.png", a, exact, title)
     map_b64 = base64.b64encode(map_png.read_bytes()).decode("ascii")
     tb = a.transboundary
-    est_rows = [_estimate_row("joint (all cameras, cross-border identities)", a.joint)]
+    est_rows = [_estimate_row("joint (all cameras, cross-border identities)", a.joint, exact)]
     for code, est in sorted(tb.by_country.items()):
-        est_rows.append(_estimate_row(f"{code} alone", est))
+        est_rows.append(_estimate_row(f"{code} alone", est, exact))
     if tb.by_country:
-        total = sum(x.abundance for x in tb.by_country.values())
+        total = sum(
+            x.abundance if exact else x.density_per_100km2 * _coarse_area(x.mask_area_km2) / 100
+            for x in tb.by_country.values()
+        )
         est_rows.append([e("sum of the national estimates"), "", "", "", f"{total:.1f}",
                          "", "", ""])  # fmt: skip
     ns = a.nonspatial
@@ -145,7 +172,10 @@ def write_report(assessment, out_dir: Path, *, exact: bool = False, title: str =
         [
             "mask",
             f"{a.mask.n_cells} cells of {a.spacing_m / 1000:.1f} km, "
-            f"buffer {a.buffer_m / 1000:.0f} km, {a.mask.area_km2:.0f} km²",
+            f"buffer {a.buffer_m / 1000:.0f} km, {a.mask.area_km2:.0f} km²"
+            if exact
+            else f"cells of {a.spacing_m / 1000:.1f} km, buffer {a.buffer_m / 1000:.0f} km, "
+            f"about {_coarse_area(a.mask.area_km2):.0f} km²",
         ],  # fmt: skip
     ]
     country_rows = [[e(c), str(n)] for c, n in sorted(tb.individuals_by_country.items())]
@@ -167,8 +197,10 @@ def write_report(assessment, out_dir: Path, *, exact: bool = False, title: str =
                     f"{ns.abundance:.1f} ({ns.abundance_se:.1f})",
                     _ci(ns.abundance_ci),
                     f"{ns.p:.3f}",
-                    _num(ns.area_km2, 0),
-                    _num(ns.density_per_100km2),
+                    # the area (hull + half the MMDM) measures distances between the
+                    # exact cameras, and density gives it back: data holder only
+                    _num(ns.area_km2, 0) if exact else "withheld",
+                    _num(ns.density_per_100km2) if exact else "withheld",
                 ]
             ],
         )  # fmt: skip
