@@ -100,5 +100,9 @@ def blend(
     typer.echo(f"sha256 {written['sha256']}")
     if written.get("licence"):
         typer.echo(f"licence {written['licence']} (inherited)")
-    if manifest.get("side_head"):
-        typer.echo("the side head was tied to the old weights: refit it with reid side fit")
+    dropped = [what for key, what in (("side_head", "side head (reid side fit)"),
+                                      ("flank_head", "flank head (bench/bench_locate.py fit)"),
+                                      ("calibration", "calibration (reid calibrate --save)"))
+               if manifest.get(key)]  # fmt: skip
+    if dropped:
+        typer.echo("not carried over, tied to the old weights: refit the " + ", the ".join(dropped))

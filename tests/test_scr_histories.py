@@ -135,6 +135,10 @@ def test_bad_input_is_a_clear_error(tmp_path):
         build_history(deps(), [], flank="top")
     with pytest.raises(HistoryError, match="at most 400"):
         build_history(deps(), [], start=datetime(1, 1, 1))
+    leopard = Detection("L1", T0 + timedelta(days=1), "left", "d1a", species="leopard",
+                        source="L1-1")  # fmt: skip
+    with pytest.raises(HistoryError, match="several species"):
+        build_history(deps(), [*detections(), leopard])
     p = tmp_path / "deployments.csv"
     p.write_text("station,lat,lon,start,end\nS1,43.1,131.3,2025-11-05,2025-11-01\n")
     with pytest.raises(HistoryError, match="ends"):

@@ -181,3 +181,19 @@ def test_habitat_polygon_clips_the_mask(survey):
 
     with pytest.raises(ScrDataError, match="GeoJSON"):
         assess(b, habitat={"type": "Point"})
+
+
+def test_generalised_report_rewrites_the_buffer_warning(tmp_path, assessment):
+    """The buffer warning gives 3 sigma to 0.1 km: not on a shareable page."""
+    import dataclasses
+
+    warned = dataclasses.replace(
+        assessment,
+        warnings=[*assessment.warnings, "the mask buffer (20 km) is under 3 sigma (21.3 km): "
+                  "widen it (--buffer-km) and refit"],
+    )  # fmt: skip
+    shared = write_report(warned, tmp_path / "shared", exact=False).read_text()
+    assert "21.3 km" not in shared and "the mask buffer is under 3 sigma" in shared
+    own = write_report(warned, tmp_path / "own", exact=True).read_text()
+    assert "21.3 km" in own
+    assert "21.3" not in json.dumps(warned.to_dict(exact=False))

@@ -46,6 +46,15 @@ class Assessment:
         lat, lon = self.build.projection.inverse(self.centres_xy)
         return list(zip(lat.tolist(), lon.tolist(), strict=True))
 
+    def shareable_warnings(self) -> list[str]:
+        """The warnings for a reader without the precise-location permission: the buffer
+        warning gives 3 sigma to 0.1 km, finer than sigma is shown to them."""
+        return [
+            "the mask buffer is under 3 sigma: density may be biased"
+            if w.startswith("the mask buffer") else w
+            for w in self.warnings
+        ]  # fmt: skip
+
     def to_dict(self, exact: bool = True) -> dict:
         """The estimates and counts: no coordinate of any camera or animal.
 
@@ -75,10 +84,7 @@ class Assessment:
                                if self.nonspatial else None),  # fmt: skip
                 "nonspatial_error": self.nonspatial_error or None,
                 "dropped_stations": len(self.dropped_stations),
-                # the buffer warning gives 3 sigma to 0.1 km
-                "warnings": ["the mask buffer is under 3 sigma: density may be biased"
-                             if w.startswith("the mask buffer") else w
-                             for w in self.warnings],  # fmt: skip
+                "warnings": self.shareable_warnings(),
                 "seconds": round(self.seconds, 2),
             }
         return {

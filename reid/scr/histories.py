@@ -695,6 +695,13 @@ def build_history(
         raise HistoryError("occasion days must be at least 1")
     if not deployments:
         raise HistoryError("no camera deployments")
+    kinds = sorted({d.species for d in detections if d.species})
+    if len(kinds) > 1:
+        # one density, sigma and g0 for tigers and leopards together means nothing
+        raise HistoryError(
+            f"the detections hold several species ({', '.join(kinds)}): a population is "
+            "one species; choose one (--species, or species= in the API)"
+        )
     stations = _stations(deployments)
     index = {s.id: k for k, s in enumerate(stations)}
     t0 = _day(start if start is not None else min(d.start for d in deployments))

@@ -207,7 +207,8 @@ def write_report(assessment, out_dir: Path, *, exact: bool = False, title: str =
         if ns
         else f"<p>not estimated: {e(a.nonspatial_error)}</p>"
     )
-    warnings = "".join(f"<li>{e(w)}</li>" for w in a.warnings)
+    shown = a.warnings if exact else a.shareable_warnings()
+    warnings = "".join(f"<li>{e(w)}</li>" for w in shown)
     not_fitted = "".join(f"<li>{e(c)}: {e(why)}</li>" for c, why in tb.not_fitted.items())
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",

@@ -145,7 +145,11 @@ def population(
         if t0 is not None:
             t0 = t0.replace(hour=0, minute=0, second=0, microsecond=0)
         if t1 is not None and t1 != t1.replace(hour=0, minute=0, second=0, microsecond=0):
-            t1 = t1.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+            try:
+                t1 = t1.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+            except OverflowError:
+                raise Problem(422, "end is beyond the last representable day",
+                              field="end") from None  # fmt: skip
         if (t0 is not None or t1 is not None) and deployments:
             a0 = t0 or min(d.start for d in deployments).replace(
                 hour=0, minute=0, second=0, microsecond=0)  # fmt: skip

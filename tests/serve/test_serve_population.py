@@ -110,6 +110,8 @@ def test_bad_parameters_are_problems(api):
     r = api("RUO", start="2030-01-01T00:00:00Z")  # after every deployment
     assert r.status_code == 422
     assert r.headers["content-type"].startswith("application/problem+json")
+    r = api("RUO", end="9999-12-31T23:00:00Z")  # rounded up past the last day
+    assert r.status_code == 422 and "last representable day" in r.text
 
 
 def test_exact_reads_are_audited_per_owner(api):
