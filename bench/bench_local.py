@@ -52,7 +52,8 @@ def cached_features(records, config, cache: Path, workers: int = 2) -> tuple[lis
 
     from reid.embed import load_record_image
 
-    fp = json.dumps(config.fingerprint(), sort_keys=True)
+    # keyed by the extraction alone: xfeat and xfeat-mnn share one XFeat extraction
+    fp = json.dumps(getattr(config, "extraction_fingerprint", config.fingerprint)(), sort_keys=True)
     folder = cache / "local" / _key(fp)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "fingerprint.json").write_text(fp)

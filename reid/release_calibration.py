@@ -41,8 +41,9 @@ __all__ = [
 
 def local_features_id(config) -> dict:
     """What identifies the local features a calibration's inlier counts come from (the
-    kind and its extraction settings, :class:`reid.local.LocalConfig`'s fingerprint): the
-    fusion weights hold only for the extractor they were fitted with."""
+    kind, its matcher and its extraction settings, :class:`reid.local.LocalConfig`'s
+    fingerprint): the fusion weights hold only for the extractor and matcher they were
+    fitted with (a calibration for xfeat is refused for xfeat-mnn)."""
     return json.loads(json.dumps(config.fingerprint(), default=str))
 
 

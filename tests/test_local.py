@@ -99,12 +99,19 @@ def test_the_gallery_cache_round_trips_and_verifies_alike(name, tmp_path):
 def test_a_fingerprint_names_the_kind_and_its_extraction():
     assert SiftConfig().fingerprint()["kind"] == "rootsift"
     x = XFeatConfig()
-    assert x.fingerprint() == XFeatConfig(matcher="mnn").fingerprint()  # one extraction
+    mnn = XFeatConfig(matcher="mnn")
+    assert x.extraction_fingerprint() == mnn.extraction_fingerprint()  # one extraction
+    assert x.fingerprint() != mnn.fingerprint()  # but two kinds (calibrations differ)
+    assert (x.fingerprint()["kind"], mnn.fingerprint()["kind"]) == ("xfeat", "xfeat-mnn")
     assert x.fingerprint() != XFeatConfig(top_k=512).fingerprint()
     assert config_from_fingerprint(None) == SiftConfig()  # old indexes hold RootSIFT
     assert config_from_fingerprint(SiftConfig(n_features=300).fingerprint()).n_features == 300
     check_local_features(None, SiftConfig(), "old index")
-    check_local_features(x.fingerprint(), XFeatConfig(matcher="mnn"), "index")
+    check_local_features(mnn.fingerprint(), XFeatConfig(matcher="mnn"), "index")
+    with pytest.raises(ReidError, match="caches xfeat keypoints .* uses xfeat-mnn.*--local xfeat "):
+        check_local_features(x.fingerprint(), mnn, "the gallery index")
+    with pytest.raises(ReidError, match="caches xfeat-mnn keypoints .* uses xfeat "):
+        check_local_features(mnn.fingerprint(), x, "the gallery index")
     with pytest.raises(ReidError, match="caches rootsift keypoints .* uses xfeat"):
         check_local_features(SiftConfig().fingerprint(), x, "the gallery index")
     with pytest.raises(ReidError, match="other settings .*n_features=500.*n_features=300"):
@@ -115,6 +122,49 @@ def test_a_fingerprint_names_the_kind_and_its_extraction():
         config_from_fingerprint({"kind": "orb"})
     with pytest.raises(ReidError, match="xfeat matcher 'brute'"):
         XFeatConfig(matcher="brute")
+
+
+@pytest.mark.parametrize("name", KIND_PARAMS)
+def test_every_kind_round_trips_through_its_fingerprint(name):
+    """What an index attachment or a calibration records (JSON) rebuilds the same kind
+    with the same matcher: xfeat-mnn is not read back as xfeat (LighterGlue)."""
+    import json
+
+    config = local_config(name)
+    back = config_from_fingerprint(json.loads(json.dumps(config.fingerprint())))
+    assert back.name == name
+    assert getattr(back, "matcher", None) == getattr(config, "matcher", None)
+    assert back == config
+    check_local_features(config.fingerprint(), back, "the gallery index")
+
+
+@pytest.mark.skipif(not xfeat_available(), reason=NO_XFEAT)
+def test_an_xfeat_record_made_before_the_matcher_was_recorded_reads_as_before():
+    old = {"kind": "xfeat", "max_side": 480, "top_k": 1024, "detection_threshold": 0.05}
+    assert config_from_fingerprint(old) == XFeatConfig()  # LighterGlue, as it always was
+    for name in ("xfeat", "xfeat-mnn"):  # either matcher, as before
+        check_local_features(old, local_config(name), "an older index")
+    with pytest.raises(ReidError, match="other settings"):
+        check_local_features({**old, "top_k": 512}, local_config("xfeat-mnn"), "an older index")
+    with pytest.raises(ReidError, match="unreadable local-features record"):
+        config_from_fingerprint({**old, "matcher": "mnn"})  # kind and matcher disagree
+
+
+def test_a_release_calibration_for_xfeat_is_refused_for_xfeat_mnn(tmp_path):
+    from reid.release_calibration import load_from_release, local_features_id
+
+    def manifest(local) -> dict:
+        entry = {"file": "calibration.json", "sha256": "0" * 64, "weights_sha256": "w"}
+        return {"sha256": "w", "calibration": {**entry, "local_features": local_features_id(local)}}
+
+    xfeat, mnn = XFeatConfig(), XFeatConfig(matcher="mnn")
+    with pytest.raises(ReidError, match="fitted for other local features .*lighterglue"):
+        load_from_release(tmp_path, manifest(xfeat), mnn)
+    with pytest.raises(ReidError, match="fitted for other local features .*'mnn'"):
+        load_from_release(tmp_path, manifest(mnn), xfeat)
+    for local in (xfeat, mnn):  # its own kind passes the check (and meets the missing file)
+        with pytest.raises(ReidError, match="calibration file calibration.json is missing"):
+            load_from_release(tmp_path, manifest(local), local)
 
 
 @pytest.fixture(scope="module")
@@ -152,15 +202,19 @@ def test_an_index_records_its_local_features_and_refuses_another_kind(tiny_index
 
 
 @pytest.mark.skipif(not xfeat_available(), reason=NO_XFEAT)
-def test_an_xfeat_index_verifies_with_xfeat(tiny_index, tmp_path):
+def test_an_xfeat_mnn_index_verifies_with_xfeat_mnn(tiny_index, tmp_path):
     root, release, records = tiny_index
     config = MatchConfig(local=local_config("xfeat-mnn"))
     enroll(records, tmp_path / "ix", release, show_progress=False, workers=1, config=config)
     matcher = Matcher.open(tmp_path / "ix", release)  # adopts the index's kind
-    assert matcher.local.fingerprint()["kind"] == "xfeat"
+    assert matcher.local == local_config("xfeat-mnn")  # its matcher too, not LighterGlue
+    assert matcher.local.name == "xfeat-mnn" and matcher.local.matcher == "mnn"
+    assert matcher.index.attachments[INDEX_KEY]["kind"] == "xfeat-mnn"
     assert matcher.features.get(0).desc.shape[1] == 64
-    with pytest.raises(ReidError, match="caches xfeat keypoints .* uses rootsift"):
+    with pytest.raises(ReidError, match="caches xfeat-mnn keypoints .* uses rootsift"):
         Matcher.open(tmp_path / "ix", release, config=MatchConfig(local=SiftConfig()))
+    with pytest.raises(ReidError, match="caches xfeat-mnn keypoints .* uses xfeat "):
+        Matcher.open(tmp_path / "ix", release, config=MatchConfig(local=XFeatConfig()))
     from reid.embed import load_record_image
 
     result = matcher.match(load_record_image(records[0]), side=records[0].side)

