@@ -704,6 +704,8 @@ def enroll(
     typer.echo(f"enrolled {summary.added} images into {index} ({summary.total} in all; "
                f"skipped: {skipped})")
     cal = summary.calibration
+    if cal.get("gallery_refused"):
+        typer.echo(f"the gallery cannot calibrate itself: {cal['gallery_refused']}")
     where = "the model release's calibration, fitted on" if cal.get("source") == "release" else (
         "calibrated on")
     typer.echo(f"{where} {cal['queries']} held-out gallery queries "

@@ -196,6 +196,20 @@ DECISION_FEATURES = ("s1", "margin", "top_global", "top_log_inliers")
 #: temperature (see :func:`fit_calibration`); with fewer it stays 1.
 MIN_TEMPERATURE_QUERIES = 50
 
+#: Calibration queries that must keep another photo of their flank (one not among their
+#: near-duplicates) for :func:`fit_calibration` to fit: as many as the smallest gallery
+#: that can calibrate (two flanks with two photos taken apart) gives. With fewer the
+#: decision model sees (almost) only "new" queries and calls every query new.
+MIN_KNOWN_QUERIES = 4
+
+
+class CannotCalibrate(ReidError):
+    """The gallery cannot calibrate itself (:func:`fit_calibration`): too few flanks with
+    two photos, or too few photos of a flank taken apart from each other (a burst's
+    frames are near-duplicates). ``reid enroll`` then uses the release's calibration;
+    the service keeps the calibration it has."""
+
+
 #: The screening model's features: the best global score (cosine) of any flank and its
 #: margin over the runner-up flank's.
 SCREEN_FEATURES = ("g1", "g_margin")
@@ -839,6 +853,11 @@ def fit_calibration(
     encounter than the gallery's photos, and a frame matched against its own burst
     makes "known" look far easier than it is (ATRW, BENCHMARKS.md "Calibration on real
     photos"). A query with no other photo of its flank left is made only as "new".
+
+    Raises :class:`CannotCalibrate` when fewer than :data:`MIN_KNOWN_QUERIES` of the
+    drawn queries keep another photo of their flank (every flank's photos one burst:
+    only "new" queries, a model that calls everything new) or when no candidate of a
+    query's own flank was verified (no genuine pair for the fusion model).
     """
     index = matcher.index
     entries = index.entries()
@@ -847,11 +866,27 @@ def fit_calibration(
         members.setdefault(e.flank, []).append(i)
     eligible = sorted(i for i, e in entries.items() if len(members[e.flank]) >= 2)
     if len({entries[i].flank for i in eligible}) < 2:
-        raise ReidError(
+        raise CannotCalibrate(
             "cannot calibrate: the gallery needs at least two flanks with two or more images"
         )
     rng = np.random.default_rng(seed)
     chosen = sorted(rng.choice(eligible, min(sample, len(eligible)), replace=False).tolist())
+    # each query with what is left out with it (itself, its near-duplicates)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        outs = list(pool.map(
+            lambda q: {q, *(related(q) if related is not None else ())}, chosen
+        ))  # fmt: skip
+    knowable = sum(
+        any(i not in out for i in members[entries[q].flank])
+        for q, out in zip(chosen, outs, strict=True)
+    )
+    if knowable < MIN_KNOWN_QUERIES:
+        raise CannotCalibrate(
+            f"cannot calibrate: only {knowable} of {len(chosen)} calibration queries have "
+            "another photo of their flank that is not a near-duplicate of them (a frame "
+            f"of the same burst or video); at least {MIN_KNOWN_QUERIES} are needed: enrol "
+            "flanks photographed on separate occasions"
+        )
     vectors = index.vectors(chosen)
     # row -> candidates of that query with one more image of its flank left out
     fewer: dict[int, list[_Raw]] = {}
@@ -861,7 +896,7 @@ def fit_calibration(
         e = entries[q]
         feats = [matcher.features.get(q)]
         emb = vectors[row : row + 1]
-        out = {q, *(related(q) if related is not None else ())}
+        out = outs[row]
         others = [i for i in members[e.flank] if i not in out]
         new = matcher.candidates(emb, feats, side=e.side, species=e.species, exclude_flank=e.flank)
         if not others:  # nothing of its flank but itself and its near-duplicates
@@ -895,6 +930,11 @@ def fit_calibration(
             if c.verified:
                 pair_x.append([c.global_score, math.log1p(c.inliers)])
                 pair_y.append(c.key == flank)
+    if not any(pair_y):
+        raise CannotCalibrate(
+            f"cannot calibrate: none of {len(chosen)} calibration queries had its own flank "
+            "verified among its candidates (no genuine pair to fit match probabilities on)"
+        )
     pair = LogisticCalibrator(names=("global", "local")).fit(np.array(pair_x), np.array(pair_y))
     provisional = MatchCalibration(pair)
     # "dec"/"scr": leave-one-out samples; "dec2"/"scr2": one image further down
@@ -1084,7 +1124,8 @@ def enroll(
     ``calibration``: "gallery" fits the match probabilities on the gallery itself (each
     sampled photo a query with its near-duplicates out, :func:`near_duplicate_related`),
     or uses the model release's calibration (:mod:`reid.release_calibration`) when the
-    gallery is too small to calibrate; "release" always uses the release's.
+    gallery cannot calibrate itself (too small, or each flank's photos one burst:
+    :class:`CannotCalibrate`); "release" always uses the release's.
     """
     if calibration not in CALIBRATION_SOURCES:
         raise ReidError(
@@ -1176,16 +1217,26 @@ def calibrate_gallery(
     show_progress: bool = True,
 ) -> MatchCalibration:
     """The calibration ``reid enroll`` stores with a gallery (see :func:`enroll`);
-    its ``stats["source"]`` says which it is."""
+    its ``stats["source"]`` says which it is. A gallery that cannot calibrate itself
+    (:class:`CannotCalibrate`) gets the release's, with ``stats["gallery_refused"]``
+    saying why; without one, the error says why."""
     from reid.release_calibration import load_from_release
 
+    why = (
+        "the gallery needs at least two flanks with two or more images" if source == "gallery"
+        else None
+    )  # fmt: skip
     if source == "gallery" and can_calibrate(matcher.index):
-        cal = fit_calibration(
-            matcher, sample, new_prior=new_prior, workers=workers, show_progress=show_progress,
-            related=near_duplicate_related(matcher.index),
-        )  # fmt: skip
-        cal.stats["source"] = "gallery"
-        return cal
+        try:
+            cal = fit_calibration(
+                matcher, sample, new_prior=new_prior, workers=workers,
+                show_progress=show_progress, related=near_duplicate_related(matcher.index),
+            )  # fmt: skip
+        except CannotCalibrate as e:
+            why = str(e).removeprefix("cannot calibrate: ")
+        else:
+            cal.stats["source"] = "gallery"
+            return cal
     shipped = load_from_release(release, manifest, matcher.local)
     if shipped is None:
         if source == "release":
@@ -1193,11 +1244,14 @@ def calibrate_gallery(
                 f"the model release {release} ships no calibration: fit one with reid "
                 "calibrate, or calibrate on the gallery (--calibration gallery)"
             )
-        raise ReidError(
-            "cannot calibrate: the gallery needs at least two flanks with two or more images "
-            "(or a model release that ships a calibration: reid calibrate)"
+        raise CannotCalibrate(
+            f"cannot calibrate: {why} (or a model release that ships a calibration: "
+            "reid calibrate)"
         )
-    return replace(shipped, new_prior=new_prior, stats={**shipped.stats, "source": "release"})
+    stats = {**shipped.stats, "source": "release"}
+    if why is not None:
+        stats["gallery_refused"] = why
+    return replace(shipped, new_prior=new_prior, stats=stats)
 
 
 def check_new_prior(p: float) -> None:

@@ -12,6 +12,13 @@ the service refits when the gallery has changed enough since the last fit:
   flanks at the last fit), where one flank more changes the fit most, or
 * the index has no calibration yet and two flanks are eligible (the least a fit needs).
 
+Eligible flanks are counted by photos (cheap, on every enrolment); a flank whose photos
+are all frames of one burst (near-duplicates, left out with each calibration query) gives
+the fit no "known" query. A fit that has too few of them, or no genuine pair, is refused
+(:class:`reid.match.CannotCalibrate`): the service keeps the calibration it has (the one
+``reid enroll`` stored, fitted on the gallery or shipped with the release), logs why, and
+tries again only once more flanks are eligible.
+
 The eligible count of a fit is kept in its ``stats`` (``eligible_flanks``); for an index
 whose calibration came from ``reid enroll`` the count at start-up is taken as the
 baseline (``reid enroll`` refits whenever it saves).
@@ -32,7 +39,7 @@ import math
 import threading
 import time
 
-from reid.match import CALIBRATION_KEY, fit_calibration, near_duplicate_related
+from reid.match import CALIBRATION_KEY, CannotCalibrate, fit_calibration, near_duplicate_related
 
 __all__ = ["Recalibrator", "eligible_flanks", "refit_due"]
 
@@ -81,6 +88,9 @@ class Recalibrator:
         self.fitted: int | None = None if fitted is None else int(fitted)
         self.refits = 0
         self.last_error: str | None = None
+        # eligible flanks when a fit was last refused (CannotCalibrate): not retried
+        # until more flanks are eligible
+        self.refused: int | None = None
         self._cond = threading.Condition()
         self._wanted = False
         self._busy = False
@@ -90,8 +100,10 @@ class Recalibrator:
     def due(self) -> bool:
         if not self.enabled or self.state.matcher is None:
             return False
-        return refit_due(self.fitted, eligible_flanks(self.state.matcher.index), self.growth,
-                         self.small)  # fmt: skip
+        now = eligible_flanks(self.state.matcher.index)
+        if self.refused is not None and now <= self.refused:
+            return False
+        return refit_due(self.fitted, now, self.growth, self.small)
 
     def notify(self) -> bool:
         """After the gallery changed: start a background refit if one is due (or note
@@ -165,14 +177,22 @@ class Recalibrator:
         old = matcher.calibration
         eligible = eligible_flanks(matcher.index)  # counted before the fit reads the gallery
         started = time.perf_counter()
-        new = fit_calibration(
-            matcher,
-            self.sample,
-            new_prior=0.5 if old is None else old.new_prior,
-            workers=1,  # leave the cores to the matches being served
-            show_progress=False,
-            related=near_duplicate_related(matcher.index),  # as reid enroll fits it
-        )
+        try:
+            new = fit_calibration(
+                matcher,
+                self.sample,
+                new_prior=0.5 if old is None else old.new_prior,
+                workers=1,  # leave the cores to the matches being served
+                show_progress=False,
+                related=near_duplicate_related(matcher.index),  # as reid enroll fits it
+            )
+        except CannotCalibrate as e:  # e.g. every flank's photos one burst: keep the old
+            self.refused = eligible
+            self.last_error = str(e)
+            state.metrics.calibration_refits.labels("refused").inc()
+            log.warning("match calibration not refitted on %d eligible flanks, keeping %s: %s",
+                        eligible, "none" if old is None else "the current one", e)  # fmt: skip
+            return
         new = dataclasses.replace(new, stats={**new.stats, "eligible_flanks": eligible})
         with self._cond:
             if self._closed:

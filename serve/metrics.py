@@ -40,7 +40,8 @@ class Metrics:
         self.jobs = Gauge("reid_bulk_jobs", "Bulk jobs by state.", ["state"], registry=r)
         self.calibration_refits = Counter(
             "reid_calibration_refits", "Background refits of the match calibration after "
-            "enrolments, by result (done, failed).", ["result"], registry=r)  # fmt: skip
+            "enrolments, by result (done, failed, refused: the gallery cannot calibrate itself).",
+            ["result"], registry=r)  # fmt: skip
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

@@ -444,8 +444,9 @@ def test_calibration_is_tempered_for_the_step_from_left_out_to_real_queries(
 def test_calibration_leaves_each_querys_related_photos_out(setup, tmp_path):
     """``related`` (near-duplicates, the rest of a burst) leaves gallery photos out with
     each calibration query: with one other photo of its flank out, no query can lose a
-    second one; with all of them out, every query is made only as "new"."""
-    from reid.match import fit_calibration
+    second one; with all of them out, every query could be made only as "new", and the
+    fit is refused (a model fitted on "new" queries alone calls every query new)."""
+    from reid.match import MIN_KNOWN_QUERIES, CannotCalibrate, fit_calibration
 
     _, release, records, *_ = setup
     enroll(records, tmp_path / "full", release, show_progress=False, workers=1)
@@ -466,9 +467,21 @@ def test_calibration_leaves_each_querys_related_photos_out(setup, tmp_path):
     def whole_flank(i):
         return [j for j in members[flank_of[i]] if j != i]
 
-    alone = fit_calibration(matcher, sample=24, workers=1, show_progress=False, related=whole_flank)
-    assert alone.decision.counts == [0, 0, 24]
-    assert alone.stats["top1_known"] == 0.0
+    with pytest.raises(CannotCalibrate, match="only 0 of 24 calibration queries"):
+        fit_calibration(matcher, sample=24, workers=1, show_progress=False, related=whole_flank)
+    # all but a few flanks one burst: too few known queries are refused as well
+    keep = sorted(members)[:1]  # one flank of 3 photos: 3 known queries
+
+    def all_but_one(i):
+        return [] if flank_of[i] in keep else whole_flank(i)
+
+    assert MIN_KNOWN_QUERIES > 3
+    with pytest.raises(CannotCalibrate, match="only 3 of 24"):
+        fit_calibration(matcher, sample=24, workers=1, show_progress=False, related=all_but_one)
+    keep = sorted(members)[:2]  # two such flanks: 6 known queries, enough
+    few = fit_calibration(matcher, sample=24, workers=1, show_progress=False, related=all_but_one)
+    assert sum(few.decision.counts[:2]) == 6 and few.decision.counts[2] == 24
+    assert few.stats["genuine_pairs"] > 0
 
 
 def test_near_duplicates_of_a_gallery_photo_are_found_per_flank(setup, tmp_path):

@@ -3,12 +3,14 @@ beside the weights and used by enroll for galleries too small to calibrate thems
 
 import json
 import shutil
+from dataclasses import replace
 
 import pytest
 import torch
 from typer.testing import CliRunner
 
 from reid.cli import app
+from reid.data.manifest import write_manifest
 from reid.errors import ReidError
 from reid.match import MatchCalibration, Matcher, enroll
 from reid.model import ModelConfig, build_model
@@ -140,3 +142,36 @@ def test_the_default_release_ships_a_calibration_for_its_weights_and_local_featu
     top, new = DECISION_CLASSES.index("top"), DECISION_CLASSES.index("new")
     assert cal.decision.predict(strong)[0][top] > 0.9
     assert cal.decision.predict(weak)[0][new] > 0.9
+
+
+def test_a_gallery_of_bursts_does_not_calibrate_itself(setup, tmp_path):
+    """Each flank's second photo a near-identical frame of its first (a camera trap's
+    burst): every calibration query's own flank is left out with it, so no "known" query
+    is left. Enroll must not store the one-class fit (P(new) ~1 for any query): it uses
+    the release's calibration, or refuses as for a gallery too small to calibrate."""
+    _, records, release, calibration, info = setup
+    singles = list({(r.individual_id, r.side): r for r in records}.values())  # 1 per flank
+    frames = []
+    for k, r in enumerate(singles):
+        copy = tmp_path / "burst" / f"frame-{k}.png"
+        copy.parent.mkdir(exist_ok=True)
+        shutil.copy(r.path, copy)
+        frames.append(replace(r, path=copy))
+    bursts = [*singles, *frames]  # 6 flanks of 2 photos: "eligible" by count
+    with pytest.raises(ReidError, match="cannot calibrate: only 0 of 12 .* near-duplicate"):
+        enroll(bursts, tmp_path / "a", release, show_progress=False, workers=1)
+    folder = tmp_path / "rel"
+    shutil.copytree(release, folder)
+    save_to_release(folder, calibration, info)
+    summary = enroll(bursts, tmp_path / "b", folder, show_progress=False, workers=1)
+    assert summary.calibration["source"] == "release"
+    assert "near-duplicate" in summary.calibration["gallery_refused"]
+    matcher = Matcher.open(tmp_path / "b", folder)
+    assert matcher.calibration.pair.weights == calibration.pair.weights
+    assert matcher.calibration.decision.counts == calibration.decision.counts
+    write_manifest(bursts, tmp_path / "cat.csv")
+    res = runner.invoke(app, ["enroll", str(tmp_path / "cat.csv"), "--index", str(tmp_path / "c"),
+                              "--model", str(folder), "--workers", "1"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "the gallery cannot calibrate itself" in res.output
+    assert "the model release's calibration" in res.output

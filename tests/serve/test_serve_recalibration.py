@@ -107,3 +107,35 @@ def test_matches_go_on_during_a_refit_and_then_use_the_new_calibration(
     assert matcher.calibration is not before
     assert matcher.calibration.stats["eligible_flanks"] == 13
     assert _match(world, second).status_code == 200
+
+
+def test_a_refit_that_finds_only_bursts_keeps_the_calibration(world, held_out, monkeypatch):
+    """A gallery whose flanks are each one burst (their photos near-duplicates, left out
+    with every calibration query) leaves the fit no "known" query: the refit is refused,
+    the calibration in use (and saved) is kept, the reason logged and kept, and it is not
+    retried until more flanks are eligible."""
+    import serve.calibration as sc
+
+    def whole_flank(index):  # every photo of a flank a near-duplicate of the others
+        entries = index.entries()
+        return lambda i: [j for j, e in entries.items()
+                          if j != i and e.flank == entries[i].flank]  # fmt: skip
+
+    monkeypatch.setattr(sc, "near_duplicate_related", whole_flank)
+    state = world.app.state.reid
+    recal, matcher = state.recalibrator, state.matcher
+    before = matcher.calibration
+    stored = GalleryIndex.open(state.index_dir).attachments[CALIBRATION_KEY]
+    (first, second), side = _same_side(held_out)
+    assert _enrol(world, first, "T-NPO-80", side).status_code == 201
+    r = _enrol(world, second, "T-NPO-80", side)  # 13 eligible flanks by count: a refit
+    assert r.status_code == 201 and r.json()["recalibrating"] is True
+    assert recal.wait_idle(120)
+    assert matcher.calibration is before and recal.refits == 0 and recal.fitted == 12
+    assert "cannot calibrate" in recal.last_error and "near-duplicate" in recal.last_error
+    assert GalleryIndex.open(state.index_dir).attachments[CALIBRATION_KEY] == stored
+    metrics = world.client.get("/metrics").text
+    assert 'reid_calibration_refits_total{result="refused"} 1.0' in metrics
+    assert not recal.due()  # nothing new to fit on
+    r = _match(world, second)
+    assert r.status_code == 200 and r.json()["candidates"][0]["individual"] == "T-NPO-80"
