@@ -35,7 +35,11 @@ Deployments = Annotated[
     typer.Option(help="Camera deployments: a Camtrap DP package, its deployments.csv, or a "
                  "CSV with station, camera, lat, lon, start, end[, country]."),
 ]  # fmt: skip
-Species = Annotated[str | None, typer.Option(help="tiger or leopard (default: all).")]
+Species = Annotated[
+    str | None,
+    typer.Option(help="tiger or leopard (default: the one species the detections hold; "
+                 "required when they hold both)."),
+]
 Flank = Annotated[
     str,
     typer.Option(help="left, right or both: which flank's detections make the history (one "

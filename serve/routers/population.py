@@ -88,7 +88,11 @@ def population(
     caller: Viewer,
     scope: CallerScope,
     state: State,
-    species: Annotated[Literal["tiger", "leopard"] | None, Query(description="Species.")] = None,
+    species: Annotated[
+        Literal["tiger", "leopard"] | None,
+        Query(description="Species; required when the data hold tigers and leopards (a "
+              "population is one species)."),
+    ] = None,
     data: Annotated[Literal["own", "shared"], Query(
         alias="scope", description="own: the caller's organisation's cameras only; "
         "shared: also those of every organisation sharing its sightings with it.")] = "shared",
