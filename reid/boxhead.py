@@ -41,6 +41,7 @@ from torch import nn
 
 from reid.data.records import BBox
 from reid.errors import ReidError
+from reid.heads import load_state, read_state, release_file, save_state, write_to_release
 
 __all__ = [
     "FLANK_FILE",
@@ -184,31 +185,14 @@ class FlankHead(nn.Module):
         return torch.sigmoid(self.logits_of_cells(cells)).reshape(b, h, w)
 
     def save(self, path: Path) -> None:
-        from safetensors.torch import save_file
-
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
-                  str(path))  # fmt: skip
+        save_state(self, path)
 
     @classmethod
     def load(cls, path: Path, num_features: int) -> FlankHead:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ReidError(f"{path}: not readable safetensors: {e}") from None
+        state = read_state(path)
         hidden = int(state["reduce.weight"].shape[0]) if "reduce.weight" in state else 0
         head = cls(num_features, max(1, hidden))
-        expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
-        found = {k: tuple(v.shape) for k, v in state.items()}
-        if expected != found:
-            raise ReidError(
-                f"{path}: flank head tensors {found} do not fit a backbone of "
-                f"{num_features} features"
-            )
-        head.load_state_dict(state)
-        return head.eval()
+        return load_state(head, state, path, "flank head", num_features)
 
 
 def fit_flank_head(
@@ -347,51 +331,15 @@ def head_of(model) -> FlankHead | None:
 def save_to_release(folder: Path, head: FlankHead, info: dict) -> dict:
     """Write ``head`` into a release folder and record it (with ``info``: what it was
     fitted on, its measured IoU) in the manifest; returns the new manifest."""
-    import json
-    import os
-
-    from reid.paths import FILE_MODE
-    from reid.release import read_manifest, sha256_of
-
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    tmp = folder / f".{FLANK_FILE}.tmp"
-    head.save(tmp)
-    os.chmod(tmp, FILE_MODE)
-    tmp.replace(folder / FLANK_FILE)
-    manifest["flank_head"] = {
-        "file": FLANK_FILE,
-        "sha256": sha256_of(folder / FLANK_FILE),
-        "weights_sha256": manifest["sha256"],  # the feature map it reads
-        **info,
-    }
-    tmp_manifest = folder / ".manifest.json.tmp"
-    tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.chmod(tmp_manifest, FILE_MODE)
-    tmp_manifest.replace(folder / "manifest.json")
-    return manifest
+    return write_to_release(folder, "flank_head", FLANK_FILE, head, info)
 
 
 def load_from_release(folder: Path, manifest: dict, num_features: int) -> FlankHead | None:
     """The release's flank head (checked against its SHA-256 and the weights it was
     fitted for), or None if it has none."""
-    from reid.release import sha256_of
-
-    entry = manifest.get("flank_head")
-    if not entry:
-        return None
-    path = Path(folder) / Path(str(entry.get("file", FLANK_FILE))).name
-    fitted_for = entry.get("weights_sha256")
-    if fitted_for != manifest.get("sha256"):
-        raise ReidError(
-            f"{path}: the flank head was fitted for other weights ({str(fitted_for)[:12]}); "
-            "refit it (bench/bench_locate.py fit)"
-        )
-    if not path.is_file():
-        raise ReidError(f"{folder}: flank head {path.name} is missing")
-    if sha256_of(path) != entry.get("sha256"):
-        raise ReidError(f"{path}: SHA-256 mismatch with the manifest: refusing to load it")
-    return FlankHead.load(path, num_features)
+    path = release_file(folder, manifest, "flank_head", FLANK_FILE, "flank head",
+                        "(bench/bench_locate.py fit)")  # fmt: skip
+    return None if path is None else FlankHead.load(path, num_features)
 
 
 def boxer_of(model, manifest: dict, device: str | torch.device = "cpu") -> FlankBoxer | None:

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reid.errors import ReidError
+from reid.heads import load_state, read_state, release_file, save_state, write_to_release
 
 __all__ = [
     "DEFAULT_SIDE_THRESHOLD",
@@ -73,30 +74,11 @@ class SideHead(nn.Module):
         return torch.sigmoid(self.logit_of_pooled(half_pooled(features)))
 
     def save(self, path: Path) -> None:
-        from safetensors.torch import save_file
-
-        save_file({k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()},
-                  str(path))  # fmt: skip
+        save_state(self, path)
 
     @classmethod
     def load(cls, path: Path, num_features: int) -> SideHead:
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            state = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as e:
-            raise ReidError(f"{path}: not readable safetensors: {e}") from None
-        head = cls(num_features)
-        expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
-        found = {k: tuple(v.shape) for k, v in state.items()}
-        if expected != found:
-            raise ReidError(
-                f"{path}: side head tensors {found} do not fit a backbone of "
-                f"{num_features} features (expected {expected})"
-            )
-        head.load_state_dict(state)
-        return head.eval()
+        return load_state(cls(num_features), read_state(path), path, "side head", num_features)
 
 
 def fit_side_head(
@@ -227,48 +209,11 @@ def side_probabilities(model, features: torch.Tensor) -> np.ndarray | None:
 def save_to_release(folder: Path, head: SideHead, info: dict) -> dict:
     """Write ``head`` into a release folder and record it (with ``info``: what it was
     fitted on, its measured accuracy) in the manifest; returns the new manifest."""
-    import json
-    import os
-
-    from reid.paths import FILE_MODE
-    from reid.release import read_manifest, sha256_of
-
-    folder = Path(folder)
-    manifest = read_manifest(folder)
-    tmp = folder / f".{SIDE_FILE}.tmp"
-    head.save(tmp)
-    os.chmod(tmp, FILE_MODE)  # the mode of any new file, not safetensors' 0600
-    tmp.replace(folder / SIDE_FILE)
-    manifest["side_head"] = {
-        "file": SIDE_FILE,
-        "sha256": sha256_of(folder / SIDE_FILE),
-        "weights_sha256": manifest["sha256"],  # the feature map it reads
-        **info,
-    }
-    path = folder / "manifest.json"
-    tmp_manifest = folder / ".manifest.json.tmp"
-    tmp_manifest.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.chmod(tmp_manifest, FILE_MODE)
-    tmp_manifest.replace(path)
-    return manifest
+    return write_to_release(folder, "side_head", SIDE_FILE, head, info)
 
 
 def load_from_release(folder: Path, manifest: dict, num_features: int) -> SideHead | None:
     """The release's side head (checked against its SHA-256), or None if it has none."""
-    from reid.release import sha256_of
-
-    entry = manifest.get("side_head")
-    if not entry:
-        return None
-    path = Path(folder) / Path(str(entry.get("file", SIDE_FILE))).name
-    fitted_for = entry.get("weights_sha256")
-    if fitted_for is not None and fitted_for != manifest.get("sha256"):
-        raise ReidError(
-            f"{path}: the side head was fitted for other weights ({str(fitted_for)[:12]}); "
-            "refit it with reid side fit"
-        )
-    if not path.is_file():
-        raise ReidError(f"{folder}: side head {path.name} is missing")
-    if sha256_of(path) != entry.get("sha256"):
-        raise ReidError(f"{path}: SHA-256 mismatch with the manifest: refusing to load it")
-    return SideHead.load(path, num_features)
+    path = release_file(folder, manifest, "side_head", SIDE_FILE, "side head",
+                        "with reid side fit", weights_recorded=False)  # fmt: skip
+    return None if path is None else SideHead.load(path, num_features)
