@@ -62,39 +62,23 @@ class Assessment:
         figure computed from exact distances that the reader could invert (with windows of
         their choosing) is left out or coarsened, see :func:`generalised_estimate`."""
         tb = self.transboundary.to_dict()
+        mask = {"buffer_m": self.buffer_m, "spacing_m": self.spacing_m,
+                "cells": self.mask.n_cells, "area_km2": round(self.mask.area_km2, 1)}  # fmt: skip
+        nonspatial = self.nonspatial.to_dict() if self.nonspatial else None
+        dropped, warnings = self.dropped_stations, self.warnings
         if not exact:
             tb["joint"] = generalised_estimate(tb["joint"])
             tb["by_country"] = {c: generalised_estimate(e) for c, e in tb["by_country"].items()}
             tb["sum_of_national_abundance"] = sum(
                 e["abundance"] for e in tb["by_country"].values()
             )
-            area = round_area(self.mask.area_km2)
-            return {
-                "history": self.build.summary(),
-                "mask": {"buffer_m": self.buffer_m, "spacing_m": self.spacing_m,
-                         "area_km2": area},  # fmt: skip
-                "joint": tb["joint"],
-                "by_country": tb["by_country"],
-                "not_fitted": tb["not_fitted"],
-                "individuals_by_country": tb["individuals_by_country"],
-                "n_shared": tb["n_shared"],
-                "shared_individuals": tb["shared_individuals"],
-                "sum_of_national_abundance": tb["sum_of_national_abundance"],
-                "nonspatial": (generalised_nonspatial(self.nonspatial.to_dict())
-                               if self.nonspatial else None),  # fmt: skip
-                "nonspatial_error": self.nonspatial_error or None,
-                "dropped_stations": len(self.dropped_stations),
-                "warnings": self.shareable_warnings(),
-                "seconds": round(self.seconds, 2),
-            }
+            mask = {"buffer_m": self.buffer_m, "spacing_m": self.spacing_m,
+                    "area_km2": round_area(self.mask.area_km2)}  # fmt: skip
+            nonspatial = generalised_nonspatial(nonspatial) if nonspatial else None
+            dropped, warnings = len(self.dropped_stations), self.shareable_warnings()
         return {
             "history": self.build.summary(),
-            "mask": {
-                "buffer_m": self.buffer_m,
-                "spacing_m": self.spacing_m,
-                "cells": self.mask.n_cells,
-                "area_km2": round(self.mask.area_km2, 1),
-            },
+            "mask": mask,
             "joint": tb["joint"],
             "by_country": tb["by_country"],
             "not_fitted": tb["not_fitted"],
@@ -102,10 +86,10 @@ class Assessment:
             "n_shared": tb["n_shared"],
             "shared_individuals": tb["shared_individuals"],
             "sum_of_national_abundance": tb["sum_of_national_abundance"],
-            "nonspatial": self.nonspatial.to_dict() if self.nonspatial else None,
+            "nonspatial": nonspatial,
             "nonspatial_error": self.nonspatial_error or None,
-            "dropped_stations": self.dropped_stations,
-            "warnings": self.warnings,
+            "dropped_stations": dropped,
+            "warnings": warnings,
             "seconds": round(self.seconds, 2),
         }
 

@@ -84,13 +84,7 @@ class ScrEstimate:
         return self.g0 if self.detector_type == "proximity" else self.lambda0
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, tuple):
-                out[key] = _jsonable(value)
-            elif isinstance(value, float) and not math.isfinite(value):
-                out[key] = None
-        return out
+        return _estimate_dict(self)
 
 
 @dataclass(frozen=True)
@@ -123,13 +117,18 @@ class ClosedEstimate:
     converged: bool
 
     def to_dict(self) -> dict:
-        out = asdict(self)
-        for key, value in out.items():
-            if isinstance(value, tuple):
-                out[key] = _jsonable(value)
-            elif isinstance(value, float) and not math.isfinite(value):
-                out[key] = None
-        return out
+        return _estimate_dict(self)
+
+
+def _estimate_dict(estimate) -> dict:
+    """An estimate as JSON-ready values: tuples as lists, non-finite floats as None."""
+    out = asdict(estimate)
+    for key, value in out.items():
+        if isinstance(value, tuple):
+            out[key] = _jsonable(value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            out[key] = None
+    return out
 
 
 def _jsonable(value):
