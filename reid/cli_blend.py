@@ -21,30 +21,6 @@ import typer
 
 from reid.errors import ReidError
 
-PARTS = ("all", "backbone")
-
-
-def blend_state(mine: dict, theirs: dict, weight: float, part: str) -> dict:
-    """``weight`` × ``mine`` + (1 − ``weight``) × ``theirs`` for the floating-point tensors
-    of ``part`` (all, or only the backbone's); everything else stays ``mine``."""
-    if not 0.0 <= weight <= 1.0:
-        raise ReidError(f"blend weight {weight} is not in 0..1")
-    if part not in PARTS:
-        raise ReidError(f"--part {part!r} is not one of {', '.join(PARTS)}")
-    chosen = [k for k in mine if part == "all" or k.startswith("backbone.")]
-    missing = [k for k in chosen if k not in theirs or theirs[k].shape != mine[k].shape]
-    if missing or not chosen:
-        raise ReidError(
-            "cannot blend models of different architectures (tensor names or shapes differ: "
-            f"{', '.join(missing[:3]) or 'no tensors'})"
-        )
-    out = dict(mine)
-    for k in chosen:
-        v = mine[k]
-        if v.is_floating_point():
-            out[k] = weight * v + (1.0 - weight) * theirs[k].to(v.dtype)
-    return out
-
 
 def blend(
     release: Annotated[Path, typer.Argument(help="The release whose weights to start from.")],
@@ -68,7 +44,13 @@ def blend(
     release, keeping RELEASE's input size and inheriting both licences."""
     from reid.licence import combine, of_release
     from reid.model import build_model
-    from reid.release import load_release, read_manifest, release_folder, save_release
+    from reid.release import (
+        blend_weights,
+        load_release,
+        read_manifest,
+        release_folder,
+        save_release,
+    )
 
     folder = release_folder(release)
     if Path(out).resolve() == folder.resolve():
@@ -86,7 +68,7 @@ def blend(
         described = (f"release {other_manifest.get('name', other_folder.name)} "
                      f"{other_manifest['sha256'][:12]}")  # fmt: skip
         other_licence = of_release(other_folder)
-    model.load_state_dict(blend_state(model.state_dict(), base.state_dict(), weight, part))
+    blend_weights(model, base, weight, part)
     what = "backbone: " if part == "backbone" else ""
     training_data = (f"{what}{weight:g} x ({manifest.get('training_data', 'unknown')}) + "
                      f"{1 - weight:g} x {described} (weights averaged)")  # fmt: skip

@@ -297,23 +297,38 @@ def load_checkpoint_model(path: Path) -> tuple[EmbeddingModel, dict]:
     return model.eval(), ckpt
 
 
-def blend_weights(model: EmbeddingModel, other: EmbeddingModel, weight: float) -> None:
+#: What :func:`blend_weights` can average: every tensor, or the backbone's only.
+BLEND_PARTS: tuple[str, ...] = ("all", "backbone")
+
+
+def blend_weights(
+    model: EmbeddingModel, other: EmbeddingModel, weight: float, part: str = "all"
+) -> None:
     """Set ``model``'s weights to ``weight`` × its own + (1 − ``weight``) × ``other``'s, in
     place (weight-space ensembling of a fine-tuned model with the model it started from,
-    WiSE-FT: Wortsman et al., CVPR 2022). Both must have the same architecture; integer
+    WiSE-FT: Wortsman et al., CVPR 2022).
+
+    ``part`` chooses the tensors averaged: ``"all"`` (both models must then have the same
+    tensor names and shapes) or ``"backbone"`` (only ``backbone.*``, which ``other`` must
+    have with the same shapes; ``model``'s pooling and projection are kept). Integer
     buffers (batch-norm step counts) keep ``model``'s values."""
     if not 0.0 <= weight <= 1.0:
         raise ReidError(f"blend weight {weight} is not in 0..1")
+    if part not in BLEND_PARTS:
+        raise ReidError(f"blend part {part!r} is not one of {', '.join(BLEND_PARTS)}")
     mine, theirs = model.state_dict(), other.state_dict()
-    if mine.keys() != theirs.keys() or any(
-        mine[k].shape != theirs[k].shape for k in mine
-    ):
+    chosen = [k for k in mine if part == "all" or k.startswith("backbone.")]
+    differ = [k for k in chosen if k not in theirs or theirs[k].shape != mine[k].shape]
+    if part == "all":
+        differ += [k for k in theirs if k not in mine]
+    if differ or not chosen:
         raise ReidError("cannot blend models of different architectures (tensor names or "
-                        "shapes differ)")  # fmt: skip
-    blended = {
-        k: (weight * v + (1.0 - weight) * theirs[k].to(v.dtype)) if v.is_floating_point() else v
-        for k, v in mine.items()
-    }
+                        f"shapes differ: {', '.join(differ[:3]) or 'no tensors'})")  # fmt: skip
+    blended = dict(mine)
+    for k in chosen:
+        v = mine[k]
+        if v.is_floating_point():
+            blended[k] = weight * v + (1.0 - weight) * theirs[k].to(v.dtype)
     model.load_state_dict(blended, strict=True)
 
 

@@ -7,11 +7,10 @@ import torch
 from typer.testing import CliRunner
 
 from reid.cli import app
-from reid.cli_blend import blend_state
 from reid.errors import ReidError
 from reid.licence import ATRW, of_release
 from reid.model import ModelConfig, build_model
-from reid.release import load_release, save_release
+from reid.release import blend_weights, load_release, save_release
 
 TINY = ModelConfig(backbone="test_efficientnet", embedding_dim=16, input_size=(32, 64),
                    pretrained=None)  # fmt: skip
@@ -54,8 +53,33 @@ def test_blend_refuses_what_cannot_be_blended(tmp_path):
     assert result.exit_code != 0 and "the release itself" in result.output
     other = build_model(ModelConfig(backbone="test_efficientnet", embedding_dim=8,
                                     input_size=(32, 64), pretrained=None))  # fmt: skip
-    mine = load_release(a, for_inference=False)[0].state_dict()
+    mine = load_release(a, for_inference=False)[0]
     with pytest.raises(ReidError, match="different architectures"):
-        blend_state(mine, other.state_dict(), 0.5, "all")
-    with pytest.raises(ReidError, match="--part"):
-        blend_state(mine, mine, 0.5, "head")
+        blend_weights(mine, other, 0.5, "all")
+    with pytest.raises(ReidError, match="part 'head'"):
+        blend_weights(mine, mine, 0.5, "head")
+
+
+def test_blend_weights_backbone_part_keeps_the_rest_and_integer_buffers():
+    torch.manual_seed(0)
+    mine = build_model(TINY)
+    torch.manual_seed(1)
+    theirs = build_model(TINY)
+    # an embedding head of another width: only the backbone has to match for part=backbone
+    narrow = build_model(ModelConfig(backbone="test_efficientnet", embedding_dim=8,
+                                     input_size=(32, 64), pretrained=None))  # fmt: skip
+    counts = [k for k, v in mine.state_dict().items() if not v.is_floating_point()]
+    assert counts  # batch-norm num_batches_tracked
+    for k in counts:
+        theirs.state_dict()[k].fill_(7)
+    a, b = mine.state_dict(), theirs.state_dict()
+    a = {k: v.clone() for k, v in a.items()}
+    blend_weights(mine, theirs, 0.25, "backbone")
+    for k, v in mine.state_dict().items():
+        if not v.is_floating_point():
+            assert torch.equal(v, a[k]), k  # not averaged: RELEASE's step counts kept
+        elif k.startswith("backbone."):
+            assert torch.allclose(v, 0.25 * a[k] + 0.75 * b[k], atol=1e-6), k
+        else:
+            assert torch.equal(v, a[k]), k
+    blend_weights(mine, narrow, 0.5, "backbone")  # the projection's width does not matter
