@@ -15,7 +15,8 @@ to a fixed count per image so that one matrix product scores a block of images.
 :class:`SiftConfig` is one kind of local features (``rootsift``); learned ones
 (:mod:`reid.local`) follow the same interface: ``extract``, ``verify_many``,
 ``scores_against`` and ``fingerprint`` (what a gallery's cached keypoints must agree on),
-and share this module's geometric check (:func:`geometric_check`).
+and share this module's geometric check of tentative matches (:func:`verify_tentative`,
+:func:`score_tentative`).
 """
 
 from __future__ import annotations
@@ -230,8 +231,10 @@ def _plausible(H: np.ndarray, src: np.ndarray) -> bool:
 
 
 def _ransac(
-    src: np.ndarray, dst: np.ndarray, config: SiftConfig
+    src: np.ndarray, dst: np.ndarray, config
 ) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+    """:func:`geometric_check` with ``config``'s threshold (``ransac_threshold`` ×
+    ``max_side``) and ``min_inliers``: any kind of local features that has them."""
     return geometric_check(src, dst, config.ransac_threshold * config.max_side, config.min_inliers)
 
 
@@ -269,8 +272,21 @@ def verify_many(
         config = SiftConfig()
     if not isinstance(config, SiftConfig):
         return config.verify_many(query, gallery)
+    return verify_tentative(query, gallery, tentative_matches(query, gallery, config), config)
+
+
+def verify_tentative(
+    query: LocalFeatures,
+    gallery: Sequence[LocalFeatures],
+    tentative: Sequence[np.ndarray],
+    config,
+) -> list[Verification]:
+    """The geometric check of each gallery image's tentative (query index, gallery index)
+    pairs, whichever matcher found them; one result per gallery image, inliers in original
+    pixels. ``config``: any kind of local features (its ``ransac_threshold``, ``max_side``
+    and ``min_inliers``)."""
     results = []
-    for g, pairs in zip(gallery, tentative_matches(query, gallery, config), strict=True):
+    for g, pairs in zip(gallery, tentative, strict=True):
         src = query.xy[pairs[:, 0]]
         dst = g.xy[pairs[:, 1]]
         n, H, inl = _ransac(src, dst, config)
@@ -280,6 +296,21 @@ def verify_many(
             continue
         results.append(Verification(n, src[inl] / query.scale, dst[inl] / g.scale, H))
     return results
+
+
+def score_tentative(
+    query: LocalFeatures,
+    gallery: Sequence[LocalFeatures],
+    tentative: Sequence[np.ndarray],
+    config,
+) -> np.ndarray:
+    """The score of :func:`scores_against` from each gallery image's tentative pairs,
+    whichever matcher found them (``config`` as for :func:`verify_tentative`)."""
+    scores = np.zeros(len(gallery), np.float32)
+    for j, (g, pairs) in enumerate(zip(gallery, tentative, strict=True)):
+        n, _, _ = _ransac(query.xy[pairs[:, 0]], g.xy[pairs[:, 1]], config)
+        scores[j] = n + min(len(pairs), 999) / 1000.0
+    return scores
 
 
 def scores_against(
@@ -295,9 +326,4 @@ def scores_against(
         config = SiftConfig()
     if not isinstance(config, SiftConfig):
         return config.scores_against(query, gallery)
-    tentative = tentative_matches(query, gallery, config)
-    scores = np.zeros(len(gallery), np.float32)
-    for j, (g, pairs) in enumerate(zip(gallery, tentative, strict=True)):
-        n, _, _ = _ransac(query.xy[pairs[:, 0]], g.xy[pairs[:, 1]], config)
-        scores[j] = n + min(len(pairs), 999) / 1000.0
-    return scores
+    return score_tentative(query, gallery, tentative_matches(query, gallery, config), config)

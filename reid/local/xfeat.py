@@ -11,7 +11,7 @@ own kind: a gallery index and a release calibration record the matcher their inl
 come from, and refuse the other (:meth:`XFeatConfig.fingerprint`):
 
 - ``xfeat``: LighterGlue's matches (confidence >= ``min_conf``), then the geometric
-  check of :func:`reid.verify.geometric_check`;
+  check of :func:`reid.verify.verify_tentative` (RootSIFT's);
 - ``xfeat-mnn``: mutual nearest neighbours with a ratio test (the RootSIFT matcher's
   vectorised products, :func:`reid.verify.tentative_matches`), then the same check.
 """
@@ -30,8 +30,9 @@ from reid.verify import (
     LocalFeatures,
     Verification,
     _unique_locations,
-    geometric_check,
+    score_tentative,
     tentative_matches,
+    verify_tentative,
 )
 
 MATCHERS = ("lighterglue", "mnn")
@@ -177,32 +178,12 @@ class XFeatConfig:
         pairs = out["matches"][0].cpu().numpy().astype(np.int64).reshape(-1, 2)
         return _unique_locations(pairs, a.xy, b.xy)
 
-    def _check(self, query: LocalFeatures, g: LocalFeatures, pairs: np.ndarray):
-        src = query.xy[pairs[:, 0]]
-        dst = g.xy[pairs[:, 1]]
-        n, H, inl = geometric_check(
-            src, dst, self.ransac_threshold * self.max_side, self.min_inliers
-        )
-        return n, H, inl, src, dst
-
     def verify_many(
         self, query: LocalFeatures, gallery: Sequence[LocalFeatures]
     ) -> list[Verification]:
         """Verify one query against each gallery image; one result per gallery image."""
-        results = []
-        for g, pairs in zip(gallery, self.tentative(query, gallery), strict=True):
-            n, H, inl, src, dst = self._check(query, g, pairs)
-            if n == 0:
-                empty = np.zeros((0, 2), np.float32)
-                results.append(Verification(0, empty, empty, None))
-                continue
-            results.append(Verification(n, src[inl] / query.scale, dst[inl] / g.scale, H))
-        return results
+        return verify_tentative(query, gallery, self.tentative(query, gallery), self)
 
     def scores_against(self, query: LocalFeatures, gallery: Sequence[LocalFeatures]) -> np.ndarray:
         """Inlier count plus tentative matches / 1000 (as RootSIFT's score)."""
-        scores = np.zeros(len(gallery), np.float32)
-        for j, (g, pairs) in enumerate(zip(gallery, self.tentative(query, gallery), strict=True)):
-            n, _, _, _, _ = self._check(query, g, pairs)
-            scores[j] = n + min(len(pairs), 999) / 1000.0
-        return scores
+        return score_tentative(query, gallery, self.tentative(query, gallery), self)
