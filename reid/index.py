@@ -292,6 +292,7 @@ class GalleryIndex:
         self._entries: dict[int, GalleryEntry] = {}
         self._parts: dict[tuple[str, str], _Partition] = {}
         self._next_id = 0
+        self._version = 0
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------------ creation
@@ -392,6 +393,7 @@ class GalleryIndex:
             for i, e in zip(ids.tolist(), entries, strict=True):
                 self._entries[i] = e
             self._next_id += len(x)
+            self._version += 1
         return ids.tolist()
 
     def set_ef_search(self, ef_search: int) -> None:
@@ -439,6 +441,8 @@ class GalleryIndex:
                 part.bury(gone)
                 if len(part.deleted) > REBUILD_TOMBSTONES * part.index.ntotal:
                     self._make_approximate(part)
+            if by_part:
+                self._version += 1
             return sum(len(v) for v in by_part.values())
 
     def relabel(self, ids: Iterable[int], individual: str) -> int:
@@ -454,12 +458,21 @@ class GalleryIndex:
                         e.image, individual, e.species, e.side, e.organisation, e.bbox
                     )
                     n += 1
+            if n:
+                self._version += 1
             return n
 
     # ------------------------------------------------------------------ reading
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def version(self) -> int:
+        """A counter that grows with every change of the entries (add, remove, relabel)
+        of this instance since it was created or opened: what is worked out from the
+        entries may be cached keyed on it (:meth:`reid.match.Matcher.gallery_boxed`)."""
+        return self._version
 
     def __contains__(self, id_: int) -> bool:
         return id_ in self._entries

@@ -448,6 +448,10 @@ class Matcher:
         check_local_features(recorded, self.local, "the gallery index")
         cal = index.attachments.get(CALIBRATION_KEY)
         self.calibration = MatchCalibration.from_dict(cal) if cal else None
+        # locate's flank boxer (keyed on the model's flank head) and gallery_boxed's
+        # answer (keyed on the index and its version): both are asked once per query
+        self._boxer: tuple[object, object] | None = None
+        self._boxed: tuple[GalleryIndex, int, bool] | None = None
         prior = self.config.new_prior
         if prior is not None:
             check_new_prior(prior)
@@ -494,13 +498,22 @@ class Matcher:
         gallery's photos were not cropped to boxes (:meth:`gallery_boxed`), so a query is
         matched as it is, as they were. Front doors call it for a photo that came
         without a box, unless told not to."""
-        from reid.boxhead import boxer_of
-
-        boxer = boxer_of(self.model, self.manifest, self.device)
+        boxer = self._flank_boxer()
         if boxer is None or not self.gallery_boxed():
             return None
         b = boxer.box(image)
         return (int(b.x), int(b.y), int(b.w), int(b.h))
+
+    def _flank_boxer(self):
+        """The model's :class:`reid.boxhead.FlankBoxer` (None without a flank head), made
+        once per flank head rather than once per query."""
+        from reid.boxhead import boxer_of, head_of
+
+        head = head_of(self.model)
+        cached = self._boxer
+        if cached is None or cached[0] is not head:
+            cached = self._boxer = (head, boxer_of(self.model, self.manifest, self.device))
+        return cached[1]
 
     def gallery_boxed(self) -> bool:
         """Whether at least half the gallery's photos were enrolled cropped to a box (a
@@ -508,10 +521,17 @@ class Matcher:
         of flank crops or whole photos enrolled as they are is not: cropping its queries
         would compare a part of a flank with whole ones (on synth-bench-v1's flank crops
         the head's box keeps 42 % of the crop and embedding top-1 falls from 0.93 to
-        0.78; BENCHMARKS.md, "Locating the flank")."""
-        entries = self.index.entries()
+        0.78; BENCHMARKS.md, "Locating the flank"). Counted once per version of the
+        index (:attr:`reid.index.GalleryIndex.version`): enrolments and removals recount."""
+        index, cached = self.index, self._boxed
+        version = index.version
+        if cached is not None and cached[0] is index and cached[1] == version:
+            return cached[2]  # the gallery has not changed since it was counted
+        entries = index.entries()
         boxed = sum(e.bbox is not None for e in entries.values())
-        return bool(entries) and 2 * boxed >= len(entries)
+        answer = bool(entries) and 2 * boxed >= len(entries)
+        self._boxed = (index, version, answer)
+        return answer
 
     def embed(self, images: Sequence[np.ndarray]) -> np.ndarray:
         """RGB uint8 crops -> (n, d) unit vectors."""

@@ -512,3 +512,40 @@ def test_near_duplicates_of_a_gallery_photo_are_found_per_flank(setup, tmp_path)
     assert near_duplicate_related(index, threshold=1.01)(original) == []
     copy.unlink()  # unreadable now: no near-duplicates, no error
     assert duplicate not in near_duplicate_related(index)(original)
+
+
+def test_locate_makes_its_boxer_once_and_counts_the_gallery_once_per_change(setup, monkeypatch):
+    """Matcher.locate runs once per frame of a bulk run: the flank boxer is made once and
+    gallery_boxed walks the entries again only after the index changed."""
+    from reid.data.records import BBox
+    from reid.index import GalleryEntry
+
+    root, release, *_ = setup
+    matcher = Matcher.open(root / "index", release)
+    index = matcher.index
+    walks = []
+    entries = index.entries
+    monkeypatch.setattr(index, "entries", lambda: walks.append(1) or entries())
+    made = []
+
+    class Boxer:
+        def box(self, image):
+            return BBox(1, 2, 3, 4)
+
+    monkeypatch.setattr("reid.boxhead.boxer_of", lambda *a, **k: made.append(1) or Boxer())
+    image = np.zeros((40, 60, 3), np.uint8)
+    assert matcher.locate(image) is None and matcher.locate(image) is None  # unboxed gallery
+    assert not matcher.gallery_boxed()
+    assert len(walks) == 1 and len(made) == 1
+    # enrolling as many boxed photos as there are unboxed ones makes the gallery boxed
+    n = len(index)
+    boxed = [GalleryEntry(f"boxed{i}.png", "L9", "leopard", "left", bbox=(0, 0, 8, 8))
+             for i in range(n)]  # fmt: skip
+    ids = index.add(np.random.default_rng(0).normal(size=(n, index.dim)), boxed)
+    assert matcher.gallery_boxed() and matcher.locate(image) == (1, 2, 3, 4)
+    assert len(walks) == 2 and len(made) == 1
+    index.relabel(ids[:1], "L8")  # a change that moves no box: recounted, same answer
+    assert matcher.gallery_boxed() and len(walks) == 3
+    index.remove(ids[:1])  # fewer than half boxed again
+    assert not matcher.gallery_boxed() and matcher.locate(image) is None
+    assert len(walks) == 4 and len(made) == 1
