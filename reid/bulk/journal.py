@@ -18,7 +18,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from reid.errors import ReidError
@@ -38,11 +38,14 @@ class Journal:
         self.done = done
 
     @classmethod
-    def open(cls, run_dir: Path | str, header: dict) -> Journal:
+    def open(cls, run_dir: Path | str, header: dict, moot: Collection[str] = ()) -> Journal:
         """Create ``run_dir/journal.jsonl`` with ``header``, or resume the one there.
 
         Resuming refuses a journal whose header differs from ``header`` in any key (a
-        different season, model, gallery or setting would mix two runs' results).
+        different season, model, gallery or setting would mix two runs' results), except
+        the keys named in ``moot`` (dotted for one inside another: ``settings.locate``):
+        they change nothing in this run's results, so they are left out of the header
+        written and out of the comparison, and a journal that recorded them resumes.
         """
         run_dir = Path(run_dir)
         try:
@@ -58,9 +61,9 @@ class Journal:
                 f"{run_dir}: another run is using this folder (its lock {LOCK_FILE} is held)"
             ) from None
         path = run_dir / JOURNAL_FILE
-        header = {"kind": "header", "format": FORMAT, **header}
+        header = _without({"kind": "header", "format": FORMAT, **header}, moot)
         try:
-            done = _resume(path, header) if path.exists() else None
+            done = _resume(path, header, moot) if path.exists() else None
             file = path.open("ab")
             if done is None:
                 done = {}
@@ -111,9 +114,27 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _resume(path: Path, header: dict) -> dict[str, dict] | None:
+def _without(header: dict, moot: Collection[str]) -> dict:
+    """``header`` less the (dotted) keys in ``moot``; the parts named are copied, not
+    changed in place."""
+    out = dict(header)
+    for key in moot:
+        *outer, last = key.split(".")
+        part = out
+        for name in outer:
+            inner = part.get(name)
+            if not isinstance(inner, dict):
+                break
+            part[name] = part = dict(inner)
+        else:
+            part.pop(last, None)
+    return out
+
+
+def _resume(path: Path, header: dict, moot: Collection[str] = ()) -> dict[str, dict] | None:
     """Done encounters of an existing journal (None when it is empty): a torn last line
-    (no newline, or not JSON) is cut off the file first."""
+    (no newline, or not JSON) is cut off the file first. The keys in ``moot`` of its
+    header are not compared."""
     data = path.read_bytes()
     end = data.rfind(b"\n") + 1
     if end < len(data):  # a line cut by a crash: drop it
@@ -137,6 +158,7 @@ def _resume(path: Path, header: dict) -> dict[str, dict] | None:
     old = records[0]
     if old.get("kind") != "header":
         raise ReidError(f"{path}:1: the journal has no header line")
+    old = _without(old, moot)
     changed = sorted(k for k in set(old) | set(header) if old.get(k) != header.get(k))
     if changed:
         key = changed[0]

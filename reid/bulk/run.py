@@ -225,9 +225,14 @@ def run_bulk(
     flank_head = matcher.manifest.get("flank_head")
     if spec.locate and flank_head:  # frames without a box are cropped to the flank found
         header["flank_head"] = flank_head.get("sha256")
+    # Without a flank head, or in a gallery not enrolled with boxes (Matcher.locate),
+    # nothing is cropped: whether locating was asked for and which head would have done
+    # it change no result, and a run resumes whatever they were.
+    located = bool(flank_head) and matcher.gallery_boxed()
+    moot = () if located else ("flank_head", "settings.locate")
     started = time.perf_counter()
     matched_now = 0
-    with Journal.open(run_dir, header) as journal:
+    with Journal.open(run_dir, header, moot) as journal:
         done_before = len(journal.done)
         # Chunks are cut from the whole season, so a resumed run batches as a fresh one.
         todo = [

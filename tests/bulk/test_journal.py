@@ -50,3 +50,24 @@ def test_damaged_middle_line_is_an_error(tmp_path):
         f.write("garbage\n{}\n")
     with pytest.raises(ReidError, match=":2: not a journal line"):
         Journal.open(tmp_path, HEADER)
+
+
+def test_moot_keys_are_neither_written_nor_compared(tmp_path):
+    """Keys that change nothing in a run (Journal.open's moot, dotted for nested ones) are
+    left out of a new header and ignored in an old one."""
+    header = {**HEADER, "flank_head": "h1", "settings": {"top": 5, "locate": False}}
+    Journal.open(tmp_path, header).close()
+    moot = ("flank_head", "settings.locate")
+    with Journal.open(tmp_path, {**HEADER, "settings": {"top": 5}}, moot) as j:
+        j.append({"id": "e1"})
+    with Journal.open(tmp_path, {**header, "flank_head": "h2"}, moot) as j:
+        assert set(j.done) == {"e1"}
+    with pytest.raises(ReidError, match="another settings"):
+        Journal.open(tmp_path, {**HEADER, "settings": {"top": 3}}, moot)
+    with pytest.raises(ReidError, match="another flank_head"):
+        Journal.open(tmp_path, {**header, "flank_head": "h2"})  # where they matter, held to
+    fresh = tmp_path / "fresh"
+    Journal.open(fresh, header, moot).close()
+    first = json.loads((fresh / JOURNAL_FILE).read_text().splitlines()[0])
+    assert "flank_head" not in first and first["settings"] == {"top": 5}
+    assert header["settings"] == {"top": 5, "locate": False}  # the caller's is untouched

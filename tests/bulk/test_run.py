@@ -316,3 +316,75 @@ def test_encounters_of_unknown_side_record_the_side_their_photo_shows(
     assert {r["photo_side"] for r in both} == {""}
     with pytest.raises(ReidError, match="side threshold"):
         run_bulk(package, gallery, tmp_path / "bad", BulkOptions(side_threshold=0.2))
+
+
+def _with_flank_head(release, folder, logit):
+    """A copy of ``release`` (the same weights: galleries enrolled with it still open)
+    carrying a flank head that calls every cell torso (logit > 0) or none."""
+    import shutil
+
+    import torch
+
+    from reid.boxhead import FlankHead, save_to_release
+    from reid.release import load_release
+
+    shutil.copytree(release, folder)
+    model, _ = load_release(folder)
+    head = FlankHead(model.num_features, hidden=2)
+    with torch.no_grad():
+        for p in head.parameters():
+            p.zero_()
+        head.out.bias.fill_(logit)
+    save_to_release(folder, head.eval(), {"size": 128, "fitted_on": "test"})
+    return folder
+
+
+def _interrupted(run, keep):
+    """Cut a finished run back to its journal's header and first ``keep`` encounters (as a
+    run killed after them leaves it)."""
+    journal = run / JOURNAL_FILE
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text("".join(lines[: 1 + keep]))
+    for name in ("encounters.csv", "summary.json"):
+        (run / name).unlink(missing_ok=True)
+
+
+def test_locating_that_does_nothing_does_not_hold_a_resumed_run(season, gallery, release, tmp_path):
+    """In a gallery enrolled without boxes a flank head crops nothing (Matcher.locate): a
+    run started with --locate resumes with --no-locate, or after the head was refitted,
+    and ends as it would have uninterrupted. In a gallery of boxed photos (the season's)
+    locating changes what is matched, and the journal holds the run to it."""
+    from dataclasses import replace
+
+    from reid.data.manifest import read_manifest
+    from reid.match import Matcher, enroll
+
+    unboxed = tmp_path / "unboxed"
+    records = [replace(r, bbox=None) for r in read_manifest(season / "gallery" / "manifest.csv")]
+    enroll(records, unboxed, release, workers=1, calibration_sample=50, new_prior=0.8,
+           show_progress=False)  # fmt: skip
+    headed = _with_flank_head(release, tmp_path / "headed", 3.0)
+    assert not Matcher.open(unboxed, headed).gallery_boxed()
+    assert Matcher.open(gallery, headed).gallery_boxed()
+    opts = BulkOptions(model=headed, batch_size=2, screen=0.0, report=False,
+                       show_progress=False)  # fmt: skip
+    off = replace(opts, locate=False)
+    refitted = replace(opts, model=_with_flank_head(release, tmp_path / "refitted", -3.0))
+    run = tmp_path / "run"
+    total = run_bulk(season / "season", unboxed, run, opts).encounters
+    whole = rows(run)
+    _interrupted(run, 3)
+    resumed = run_bulk(season / "season", unboxed, run, off)
+    assert resumed.complete and resumed.matched_now == total - 3
+    assert rows(run) == whole
+    _interrupted(run, 5)
+    assert run_bulk(season / "season", unboxed, run, refitted).matched_now == total - 5
+    assert rows(run) == whole
+
+    located = tmp_path / "located"
+    run_bulk(season / "season", gallery, located, opts)
+    _interrupted(located, 3)
+    with pytest.raises(ReidError, match="another flank_head .* vs now null"):
+        run_bulk(season / "season", gallery, located, off)
+    with pytest.raises(ReidError, match="another flank_head"):
+        run_bulk(season / "season", gallery, located, refitted)
