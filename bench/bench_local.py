@@ -15,7 +15,10 @@ by the local matcher; ranking ``local``: by local score (inliers + tentative mat
 1000) within the top k, cosine below; ``fused``: w·(cosine, log(1 + inliers),
 sqrt(tentative)) within the top k, the weights fitted (logistic, non-negative) on the same
 top-k pairs of ``--fit-images`` photos of the *training* individuals (near-duplicates of
-a query out of its pairs). Everything outside the top k keeps its cosine order below.
+a query out of its pairs); ``fused_xfit``: the same features with weights cross-fitted
+on the evaluated individuals, as ``reid eval --method fused`` does (8 random halvings
+averaged; ``fused_xfit_single``: one halving, the fusion before issue 25's fix).
+Everything outside the top k keeps its cosine order below.
 
 Keypoints and embeddings are cached under ``--cache`` (never committed); pair scores too.
 
@@ -178,29 +181,28 @@ def pair_features(cos: np.ndarray, s: float | np.ndarray):
     return cos, np.log1p(inl), np.sqrt(np.round((s - inl) * 1000))
 
 
-def cross_fitted(cosine, local, labels, seed: int = 0) -> np.ndarray:
-    """``fused`` with weights cross-fitted on the evaluated individuals: the rows of one
-    half of them are ranked with weights fitted on the top-k pairs within the other half
-    (no query is ranked by a model that saw its own label; ``reid eval --method fused``
-    does the same on a labelled catalogue)."""
-    from reid.methods.fused import fusion_weights
+def cross_fitted(cosine, local, labels, seed: int = 0, repeats: int | None = None) -> np.ndarray:
+    """``fused`` with weights cross-fitted on the evaluated individuals, as ``reid eval
+    --method fused`` does on a labelled catalogue
+    (:func:`reid.methods.fused.cross_fitted_fusion`): the rows of one half of them are
+    ranked with weights fitted on the top-k pairs within the other half (no query is
+    ranked by a model that saw its own label), averaged over ``repeats`` random halvings
+    (None: the product's :data:`~reid.methods.fused.CROSS_FIT_REPEATS`; 1: one halving,
+    as before issue 25's fix)."""
+    from reid.methods.fused import CROSS_FIT_REPEATS, cross_fitted_fusion
 
-    names = sorted(set(labels))
-    order = np.random.default_rng(seed).permutation(len(names))
-    half = {names[i]: k % 2 for k, i in enumerate(order)}
-    fold = np.array([half[x] for x in labels])
-    lab = np.array(labels, dtype=object)
-    out = np.array(cosine, np.float64)
     inside = ~np.isnan(local)
-    for f in (0, 1):
-        train = fold == 1 - f
-        mask = inside & train[:, None] & train[None, :]
-        c, li, t = pair_features(cosine[mask], local[mask])
-        w = fusion_weights([c, li, t], (lab[:, None] == lab[None, :])[mask])
-        rows = fold == f
-        sub = reranked(cosine[rows], local[rows], w)
-        out[rows] = sub
-    return out
+    s = np.nan_to_num(local)
+    feats = [np.asarray(x, np.float64) for x in pair_features(cosine, s)]
+    fused = cross_fitted_fusion(
+        feats,
+        list(labels),
+        fallback=s + 1e-4 * cosine,  # no half fitted: the local score alone
+        seed=seed,
+        repeats=CROSS_FIT_REPEATS if repeats is None else repeats,
+        pairs=inside,
+    )
+    return np.where(inside, 1e3 + fused, cosine)
 
 
 def fit_weights(train, args, config, cache: Path, tag: str):
@@ -291,6 +293,7 @@ def main() -> None:
             "local": score(reranked(cosine, local)),
             "fused": None if w is None else score(reranked(cosine, local, w)),
             "fused_xfit": score(cross_fitted(cosine, local, labels)),
+            "fused_xfit_single": score(cross_fitted(cosine, local, labels, repeats=1)),
             "weights": None if w is None else [round(float(x), 4) for x in w],
             "extract_s_per_image": round(t_extract, 4),
             "match_s_per_pair": round(t_pair, 5),

@@ -304,6 +304,12 @@ def eval_(
         int,
         typer.Option(min=10, help="--fusion-fit: images drawn (seeded) to fit on; all pairs."),
     ] = 300,
+    local: Annotated[
+        str | None,
+        typer.Option(help="Local features of --method sift or fused (and of --open-set's "
+                     "verification): rootsift, xfeat (XFeat + LighterGlue) or xfeat-mnn "
+                     "(BENCHMARKS.md, Local features) [default: rootsift]."),
+    ] = None,
 ) -> None:
     """Measure re-identification accuracy of a method on a catalogue.
 
@@ -323,11 +329,19 @@ def eval_(
     from reid.data.load import load_catalogue
     from reid.evaluate import evaluate
 
+    if local is not None:
+        from reid.local import local_config
+
+        local_config(local)  # an unknown kind (or XFeat without its package) is refused
+        if not open_set and method not in LOCAL_METHODS:
+            raise ReidError(f"--local applies to --method {' or '.join(LOCAL_METHODS)} "
+                            f"(and --open-set), not to --method {method}")
     if not open_set and (
         submission is not None or find_atrw_test(catalogue) or is_atrw_train(catalogue)
     ):
         _eval_atrw(catalogue, method, workers, model, limit, as_json, submission,
-                   train_ratio, split_seed, near_duplicate_threshold, fusion_fit, fusion_sample)
+                   train_ratio, split_seed, near_duplicate_threshold, fusion_fit, fusion_sample,
+                   local)
         return
     atrw_test = find_atrw_test(catalogue)
     if atrw_test is not None:
@@ -350,14 +364,17 @@ def eval_(
         records = records[:limit]
     if open_set:
         _eval_open_set(records, model, gallery_ratio, unknown_ratio, split_seed, verify_top,
-                       workers, as_json, new_prior, near_duplicates=is_atrw_train(catalogue))
+                       workers, as_json, new_prior, near_duplicates=is_atrw_train(catalogue),
+                       local=local)
         return
-    scorer = _method_with_model(method, workers, model)
+    scorer = _method_with_model(method, workers, model, local)
     result = evaluate(records, scorer, show_progress=not as_json)
+    if local is not None:
+        result["local"] = local
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"method   {method}")
+    typer.echo(f"method   {method}" + (f" (local features {local})" if local else ""))
     typer.echo(f"images   {result['images']}")
     typer.echo(f"queries  {result['queries']}")
     typer.echo(f"top-1    {result['top1']:.3f}")
@@ -379,6 +396,7 @@ def _eval_atrw(
     threshold: float,
     fusion_fit: Path | None,
     fusion_sample: int,
+    local: str | None = None,
 ) -> None:
     """``reid eval`` of an ATRW test folder (official protocol) or of ATRW train
     (held-out entities, near-duplicates excluded)."""
@@ -394,7 +412,7 @@ def _eval_atrw(
             "--method fused on the ATRW test needs weights fitted elsewhere: "
             "--fusion-fit CATALOGUE (e.g. ../shared/data/atrw-train), never the test labels"
         )
-    scorer = _method_with_model(method, workers, model)
+    scorer = _method_with_model(method, workers, model, local)
     echo = (lambda *_: None) if as_json else typer.echo
     if test is not None:
         if method == "fused":
@@ -405,10 +423,13 @@ def _eval_atrw(
         )
         if method == "fused":
             result["fusion_weights"] = [float(w) for w in scorer.weights]
+        if local is not None:
+            result["local"] = local
         if as_json:
             typer.echo(json.dumps(result, indent=2))
             return
-        typer.echo(f"ATRW plain re-ID protocol (official scorer), method {method}")
+        typer.echo(f"ATRW plain re-ID protocol (official scorer), method {method}"
+                   + (f" (local features {local})" if local else ""))
         typer.echo(f"images   {result['images']}; queries {result['queries_single']} "
                    f"single-camera, {result['queries_cross']} cross-camera")
         for label, key in atrw_eval.ATRW_TEST_ROWS:
@@ -442,11 +463,14 @@ def _eval_atrw(
     result = atrw_eval.evaluate_atrw_validation(validation, scorer, show_progress=not as_json)
     if method == "fused":
         result["fusion_weights"] = [float(w) for w in scorer.weights]
+    if local is not None:
+        result["local"] = local
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     typer.echo(f"ATRW train validation: held-out entities of the {result['split']} "
-               f"({result['entities']} entities, {result['images']} images), method {method}")
+               f"({result['entities']} entities, {result['images']} images), method {method}"
+               + (f" (local features {local})" if local else ""))
     typer.echo(f"near-duplicates excluded from the galleries: {result['excluded']} "
                f"({result['excluded_per_query']:.1f} per query, threshold "
                f"{result['threshold']:g}); {result['queries_without_positive']} queries "
@@ -491,8 +515,10 @@ def _eval_open_set(
     as_json: bool,
     new_prior: float | None = None,
     near_duplicates: bool = False,
+    local: str | None = None,
 ) -> None:
     from reid.evaluate import evaluate_open_set
+    from reid.local import local_config
     from reid.match import MatchConfig, check_new_prior
 
     for name, v in (("--gallery-ratio", gallery_ratio), ("--unknown-ratio", unknown_ratio)):
@@ -507,7 +533,8 @@ def _eval_open_set(
         unknown_ratio=unknown_ratio,
         seed=seed,
         workers=workers,
-        config=MatchConfig(verify_top=verify_top),
+        config=MatchConfig(verify_top=verify_top,
+                           local=None if local is None else local_config(local)),
         new_prior=new_prior,
         show_progress=not as_json,
         near_duplicates=near_duplicates,
@@ -819,15 +846,21 @@ def match(
     typer.echo(f"model {results[0].model_version}")
 
 
-def _method_with_model(method: str, workers: int, model: Path | None):
-    """``get_method``, passing ``model`` only when given; a clear error for a method
-    that uses no trained model."""
+#: The ``reid eval`` methods that take ``--local`` (a kind of local features).
+LOCAL_METHODS = ("sift", "fused")
+
+
+def _method_with_model(method: str, workers: int, model: Path | None, local: str | None = None):
+    """``get_method``, passing ``model`` and ``local`` (a kind of local features, for
+    :data:`LOCAL_METHODS`) only when given; a clear error for a method that uses no
+    trained model."""
     from reid.methods import get_method
 
+    options = {} if local is None else {"local": local}
     if model is None:
-        return get_method(method, workers=workers)
+        return get_method(method, workers=workers, **options)
     try:
-        return get_method(method, workers=workers, model=model)
+        return get_method(method, workers=workers, model=model, **options)
     except TypeError as e:
         if "'model'" not in str(e):
             raise

