@@ -12,6 +12,7 @@ the new release, so the terms cannot fall off on the way.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,25 +84,43 @@ def of_release(folder: Path | str) -> Licence | None:
     return Licence(summary.strip(), text)
 
 
+#: ATRW's re-ID list and test ground truth: a catalogue that is, or holds, one is ATRW's.
+ATRW_FILES: tuple[str, ...] = ("reid_list_train.csv", "gt_test_plain.json")
+#: ATRW's pose annotation, which sits beside its training list in the official layout.
+ATRW_KEYPOINTS = "reid_keypoints_train.json"
+#: How ATRW names its photos: the six-digit image id (``002019.jpg``).
+ATRW_IMAGE = re.compile(r"\d{6}\.jpg")
+
+
 def of_catalogue(path: Path | str | None) -> Licence | None:
     """The licence a training catalogue passes on to weights trained on it: ATRW's for the
-    ATRW re-identification sets (their list/ground-truth files, or a folder holding them),
-    None for catalogues whose terms the project does not know (the user's own)."""
+    ATRW re-identification sets (their list/ground-truth files, or a folder holding them,
+    or ATRW's training list under another name: :func:`is_renamed_atrw_list`), None for
+    catalogues whose terms the project does not know (the user's own)."""
     if path is None:
         return None
     p = Path(path)
-    names = {"reid_list_train.csv", "gt_test_plain.json"}
-    if p.name in names or (p.is_dir() and any((p / n).is_file() for n in names)):
+    if p.name in ATRW_FILES or (p.is_dir() and any((p / n).is_file() for n in ATRW_FILES)):
         return ATRW
-    if p.suffix.lower() == ".csv" and p.is_file():
-        try:
-            with p.open(encoding="utf-8") as f:
-                first = f.readline().strip().split(",")
-        except (OSError, UnicodeDecodeError):
-            return None
-        if len(first) == 2 and first[0].lstrip("-").isdigit():  # ATRW's header-less list
-            return ATRW
+    if p.suffix.lower() in (".csv", ".txt") and p.is_file() and is_renamed_atrw_list(p):
+        return ATRW
     return None
+
+
+def is_renamed_atrw_list(path: Path) -> bool:
+    """Whether ``path`` is ATRW's training list (``reid_list_train.csv``) under another
+    name: header-less ``entity_id,filename`` rows (what :func:`reid.data.load.load_catalogue`
+    reads as an ATRW list) whose first row names an ATRW photo (``0,002019.jpg``), or which
+    sit beside ATRW's keypoints (``reid_keypoints_train.json``). Any other header-less
+    two-column CSV, numbers included, is not."""
+    try:
+        with path.open(encoding="utf-8") as f:
+            first = [c.strip() for c in f.readline().strip().split(",")]
+    except (OSError, UnicodeDecodeError):
+        return False
+    if len(first) != 2 or not first[0].lstrip("-").isdigit():
+        return False
+    return bool(ATRW_IMAGE.fullmatch(first[1])) or (path.parent / ATRW_KEYPOINTS).is_file()
 
 
 def combine(*licences: Licence | None) -> Licence | None:

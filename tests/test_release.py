@@ -304,6 +304,32 @@ def test_blend_refuses_another_architecture_and_a_weight_outside_0_1(trained):
         blend_weights(build_model(TINY), trained, 1.5)
 
 
+def test_only_atrw_layouts_are_taken_for_atrw(tmp_path):
+    """ATRW's list is recognised by its name, its photos' names or the keypoints beside
+    it; a header-less two-column numeric CSV of the user's own is not ATRW's."""
+    import json as _json
+
+    from reid.licence import ATRW, of_catalogue
+
+    atrw = tmp_path / "atrw"  # the official layout: list, keypoints, train/
+    (atrw / "train").mkdir(parents=True)
+    (atrw / "reid_list_train.csv").write_text("0,002019.jpg\n0,002020.jpg\n1,000004.jpg\n")
+    (atrw / "reid_keypoints_train.json").write_text(_json.dumps({"002019.jpg": [0] * 45}))
+    (atrw / "train" / "002019.jpg").write_bytes(b"")
+    assert of_catalogue(atrw) == ATRW == of_catalogue(atrw / "reid_list_train.csv")
+    (atrw / "subset.csv").write_text("0,cropped_a.png\n1,cropped_b.png\n")
+    assert of_catalogue(atrw / "subset.csv") == ATRW  # an ATRW list beside its keypoints
+    elsewhere = tmp_path / "mine"
+    elsewhere.mkdir()
+    (elsewhere / "subset.csv").write_text("7,000123.jpg\n")
+    assert of_catalogue(elsewhere / "subset.csv") == ATRW  # ATRW's photo names
+    for name, text in (("numbers.csv", "1,2\n3,4\n"), ("counts.csv", "-5,17\n"),
+                       ("ids.txt", "12,0.5\n"), ("photos.csv", "3,IMG_0001.JPG\n")):  # fmt: skip
+        (elsewhere / name).write_text(text)
+        assert of_catalogue(elsewhere / name) is None, name  # was ATRW for the numeric ones
+    assert of_catalogue(elsewhere) is None
+
+
 def test_licence_of_catalogues_and_combined_terms(tmp_path):
     from reid.licence import ATRW, Licence, combine, of_catalogue
 
