@@ -139,10 +139,17 @@ class LossConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """AdamW with ``lr`` for the neck and the loss (ArcFace weights) and ``backbone_lr``."""
+    """AdamW with ``lr`` for the neck and the loss (ArcFace weights) and ``backbone_lr``.
+
+    ``loss_lr`` (None: ``lr``) gives the ArcFace class weights a rate of their own.
+    ``freeze_backbone`` trains the neck alone, from feature maps computed once
+    (:mod:`training.neck`: minutes on a CPU; no image augmentation, no triplet loss).
+    """
 
     lr: float = 1e-3
     backbone_lr: float = 3e-4
+    loss_lr: float | None = None
+    freeze_backbone: bool = False
     weight_decay: float = 0.01
     grad_clip: float | None = 5.0  # max gradient norm; None: no clipping
 
@@ -330,6 +337,8 @@ FIXED_FOR_A_RUN: tuple[str, ...] = (
     "data.split_seed",
     "augment.flip_as_new_identity",
     "loss.subcenters",
+    "optim.freeze_backbone",
+    "optim.loss_lr",
     "run.init",
 )
 
@@ -578,6 +587,7 @@ def _validate(cfg: TrainConfig) -> None:
         ("loss.triplet_weight", cfg.loss.triplet_weight >= 0, ">= 0"),
         ("optim.lr", cfg.optim.lr > 0, "> 0"),
         ("optim.backbone_lr", cfg.optim.backbone_lr >= 0, ">= 0"),
+        ("optim.loss_lr", cfg.optim.loss_lr is None or cfg.optim.loss_lr > 0, "> 0 (or null)"),
         ("optim.weight_decay", cfg.optim.weight_decay >= 0, ">= 0"),
         ("schedule.epochs", cfg.schedule.epochs >= 1, ">= 1"),
         ("schedule.warmup_epochs", cfg.schedule.warmup_epochs >= 0, ">= 0"),

@@ -209,6 +209,46 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
         train_transform(cfg.augment, mc.input_size, mc.mean, mc.std),
         cfg.augment.flip_as_new_identity,
     )
+    source = cfg.data.manifest or f"synthetic preset {cfg.data.synthetic}"
+    extra = ""
+    if rehearsal:
+        extra = (f"; rehearsal: {len(train_records) - n_main} images of "
+                 f"{len(classes) - n_main_classes} flanks of synthetic preset "
+                 f"{cfg.data.rehearsal}")  # fmt: skip
+    # the terms the weights inherit: the starting release's and the data's (a resumed run
+    # keeps those its checkpoint recorded)
+    resumed_licence = None if state is None else Licence.from_dict(state.get("licence"))
+    licence = combine(init_licence, of_catalogue(cfg.data.manifest), resumed_licence)
+    training_data = (
+        f"{source}: {n_main} images of {n_main_classes} flanks of "
+        f"{len(split.known)} individuals ({len(split.unknown)} more held out for evaluation)"
+        + extra
+    )
+    if cfg.optim.freeze_backbone:
+        if d.enabled:
+            raise ReidError("optim.freeze_backbone (the neck stage) runs in one process: "
+                            "start it with reid train, not torchrun")  # fmt: skip
+        from training.neck import fit_neck
+
+        if d.is_main:
+            save_config(cfg, out / "config.yaml")
+        return fit_neck(
+            model,
+            dataset,
+            split.test,
+            cfg,
+            out,
+            state=state,
+            device=d.device,
+            show=show,
+            echo=echo,
+            common={
+                "config": config_to_dict(cfg),
+                "classes": [list(c) for c in classes],
+                "training_data": training_data,
+                "licence": None if licence is None else licence.to_dict(),
+            },
+        )
     try:
         if rehearsal:
             n = len(train_records)
@@ -236,21 +276,6 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
             )
     except ValueError as e:
         raise ReidError(str(e)) from None
-    source = cfg.data.manifest or f"synthetic preset {cfg.data.synthetic}"
-    extra = ""
-    if rehearsal:
-        extra = (f"; rehearsal: {len(train_records) - n_main} images of "
-                 f"{len(classes) - n_main_classes} flanks of synthetic preset "
-                 f"{cfg.data.rehearsal}")  # fmt: skip
-    # the terms the weights inherit: the starting release's and the data's (a resumed run
-    # keeps those its checkpoint recorded)
-    resumed_licence = None if state is None else Licence.from_dict(state.get("licence"))
-    licence = combine(init_licence, of_catalogue(cfg.data.manifest), resumed_licence)
-    training_data = (
-        f"{source}: {n_main} images of {n_main_classes} flanks of "
-        f"{len(split.known)} individuals ({len(split.unknown)} more held out for evaluation)"
-        + extra
-    )
     p = f"{cfg.sampler.identities}"
     if rehearsal:
         p = f"({p}+{cfg.sampler.rehearsal_identities})"

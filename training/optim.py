@@ -16,8 +16,10 @@ __all__ = ["build_optimizer", "warmup_cosine"]
 
 def build_optimizer(model: nn.Module, loss: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
     """Param groups ``backbone`` (``cfg.backbone_lr``) and ``head`` (the model's neck and
-    the loss's class weights, ``cfg.lr``). Biases, norm weights and GeM's exponent (1-D
-    tensors) get no weight decay."""
+    the loss's class weights, ``cfg.lr``); with ``cfg.loss_lr`` the class weights are a
+    group ``loss`` of their own. Parameters that do not require gradients (a frozen
+    backbone) are left out. Biases, norm weights and GeM's exponent (1-D tensors) get no
+    weight decay."""
     backbone = getattr(model, "backbone", None)
     backbone_ids = {id(p) for p in backbone.parameters()} if backbone is not None else set()
     groups: dict[tuple[str, bool], list[nn.Parameter]] = {}
@@ -26,10 +28,12 @@ def build_optimizer(model: nn.Module, loss: nn.Module, cfg: OptimConfig) -> torc
             if not p.requires_grad:
                 continue
             part = "backbone" if id(p) in backbone_ids else "head"
+            if module is loss and cfg.loss_lr is not None:
+                part = "loss"
             groups.setdefault((part, p.ndim > 1), []).append(p)
     param_groups = []
     for (part, decay), params in sorted(groups.items()):
-        lr = cfg.backbone_lr if part == "backbone" else cfg.lr
+        lr = {"backbone": cfg.backbone_lr, "loss": cfg.loss_lr, "head": cfg.lr}[part]
         wd = cfg.weight_decay if decay else 0.0
         param_groups.append({"params": params, "lr": lr, "weight_decay": wd, "name": part})
     return torch.optim.AdamW(param_groups)
