@@ -26,17 +26,26 @@ def blend(
     release: Annotated[Path, typer.Argument(help="The release whose weights to start from.")],
     other: Annotated[
         str,
-        typer.Option("--with", help="A release of the same architecture, or 'imagenet' (the "
-                     "ImageNet backbone weights, from the registry package; needs --part "
-                     "backbone)."),
+        typer.Option(
+            "--with",
+            help="A release of the same architecture, or 'imagenet' (the "
+            "ImageNet backbone weights, from the registry package; needs --part "
+            "backbone).",
+        ),
     ],
     out: Annotated[Path, typer.Option(help="Release folder to write.")],
     weight: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of RELEASE in the average.")
     ] = 0.5,
     part: Annotated[
-        str, typer.Option(help="all: every tensor; backbone: the backbone only (the "
-                          "release's pooling and projection kept).")
+        str,
+        typer.Option(
+            help="all: every tensor; backbone: the backbone only (the "
+            "release's pooling and projection kept); backbone:N: the "
+            "backbone's stages N and later and its last convolution (e.g. "
+            "backbone:7 on EfficientNet-Lite0: the last 1x1 convolution "
+            "only)."
+        ),
     ] = "all",
     name: Annotated[str | None, typer.Option(help="Release name (default: the folder's).")] = None,
 ) -> None:
@@ -57,7 +66,7 @@ def blend(
         raise ReidError(f"--out {out} is the release itself: write the blend elsewhere")
     model, manifest = load_release(folder, for_inference=False)
     if other == "imagenet":
-        if part != "backbone":
+        if not part.startswith("backbone"):
             raise ReidError("--with imagenet blends the backbone only: add --part backbone "
                             "(ImageNet has no embedding projection)")  # fmt: skip
         base = build_model(dataclasses.replace(model.config, pretrained="imagenet"))
@@ -69,7 +78,7 @@ def blend(
                      f"{other_manifest['sha256'][:12]}")  # fmt: skip
         other_licence = of_release(other_folder)
     blend_weights(model, base, weight, part)
-    what = "backbone: " if part == "backbone" else ""
+    what = "" if part == "all" else f"{part}: "
     training_data = (f"{what}{weight:g} x ({manifest.get('training_data', 'unknown')}) + "
                      f"{1 - weight:g} x {described} (weights averaged)")  # fmt: skip
     saved = save_release(

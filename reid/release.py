@@ -297,8 +297,37 @@ def load_checkpoint_model(path: Path) -> tuple[EmbeddingModel, dict]:
     return model.eval(), ckpt
 
 
-#: What :func:`blend_weights` can average: every tensor, or the backbone's only.
-BLEND_PARTS: tuple[str, ...] = ("all", "backbone")
+#: What :func:`blend_weights` can average: every tensor, or the backbone's only (and
+#: ``backbone:N``, the backbone from its block N on: see :func:`blend_keys`).
+BLEND_PARTS: tuple[str, ...] = ("all", "backbone", "backbone:N")
+
+
+def blend_keys(keys, part: str) -> list[str]:
+    """The state-dict keys of ``part``: ``all``; ``backbone`` (``backbone.*``);
+    ``backbone:N``: the backbone's stages ``blocks.N`` and later and what follows the
+    stages (timm EfficientNets: the last 1x1 convolution ``conv_head`` and its batch norm
+    ``bn2``), not the stem (``conv_stem``, ``bn1``) nor earlier stages; with N past the
+    last stage, only what follows them. On v0.14 the late stages are where the ImageNet
+    features that help unseen tigers live, and the synthetic leopards too (BENCHMARKS.md)."""
+    if part == "all":
+        return list(keys)
+    if part == "backbone":
+        return [k for k in keys if k.startswith("backbone.")]
+    head, _, n = part.partition(":")
+    if head != "backbone" or not n.isdigit():
+        raise ReidError(f"blend part {part!r} is not one of {', '.join(BLEND_PARTS)}")
+    first = int(n)
+    chosen = []
+    for k in keys:
+        if not k.startswith("backbone."):
+            continue
+        rest = k[len("backbone.") :]
+        if rest.startswith("blocks."):
+            if int(rest.split(".")[1]) >= first:
+                chosen.append(k)
+        elif not rest.startswith(("conv_stem.", "bn1.")):
+            chosen.append(k)
+    return chosen
 
 
 def blend_weights(
@@ -309,15 +338,14 @@ def blend_weights(
     WiSE-FT: Wortsman et al., CVPR 2022).
 
     ``part`` chooses the tensors averaged: ``"all"`` (both models must then have the same
-    tensor names and shapes) or ``"backbone"`` (only ``backbone.*``, which ``other`` must
-    have with the same shapes; ``model``'s pooling and projection are kept). Integer
+    tensor names and shapes), ``"backbone"`` (only ``backbone.*``, which ``other`` must
+    have with the same shapes; ``model``'s pooling and projection are kept) or
+    ``"backbone:N"`` (the backbone from its stage N on, :func:`blend_keys`). Integer
     buffers (batch-norm step counts) keep ``model``'s values."""
     if not 0.0 <= weight <= 1.0:
         raise ReidError(f"blend weight {weight} is not in 0..1")
-    if part not in BLEND_PARTS:
-        raise ReidError(f"blend part {part!r} is not one of {', '.join(BLEND_PARTS)}")
     mine, theirs = model.state_dict(), other.state_dict()
-    chosen = [k for k in mine if part == "all" or k.startswith("backbone.")]
+    chosen = blend_keys(mine, part)
     differ = [k for k in chosen if k not in theirs or theirs[k].shape != mine[k].shape]
     if part == "all":
         differ += [k for k in theirs if k not in mine]

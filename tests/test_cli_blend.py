@@ -10,7 +10,7 @@ from reid.cli import app
 from reid.errors import ReidError
 from reid.licence import ATRW, of_release
 from reid.model import ModelConfig, build_model
-from reid.release import blend_weights, load_release, save_release
+from reid.release import blend_keys, blend_weights, load_release, save_release
 
 TINY = ModelConfig(backbone="test_efficientnet", embedding_dim=16, input_size=(32, 64),
                    pretrained=None)  # fmt: skip
@@ -83,3 +83,37 @@ def test_blend_weights_backbone_part_keeps_the_rest_and_integer_buffers():
         else:
             assert torch.equal(v, a[k]), k
     blend_weights(mine, narrow, 0.5, "backbone")  # the projection's width does not matter
+
+
+def test_blend_keys_backbone_from_a_stage_on():
+    keys = ["backbone.conv_stem.weight", "backbone.bn1.weight", "backbone.blocks.0.0.conv.weight",
+            "backbone.blocks.4.1.bn1.weight", "backbone.blocks.6.0.conv_pwl.weight",
+            "backbone.conv_head.weight", "backbone.bn2.running_mean",
+            "fc.weight", "pool.p"]  # fmt: skip
+    assert blend_keys(keys, "backbone:4") == keys[3:7]
+    assert blend_keys(keys, "backbone:7") == [
+        "backbone.conv_head.weight",
+        "backbone.bn2.running_mean",
+    ]
+    assert blend_keys(keys, "backbone:0") == keys[2:7]
+    assert blend_keys(keys, "backbone") == keys[:7]
+    assert blend_keys(keys, "all") == keys
+    for bad in ("backbone:", "backbone:x", "neck:3", "head"):
+        with pytest.raises(ReidError, match="is not one of"):
+            blend_keys(keys, bad)
+
+
+def test_blend_weights_late_stages_only():
+    torch.manual_seed(0)
+    mine = build_model(TINY)
+    torch.manual_seed(1)
+    theirs = build_model(TINY)
+    a = {k: v.clone() for k, v in mine.state_dict().items()}
+    b = theirs.state_dict()
+    last = max(int(k.split(".")[2]) for k in a if k.startswith("backbone.blocks."))
+    blend_weights(mine, theirs, 0.5, f"backbone:{last}")
+    moved = {k for k, v in mine.state_dict().items() if not torch.equal(v, a[k])}
+    assert moved and all(k.startswith((f"backbone.blocks.{last}.", "backbone.conv_head",
+                                       "backbone.bn2")) for k in moved)  # fmt: skip
+    k = next(k for k in moved if "conv_head" in k)
+    assert torch.allclose(mine.state_dict()[k], 0.5 * a[k] + 0.5 * b[k], atol=1e-6)
