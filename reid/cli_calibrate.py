@@ -13,7 +13,7 @@ import typer
 def register(app: typer.Typer, user_errors) -> None:
     @app.command(
         epilog=(
-            "Example (the shipped model: ATRW's 21 held-out entities, which v0.14 never "
+            "Example (the shipped model: ATRW's 21 held-out entities, which v0.15 never "
             "trained on):\n\n"
             "reid calibrate ../shared/data/atrw-train --train-ratio 0.8 --split-seed 0 --save"
         )

@@ -2,9 +2,9 @@
 
 This is ``reid locate --method cam``, for a model release without a flank head. The
 learned flank head of :mod:`reid.boxhead` (shipped with the default model) finds the torso
-better: IoU 0.708 against 0.574 for these boxes with the torso of ATRW's pose keypoints on
-held-out entities, 0.637 against 0.442 with the photos zoomed out (BENCHMARKS.md,
-"Locating the flank").
+better: IoU 0.696 (v0.15's head) against 0.574 for these boxes with the torso of ATRW's
+pose keypoints on held-out entities, 0.620 against 0.442 with the photos zoomed out
+(BENCHMARKS.md, "Locating the flank").
 
 Field photos show the whole animal in clutter (grass, trees, other animals), and a
 re-identification model given the whole frame spends its attention on background and
