@@ -65,7 +65,7 @@ from training.data import (
 from training.distributed import Dist, setup, teardown
 from training.evaluation import evaluate_model
 from training.losses import BatchHardTriplet, ReidLoss, SubCenterArcFace
-from training.optim import build_optimizer, warmup_cosine
+from training.optim import build_optimizer, build_schedule
 from training.sampler import MixedPKBatchSampler, PKBatchSampler
 
 __all__ = ["Objective", "epoch_seed", "fit"]
@@ -309,20 +309,10 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
     objective = Objective(model, loss).to(d.device, memory_format=torch.channels_last)
     optimizer = build_optimizer(model, loss, cfg.optim)
     steps_per_epoch = len(sampler)
-    start_epoch, step, history, best = 0, 0, [], None
-    if state is not None:
-        start_epoch, step = int(state["epoch"]), int(state["global_step"])
+    history, best = [], None
     # steps done + steps to do: epochs × steps per epoch for a run that keeps its plan
     # (fresh, or resumed unchanged); see the module docstring for a changed plan
-    total_steps = step + (cfg.schedule.epochs - start_epoch) * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        warmup_cosine(
-            total_steps,
-            round(cfg.schedule.warmup_epochs * steps_per_epoch),
-            cfg.schedule.min_lr_ratio,
-        ),
-    )
+    scheduler, start_epoch, step = build_schedule(optimizer, cfg.schedule, steps_per_epoch, state)
     # the config's base learning rates and weight decay, before a checkpoint's replace them
     base_lrs = list(scheduler.base_lrs)
     weight_decays = [g["weight_decay"] for g in optimizer.param_groups]

@@ -44,7 +44,7 @@ from training.curves import plot_curves, write_log
 from training.data import FlankDataset
 from training.evaluation import evaluate_model
 from training.losses import SubCenterArcFace
-from training.optim import build_optimizer, warmup_cosine
+from training.optim import build_optimizer, build_schedule
 
 __all__ = ["CELL_DROPOUT", "MIN_WINDOW", "augment_maps", "feature_maps", "fit_neck"]
 
@@ -170,18 +170,8 @@ def fit_neck(
         n = arcface.imprint(emb, labels, seed=cfg.run.seed)
         echo(f"class weights imprinted from the mean embeddings of {n} flanks")
     optimizer = build_optimizer(model, arcface, cfg.optim)
-    start_epoch, step, history, best = 0, 0, [], None
-    if state is not None:
-        start_epoch, step = int(state["epoch"]), int(state["global_step"])
-    total_steps = step + (cfg.schedule.epochs - start_epoch) * steps_per_epoch
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        warmup_cosine(
-            total_steps,
-            round(cfg.schedule.warmup_epochs * steps_per_epoch),
-            cfg.schedule.min_lr_ratio,
-        ),  # fmt: skip
-    )
+    history, best = [], None
+    scheduler, start_epoch, step = build_schedule(optimizer, cfg.schedule, steps_per_epoch, state)
     if state is not None:
         arcface.load_state_dict(state["loss"])
         optimizer.load_state_dict(state["optimizer"])

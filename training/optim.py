@@ -11,7 +11,7 @@ from torch import nn
 
 from training.config import OptimConfig
 
-__all__ = ["build_optimizer", "warmup_cosine"]
+__all__ = ["build_optimizer", "build_schedule", "warmup_cosine"]
 
 
 def build_optimizer(model: nn.Module, loss: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
@@ -53,3 +53,25 @@ def warmup_cosine(total_steps: int, warmup_steps: int, min_ratio: float) -> Call
         return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * t))
 
     return factor
+
+
+def build_schedule(
+    optimizer: torch.optim.Optimizer, schedule, steps_per_epoch: int, state: dict | None
+) -> tuple[torch.optim.lr_scheduler.LambdaLR, int, int]:
+    """(scheduler, epochs done, steps done) for a run of ``schedule.epochs`` epochs of
+    ``steps_per_epoch`` steps, fresh or resumed from a checkpoint ``state`` (its
+    ``epoch`` and ``global_step``): warm-up + cosine over the steps done plus the steps
+    still to do, so an unchanged resumed run keeps its plan (see training.engine)."""
+    start_epoch = step = 0
+    if state is not None:
+        start_epoch, step = int(state["epoch"]), int(state["global_step"])
+    total_steps = step + (schedule.epochs - start_epoch) * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        warmup_cosine(
+            total_steps,
+            round(schedule.warmup_epochs * steps_per_epoch),
+            schedule.min_lr_ratio,
+        ),
+    )
+    return scheduler, start_epoch, step
