@@ -189,6 +189,8 @@ def fit_neck(
         sums, n_items, started = 0.0, 0, time.perf_counter()
         for start in range(0, len(order), batch):
             idx = order[start : start + batch]
+            if len(idx) < 2:  # batch norm needs two: a last lone item waits for the next epoch
+                continue
             x = augment_maps(maps[idx], g).to(device)
             y = labels[idx].to(device)
             loss = cfg.loss.arcface_weight * arcface(model.forward_neck(x), y)

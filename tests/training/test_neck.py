@@ -105,3 +105,17 @@ def test_augment_maps_keeps_a_window_and_drops_some_cells():
         assert 0.5 * CELL_DROPOUT < dropped < 2 * CELL_DROPOUT
         assert torch.equal(out[:, 0] == 0, out[:, 3] == 0)  # a cell is dropped in all channels
     assert len(shapes) > 1
+
+
+def test_a_last_batch_of_one_map_is_left_for_the_next_epoch(tiny_config, tmp_path):
+    _, release = _release(tiny_config, tmp_path)
+    # 12 training photos in batches of 11: the second batch would hold one map, which a
+    # batch norm in training mode cannot normalise
+    cfg = tiny_config("schedule.epochs=1", f"run.init={release}", *NECK,
+                      "sampler.identities=11", "sampler.images=1",
+                      "sampler.rehearsal_identities=0")  # fmt: skip
+    lines = []
+    fit(cfg, tmp_path / "neck", echo=lines.append)
+    assert any("2 batches of 11 maps" in line for line in lines)
+    last = torch.load(tmp_path / "neck" / "last.pt", weights_only=True)
+    assert last["epoch"] == 1 and last["global_step"] == 2
