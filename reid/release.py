@@ -317,15 +317,22 @@ def blend_keys(keys, part: str) -> list[str]:
     if head != "backbone" or not n.isdigit():
         raise ReidError(f"blend part {part!r} is not one of {', '.join(BLEND_PARTS)}")
     first = int(n)
+    names = {k.split(".")[1] for k in keys if k.startswith("backbone.")}
+    if "blocks" not in names or not names <= {"conv_stem", "bn1", "blocks", "conv_head", "bn2"}:
+        raise ReidError(
+            f"blend part {part!r} needs an EfficientNet-style backbone (conv_stem, bn1, "
+            f"blocks.N, conv_head, bn2); this one has {', '.join(sorted(names))}: "
+            "use --part backbone or all"
+        )
     chosen = []
     for k in keys:
         if not k.startswith("backbone."):
             continue
-        rest = k[len("backbone.") :]
+        rest = k[len("backbone."):]
         if rest.startswith("blocks."):
             if int(rest.split(".")[1]) >= first:
                 chosen.append(k)
-        elif not rest.startswith(("conv_stem.", "bn1.")):
+        elif rest.startswith(("conv_head.", "bn2.")):
             chosen.append(k)
     return chosen
 

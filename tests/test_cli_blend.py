@@ -101,6 +101,11 @@ def test_blend_keys_backbone_from_a_stage_on():
     for bad in ("backbone:", "backbone:x", "neck:3", "head"):
         with pytest.raises(ReidError, match="is not one of"):
             blend_keys(keys, bad)
+    # another family's names (a ResNet's) are refused rather than mis-selected
+    resnet = ["backbone.conv1.weight", "backbone.bn1.weight", "backbone.layer1.0.conv1.weight"]
+    with pytest.raises(ReidError, match="EfficientNet-style"):
+        blend_keys(resnet, "backbone:1")
+    assert blend_keys(resnet, "backbone") == resnet
 
 
 def test_blend_weights_late_stages_only():

@@ -588,6 +588,9 @@ def _validate(cfg: TrainConfig) -> None:
         ("optim.lr", cfg.optim.lr > 0, "> 0"),
         ("optim.backbone_lr", cfg.optim.backbone_lr >= 0, ">= 0"),
         ("optim.loss_lr", cfg.optim.loss_lr is None or cfg.optim.loss_lr > 0, "> 0 (or null)"),
+        ("loss.triplet_weight", not cfg.optim.freeze_backbone or cfg.loss.triplet_weight == 0,
+         "0 with optim.freeze_backbone (the neck stage draws uniform batches of feature maps, "
+         "not the P x K batches the batch-hard triplet needs)"),
         ("optim.weight_decay", cfg.optim.weight_decay >= 0, ">= 0"),
         ("schedule.epochs", cfg.schedule.epochs >= 1, ">= 1"),
         ("schedule.warmup_epochs", cfg.schedule.warmup_epochs >= 0, ">= 0"),

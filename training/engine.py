@@ -65,7 +65,7 @@ from training.data import (
 from training.distributed import Dist, setup, teardown
 from training.evaluation import evaluate_model
 from training.losses import BatchHardTriplet, ReidLoss, SubCenterArcFace
-from training.optim import build_optimizer, build_schedule
+from training.optim import build_optimizer, build_schedule, restore_optimiser
 from training.sampler import MixedPKBatchSampler, PKBatchSampler
 
 __all__ = ["Objective", "epoch_seed", "fit"]
@@ -118,6 +118,9 @@ def fit(
 
 
 def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
+    if cfg.optim.freeze_backbone and d.enabled:
+        raise ReidError("optim.freeze_backbone (the neck stage) runs in one process: "
+                        "start it with reid train, not torchrun")  # fmt: skip
     last_path, best_path = out / "last.pt", out / "best.pt"
     if resume and not last_path.is_file():
         raise ReidError(f"{out}: no last.pt to resume from")
@@ -225,9 +228,6 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
         + extra
     )
     if cfg.optim.freeze_backbone:
-        if d.enabled:
-            raise ReidError("optim.freeze_backbone (the neck stage) runs in one process: "
-                            "start it with reid train, not torchrun")  # fmt: skip
         from training.neck import fit_neck
 
         if d.is_main:
@@ -313,9 +313,6 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
     # steps done + steps to do: epochs × steps per epoch for a run that keeps its plan
     # (fresh, or resumed unchanged); see the module docstring for a changed plan
     scheduler, start_epoch, step = build_schedule(optimizer, cfg.schedule, steps_per_epoch, state)
-    # the config's base learning rates and weight decay, before a checkpoint's replace them
-    base_lrs = list(scheduler.base_lrs)
-    weight_decays = [g["weight_decay"] for g in optimizer.param_groups]
     amp_dtype = None
     if d.device.type == "cuda" and cfg.run.amp != "off":
         amp_dtype = torch.bfloat16 if cfg.run.amp == "bf16" else torch.float16
@@ -331,19 +328,8 @@ def _fit(cfg: TrainConfig, out: Path, resume: bool, d: Dist, echo) -> dict:
             )
         model.load_state_dict(state["model"])
         loss.load_state_dict(state["loss"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        restore_optimiser(optimizer, scheduler, state["optimizer"], state["scheduler"])
         scaler.load_state_dict(state["scaler"])
-        # The optimiser's saved groups carry the old base lr, lr and weight decay, and the
-        # scheduler's the old base lrs: put the config's back, and the lr of the rebuilt
-        # schedule at the step reached (for an unchanged config: exactly the saved values).
-        factor = scheduler.lr_lambdas[0]
-        scheduler.base_lrs = base_lrs
-        for group, base, decay in zip(optimizer.param_groups, base_lrs, weight_decays, strict=True):
-            group["initial_lr"] = base
-            group["weight_decay"] = decay
-            group["lr"] = base * factor(scheduler.last_epoch)
-        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
         history, best = list(state["history"]), state["best"]
         restore_rng(state["rng"])
         del state  # the optimiser moments are copied; do not keep a second copy around

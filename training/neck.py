@@ -44,9 +44,9 @@ from training.curves import plot_curves, write_log
 from training.data import FlankDataset
 from training.evaluation import evaluate_model
 from training.losses import SubCenterArcFace
-from training.optim import build_optimizer, build_schedule
+from training.optim import build_optimizer, build_schedule, restore_optimiser
 
-__all__ = ["CELL_DROPOUT", "MIN_WINDOW", "augment_maps", "feature_maps", "fit_neck"]
+__all__ = ["CELL_DROPOUT", "MIN_WINDOW", "augment_maps", "batch_bounds", "feature_maps", "fit_neck"]
 
 #: share of a feature map's rows (and of its columns) that a training window keeps, at least
 MIN_WINDOW = 0.6
@@ -92,6 +92,16 @@ def feature_maps(
     return out
 
 
+def batch_bounds(n: int, batch: int) -> list[tuple[int, int]]:
+    """(start, end) of each batch of an epoch over ``n`` items: ``batch`` items each, the
+    last one possibly fewer, but never a lone item (a batch norm in training mode cannot
+    normalise one): that one joins the batch before it."""
+    bounds = [(s, min(n, s + batch)) for s in range(0, n, batch)]
+    if len(bounds) > 1 and bounds[-1][1] - bounds[-1][0] == 1:
+        bounds[-2:] = [(bounds[-2][0], n)]
+    return bounds
+
+
 def augment_maps(maps: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     """A random window of the batch's maps (one window for the batch) with
     :data:`CELL_DROPOUT` of its cells zeroed (per map)."""
@@ -124,11 +134,6 @@ def fit_neck(
     """Train the neck of ``model`` (backbone frozen) on ``dataset``'s items; evaluate on
     ``held_out`` records. ``common`` holds what every checkpoint carries besides the
     weights (config, classes, training data, licence); ``state`` a ``last.pt`` to resume."""
-    if cfg.loss.triplet_weight > 0:
-        raise ReidError(
-            "optim.freeze_backbone trains the neck from uniform batches of feature maps, "
-            "where the batch-hard triplet loss has no P x K batches: set loss.triplet_weight=0"
-        )
     if state is not None and state.get("classes") != common["classes"]:
         raise ReidError(
             f"{out / 'last.pt'}: the catalogue's training flanks differ from the run's "
@@ -155,7 +160,8 @@ def fit_neck(
                                cfg.loss.scale, cfg.loss.margin).to(device)  # fmt: skip
     batch = (cfg.sampler.identities + cfg.sampler.rehearsal_identities) * cfg.sampler.images
     batch = max(2, min(batch, len(dataset)))
-    steps_per_epoch = math.ceil(len(dataset) / batch)
+    bounds = batch_bounds(len(dataset), batch)
+    steps_per_epoch = len(bounds)
     echo(
         f"train: {len(dataset)} items of {dataset.num_classes} flanks (mirrors included); "
         f"held out: {len(held_out)} images; {steps_per_epoch} batches of {batch} maps per epoch"
@@ -167,18 +173,21 @@ def fit_neck(
                 model.forward_neck(maps[i : i + 256].float().to(device)).float().cpu()
                 for i in range(0, len(maps), 256)
             ])  # fmt: skip
-        n = arcface.imprint(emb, labels, seed=cfg.run.seed)
+        n = arcface.imprint(emb.to(device), labels.to(device), seed=cfg.run.seed)
         echo(f"class weights imprinted from the mean embeddings of {n} flanks")
     optimizer = build_optimizer(model, arcface, cfg.optim)
     history, best = [], None
     scheduler, start_epoch, step = build_schedule(optimizer, cfg.schedule, steps_per_epoch, state)
     if state is not None:
         arcface.load_state_dict(state["loss"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+        restore_optimiser(optimizer, scheduler, state["optimizer"], state["scheduler"])
         history, best = list(state["history"]), state["best"]
         restore_rng(state["rng"])
+        del state
         echo(f"resuming {out} after epoch {start_epoch}")
+        if start_epoch >= cfg.schedule.epochs:
+            echo(f"the run has finished its {start_epoch} epochs: nothing to train "
+                 "(give schedule.epochs=N to continue it to epoch N)")  # fmt: skip
     params = [p for g in optimizer.param_groups for p in g["params"]]
     epochs = cfg.schedule.epochs
     for epoch in range(start_epoch, epochs):
@@ -187,10 +196,8 @@ def fit_neck(
         model.train()
         model.backbone.eval()
         sums, n_items, started = 0.0, 0, time.perf_counter()
-        for start in range(0, len(order), batch):
-            idx = order[start : start + batch]
-            if len(idx) < 2:  # batch norm needs two: a last lone item waits for the next epoch
-                continue
+        for start, end in bounds:
+            idx = order[start:end]
             x = augment_maps(maps[idx], g).to(device)
             y = labels[idx].to(device)
             loss = cfg.loss.arcface_weight * arcface(model.forward_neck(x), y)

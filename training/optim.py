@@ -11,7 +11,7 @@ from torch import nn
 
 from training.config import OptimConfig
 
-__all__ = ["build_optimizer", "build_schedule", "warmup_cosine"]
+__all__ = ["build_optimizer", "build_schedule", "restore_optimiser", "warmup_cosine"]
 
 
 def build_optimizer(model: nn.Module, loss: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
@@ -75,3 +75,28 @@ def build_schedule(
         ),
     )
     return scheduler, start_epoch, step
+
+
+def restore_optimiser(
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LambdaLR,
+    optimizer_state: dict,
+    scheduler_state: dict,
+) -> None:
+    """Load a checkpoint's optimiser and scheduler states into the ones just built from
+    the (possibly overridden) config, keeping the config's base learning rates and weight
+    decay: the saved groups carry the old base lr, lr and weight decay, and the scheduler
+    the old base lrs; put the config's back, with the lr of the rebuilt schedule at the
+    step reached (for an unchanged config: exactly the saved values). The AdamW moments
+    are kept."""
+    base_lrs = list(scheduler.base_lrs)
+    weight_decays = [g["weight_decay"] for g in optimizer.param_groups]
+    optimizer.load_state_dict(optimizer_state)
+    scheduler.load_state_dict(scheduler_state)
+    factor = scheduler.lr_lambdas[0]
+    scheduler.base_lrs = base_lrs
+    for group, base, decay in zip(optimizer.param_groups, base_lrs, weight_decays, strict=True):
+        group["initial_lr"] = base
+        group["weight_decay"] = decay
+        group["lr"] = base * factor(scheduler.last_epoch)
+    scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]

@@ -8,7 +8,7 @@ from reid.errors import ReidError
 from reid.release import load_checkpoint_model, save_release
 from training.config import load_config
 from training.engine import fit
-from training.neck import CELL_DROPOUT, MIN_WINDOW, augment_maps
+from training.neck import CELL_DROPOUT, MIN_WINDOW, augment_maps, batch_bounds
 from training.optim import build_optimizer
 
 NECK = ("optim.freeze_backbone=true", "loss.triplet_weight=0", "optim.loss_lr=1e-2",
@@ -71,10 +71,34 @@ def test_the_neck_stage_resumes_to_the_same_weights(tiny_config, tmp_path):
     assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
 
 
-def test_the_neck_stage_refuses_the_triplet_loss(tiny_config, tmp_path):
-    cfg = tiny_config("schedule.epochs=1", "optim.freeze_backbone=true", "loss.triplet_weight=1")
-    with pytest.raises(ReidError, match="triplet_weight=0"):
-        fit(cfg, tmp_path / "run", echo=lambda _: None)
+def test_the_neck_stage_refuses_the_triplet_loss_when_the_config_is_read(tiny_config):
+    with pytest.raises(ReidError, match="loss.triplet_weight must be 0 with optim.freeze"):
+        tiny_config("optim.freeze_backbone=true", "loss.triplet_weight=1")
+
+
+def test_resuming_the_neck_stage_applies_a_changed_learning_rate(tiny_config, tmp_path):
+    _, release = _release(tiny_config, tmp_path)
+    cfg = tiny_config("schedule.epochs=1", f"run.init={release}", *NECK)
+    fit(cfg, tmp_path / "neck", echo=lambda _: None)
+    lines = []
+    resumed = load_config(tmp_path / "neck" / "config.yaml",
+                          ["schedule.epochs=2", "optim.lr=0.005"])  # fmt: skip
+    fit(resumed, tmp_path / "neck", resume=True, echo=lines.append)
+    assert any(line.startswith("epoch 2/2") for line in lines)
+    groups = torch.load(tmp_path / "neck" / "last.pt", weights_only=True)["optimizer"]
+    heads = [g for g in groups["param_groups"] if g["name"] == "head"]
+    assert heads and all(g["initial_lr"] == 0.005 for g in heads)
+    assert all(g["initial_lr"] == 1e-2 for g in groups["param_groups"] if g["name"] == "loss")
+    lines.clear()
+    fit(resumed, tmp_path / "neck", resume=True, echo=lines.append)
+    assert any("nothing to train" in line for line in lines)
+
+
+def test_batch_bounds_never_leave_a_lone_item():
+    assert batch_bounds(12, 11) == [(0, 12)]
+    assert batch_bounds(12, 5) == [(0, 5), (5, 10), (10, 12)]
+    assert batch_bounds(11, 5) == [(0, 5), (5, 11)]
+    assert batch_bounds(3, 3) == [(0, 3)]
 
 
 def test_loss_lr_is_a_group_of_its_own_and_frozen_parameters_are_left_out(tiny_config):
@@ -107,7 +131,7 @@ def test_augment_maps_keeps_a_window_and_drops_some_cells():
     assert len(shapes) > 1
 
 
-def test_a_last_batch_of_one_map_is_left_for_the_next_epoch(tiny_config, tmp_path):
+def test_a_last_batch_of_one_map_joins_the_batch_before(tiny_config, tmp_path):
     _, release = _release(tiny_config, tmp_path)
     # 12 training photos in batches of 11: the second batch would hold one map, which a
     # batch norm in training mode cannot normalise
@@ -116,6 +140,6 @@ def test_a_last_batch_of_one_map_is_left_for_the_next_epoch(tiny_config, tmp_pat
                       "sampler.rehearsal_identities=0")  # fmt: skip
     lines = []
     fit(cfg, tmp_path / "neck", echo=lines.append)
-    assert any("2 batches of 11 maps" in line for line in lines)
+    assert any("1 batches of 11 maps" in line for line in lines)  # the 12th joins the first
     last = torch.load(tmp_path / "neck" / "last.pt", weights_only=True)
-    assert last["epoch"] == 1 and last["global_step"] == 2
+    assert last["epoch"] == 1 and last["global_step"] == 1
