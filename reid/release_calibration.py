@@ -148,25 +148,21 @@ def save_to_release(folder: Path | str, calibration, info: dict) -> dict:
 def load_from_release(folder: Path | str, manifest: dict, local=None):
     """The release's calibration (checked against its SHA-256, the weights and, when
     ``local`` is given, the local features it was fitted for), or None if it has none."""
+    from reid.heads import release_file
     from reid.match import MatchCalibration
-    from reid.release import sha256_of
 
     entry = manifest.get(MANIFEST_KEY)
     if not entry:
         return None
-    path = Path(folder) / Path(str(entry.get("file", CALIBRATION_FILE))).name
-    if entry.get("weights_sha256") != manifest.get("sha256"):
-        raise ReidError(f"{path}: the calibration was fitted for other weights; refit it "
-                        "with reid calibrate")  # fmt: skip
     if local is not None and entry.get("local_features") != local_features_id(local):
         raise ReidError(
-            f"{path}: the calibration was fitted for other local features "
-            f"({entry.get('local_features')}); refit it with reid calibrate"
+            f"{Path(folder) / Path(str(entry.get('file', CALIBRATION_FILE))).name}: the "
+            f"calibration was fitted for other local features ({entry.get('local_features')}); "
+            "refit it with reid calibrate"
         )
-    if not path.is_file():
-        raise ReidError(f"{folder}: calibration file {path.name} is missing")
-    if sha256_of(path) != entry.get("sha256"):
-        raise ReidError(f"{path}: SHA-256 mismatch with the manifest: refusing to load it")
+    # the weights it was fitted for, the file, its SHA-256: checked as for the heads
+    path = release_file(Path(folder), manifest, MANIFEST_KEY, CALIBRATION_FILE,
+                        "calibration file", "with reid calibrate")  # fmt: skip
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
