@@ -361,6 +361,15 @@ class FeatureStore:
 
     def put(self, id_: int, features: LocalFeatures) -> None:
         if self.folder is not None:
+            # remember what the file holds (float16 descriptors), so that this process
+            # matches exactly as a later one that reads them back (was: float32 here,
+            # float16 from disk, and a rerun decided some queries differently)
+            features = LocalFeatures(
+                np.asarray(features.xy, np.float32),
+                np.asarray(features.desc).astype(np.float16).astype(np.float32),
+                float(features.scale),
+                tuple(int(v) for v in features.size),
+            )
             path = self._path(id_)
             path.parent.mkdir(parents=True, exist_ok=True)
 

@@ -96,6 +96,25 @@ def test_the_gallery_cache_round_trips_and_verifies_alike(name, tmp_path):
     assert abs(v1.inliers - v2.inliers) <= max(2, v1.inliers // 10)
 
 
+@pytest.mark.parametrize("name", KIND_PARAMS)
+def test_the_store_that_wrote_features_gives_what_a_fresh_one_reads(name, tmp_path):
+    # the process that enrolls and a later one must verify alike: both see the
+    # float16 descriptors the file holds (a rerun once decided a query differently)
+    config = local_config(name)
+    f = config.extract(flank(5))
+    store = FeatureStore(tmp_path)
+    store.put(3, f)
+    mine, fresh = store.get(3), FeatureStore(tmp_path).get(3)
+    assert not np.array_equal(mine.desc, f.desc)  # rounded as stored
+    np.testing.assert_array_equal(mine.desc, fresh.desc)
+    np.testing.assert_array_equal(mine.xy, fresh.xy)
+    assert mine.size == fresh.size and mine.scale == fresh.scale
+    q = config.extract(photo_of(flank(5), 3))
+    assert [v.inliers for v in config.verify_many(q, [mine])] == [
+        v.inliers for v in config.verify_many(q, [fresh])
+    ]
+
+
 def test_a_fingerprint_names_the_kind_and_its_extraction():
     assert SiftConfig().fingerprint()["kind"] == "rootsift"
     x = XFeatConfig()
