@@ -23,6 +23,11 @@ Everything outside the top k keeps its cosine order below.
 Keypoints and embeddings are cached under ``--cache`` (never committed); pair scores too.
 
     nice -n 10 .venv/bin/python bench/bench_local.py --split atrw --kinds rootsift,xfeat-mnn,xfeat
+
+Kinds: any of :data:`reid.local.KINDS` (rootsift, xfeat, xfeat-mnn, aliked); ``--top-k``
+sets the keypoints kept by xfeat (``top_k``) or aliked (``max_keypoints``), ``--max-side``
+the image size of any kind. With ``--queries``, keypoints are extracted only for the
+sampled queries and their top-k gallery photos.
 """
 
 from __future__ import annotations
@@ -49,8 +54,11 @@ def _key(*parts) -> str:
     return hashlib.sha1("\0".join(map(str, parts)).encode()).hexdigest()[:20]
 
 
-def cached_features(records, config, cache: Path, workers: int = 2) -> tuple[list, float]:
-    """Local features of every record (cached per image); seconds per image extracted."""
+def cached_features(
+    records, config, cache: Path, workers: int = 2, needed=None
+) -> tuple[list, float]:
+    """Local features of every record (cached per image), or of the ``needed`` indices
+    only (others None); seconds per image extracted."""
     from concurrent.futures import ThreadPoolExecutor
 
     from reid.embed import load_record_image
@@ -79,14 +87,17 @@ def cached_features(records, config, cache: Path, workers: int = 2) -> tuple[lis
             )
         return f
 
+    want = range(len(records)) if needed is None else sorted(set(map(int, needed)))
     serial = not hasattr(config, "n_features")  # torch uses the cores itself
     if serial:
-        feats = [one(r) for r in records]
+        got = [one(records[i]) for i in want]
     else:
         with ThreadPoolExecutor(workers) as pool:
-            feats = list(pool.map(one, records))
-    # float16 round trip as the gallery cache stores them
-    feats = [replace(f, desc=f.desc.astype(np.float16).astype(np.float32)) for f in feats]
+            got = list(pool.map(one, [records[i] for i in want]))
+    feats: list = [None] * len(records)
+    for i, f in zip(want, got, strict=True):
+        # float16 round trip as the gallery cache stores them
+        feats[i] = replace(f, desc=f.desc.astype(np.float16).astype(np.float32))
     return feats, (float(np.median(times)) if times else float("nan"))
 
 
@@ -243,7 +254,10 @@ def main() -> None:
     ap.add_argument("--fit-images", type=int, default=150, help="0: skip that fit")
     ap.add_argument("--queries", type=int, default=0, help="subsample queries (0: all)")
     ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "local-cache")
-    ap.add_argument("--top-k", type=int, default=0, help="xfeat keypoints kept (0: default)")
+    ap.add_argument(
+        "--top-k", type=int, default=0, help="xfeat/aliked keypoints kept (0: default)"
+    )
+    ap.add_argument("--max-side", type=int, default=0, help="image long side (0: default)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--threads", type=int, default=1, help="torch threads (1: the CPU is shared)")
     args = ap.parse_args()
@@ -274,11 +288,17 @@ def main() -> None:
         config = local_config(name)
         if args.top_k and hasattr(config, "top_k"):
             config = replace(config, top_k=args.top_k)
+        if args.top_k and hasattr(config, "max_keypoints"):
+            config = replace(config, max_keypoints=args.top_k)
+        if args.max_side:
+            config = replace(config, max_side=args.max_side)
         # pair scores depend on the images and the matcher, not on k or the queries
         tag = f"{args.split}-{name}-{_key(repr(config), args.model)}"
-        feats, t_extract = cached_features(records, config, args.cache)
         full = np.zeros((n, args.k), np.int64)
         full[rows] = top
+        # a sample of queries needs the keypoints of its rows and their top k only
+        needed = np.union1d(rows, top.ravel()) if args.queries else None
+        feats, t_extract = cached_features(records, config, args.cache, needed=needed)
         pairs, t_pair = pair_scores(
             [feats[i] for i in range(n)],
             _rows_only(full, rows),

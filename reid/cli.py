@@ -307,8 +307,9 @@ def eval_(
     local: Annotated[
         str | None,
         typer.Option(help="Local features of --method sift or fused (and of --open-set's "
-                     "verification): rootsift, xfeat (XFeat + LighterGlue) or xfeat-mnn "
-                     "(BENCHMARKS.md, Local features) [default: rootsift]."),
+                     "verification): rootsift, xfeat (XFeat + LighterGlue), xfeat-mnn or "
+                     "aliked (ALIKED + LightGlue) (BENCHMARKS.md, Local features) "
+                     "[default: rootsift]."),
     ] = None,
 ) -> None:
     """Measure re-identification accuracy of a method on a catalogue.
@@ -700,7 +701,8 @@ def enroll(
     local: Annotated[
         str | None,
         typer.Option(help="Local features that verify candidates: rootsift, xfeat (XFeat + "
-                     "LighterGlue) or xfeat-mnn (BENCHMARKS.md, Local features) "
+                     "LighterGlue), xfeat-mnn or aliked (ALIKED + LightGlue) (BENCHMARKS.md, "
+                     "Local features) "
                      "[default: the index's, else rootsift]."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
@@ -785,7 +787,8 @@ def match(
     local: Annotated[
         str | None,
         typer.Option(help="Local features that verify candidates: rootsift, xfeat (XFeat + "
-                     "LighterGlue) or xfeat-mnn (BENCHMARKS.md, Local features) "
+                     "LighterGlue), xfeat-mnn or aliked (ALIKED + LightGlue) (BENCHMARKS.md, "
+                     "Local features) "
                      "[default: the kind the index caches]."),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (a list per image).")] = False,

