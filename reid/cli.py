@@ -311,6 +311,13 @@ def eval_(
                      "aliked (ALIKED + LightGlue) (BENCHMARKS.md, Local features) "
                      "[default: rootsift]."),
     ] = None,
+    locate: Annotated[
+        bool,
+        typer.Option(help="Crop each photo without a box to the flank that the model's flank "
+                     "head finds (as reid locate does; CAM without a head): for catalogues "
+                     "of whole-animal field photos, not of flank crops (BENCHMARKS.md, "
+                     "Locating the flank)."),
+    ] = False,
 ) -> None:
     """Measure re-identification accuracy of a method on a catalogue.
 
@@ -337,6 +344,9 @@ def eval_(
         if not open_set and method not in LOCAL_METHODS:
             raise ReidError(f"--local applies to --method {' or '.join(LOCAL_METHODS)} "
                             f"(and --open-set), not to --method {method}")
+    if locate and (find_atrw_test(catalogue) or is_atrw_train(catalogue)):
+        raise ReidError("--locate does not apply to ATRW: its photos are already boxes around "
+                        "the tiger, and its protocol scores them as they are")
     if not open_set and (
         submission is not None or find_atrw_test(catalogue) or is_atrw_train(catalogue)
     ):
@@ -363,6 +373,14 @@ def eval_(
             )
     if limit is not None:
         records = records[:limit]
+    if locate:
+        from reid.locate import box_missing
+        from reid.match import resolve_model
+
+        records, boxed = box_missing(records, resolve_model(model), workers=workers,
+                                     show_progress=not as_json)
+        if not as_json:
+            typer.echo(f"located the flank in {boxed} of {len(records)} images")
     if open_set:
         _eval_open_set(records, model, gallery_ratio, unknown_ratio, split_seed, verify_top,
                        workers, as_json, new_prior, near_duplicates=is_atrw_train(catalogue),
@@ -705,6 +723,13 @@ def enroll(
                      "Local features) "
                      "[default: the index's, else rootsift]."),
     ] = None,
+    locate: Annotated[
+        bool,
+        typer.Option(help="Crop each new photo without a box to the flank that the model's flank "
+                     "head finds (as reid locate does; CAM without a head): for catalogues "
+                     "of whole-animal field photos, not of flank crops (BENCHMARKS.md, "
+                     "Locating the flank)."),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
     """Enroll a catalogue's identified flank photos in a gallery index (build or extend).
@@ -712,7 +737,9 @@ def enroll(
     Embeds each new image, caches its keypoints for geometric verification, refits the
     calibration of match probabilities on the whole gallery and saves the index
     atomically. Images already enrolled, unidentified ones and those of an unknown side
-    are skipped. An index built with another model is refused.
+    are skipped. An index built with another model is refused. With --locate, field
+    photos of whole animals are cropped to their flank first (the model's flank head),
+    and queries to the gallery are then cropped the same way.
     """
     from reid.data.load import load_catalogue
     from reid.local import local_config
@@ -724,7 +751,7 @@ def enroll(
         records, index, model, organisation=organisation, workers=workers,
         calibration_sample=calibration_sample, new_prior=new_prior,
         config=MatchConfig(local=None if local is None else local_config(local)),
-        show_progress=not as_json, calibration=calibration,
+        show_progress=not as_json, calibration=calibration, locate=locate,
     )
     if as_json:
         typer.echo(json.dumps(summary.to_dict(), indent=2))

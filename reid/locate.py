@@ -304,3 +304,32 @@ def locate_catalogue(
     for i, box in zip(todo, boxes, strict=True):
         out[i] = replace(records[i], bbox=box)
     return out, len(todo)
+
+
+def box_missing(
+    records: Sequence[ImageRecord],
+    release,
+    *,
+    device: str = "cpu",
+    workers: int = 2,
+    show_progress: bool = True,
+) -> tuple[list[ImageRecord], int]:
+    """``records`` with the photos that have no box cropped to their flank, as ``reid
+    locate`` (``--method auto``) would box them: by the flank head of the model release
+    ``release`` (a folder), or by the class-activation map when it has none. Returns the
+    records in order and how many were boxed. ``reid enroll --locate`` and ``reid eval
+    --locate`` use it; a catalogue of flank crops should not be located (cropping a crop
+    again loses pattern: BENCHMARKS.md, "Locating the flank")."""
+    from reid.boxhead import boxer_of
+    from reid.progress import progress_bar
+    from reid.release import load_release
+
+    todo = sum(1 for r in records if r.bbox is None)
+    if not todo:
+        return list(records), 0
+    net, manifest = load_release(release, device=device)
+    locator = boxer_of(net, manifest, device)
+    if locator is None:
+        locator = FlankLocator(LocateConfig(), device=device, workers=workers)
+    with progress_bar(todo, "locating flanks", enabled=show_progress) as advance:
+        return locate_catalogue(records, locator, progress=advance)

@@ -55,7 +55,7 @@ from pathlib import Path
 import numpy as np
 
 from reid.calibrate import EPS, LogisticCalibrator, MultinomialCalibrator, calibrator_from_dict
-from reid.data.records import ImageRecord
+from reid.data.records import BBox, ImageRecord
 from reid.errors import ReidError
 from reid.index import SIDES, GalleryEntry, GalleryIndex, Hit, check_fingerprint, is_index
 from reid.local import INDEX_KEY, LocalConfig, check_local_features, config_from_fingerprint
@@ -1140,9 +1140,16 @@ def enroll(
     show_progress: bool = True,
     device: str = "cpu",
     calibration: str = "gallery",
+    locate: bool = False,
 ) -> EnrollSummary:
     """Add the identified left/right flank images of ``records`` to the index in
     ``index_dir`` (created if absent), cache their keypoints, recalibrate, save.
+
+    ``locate``: crop each new photo that has no box to its flank, found by the model's
+    flank head (the class-activation map without one; :func:`reid.locate.box_missing`),
+    for galleries of whole-animal field photos; queries to such a gallery are then
+    cropped the same way (:meth:`Matcher.gallery_boxed`). A photo already enrolled
+    (any box) is not located again.
 
     ``new_prior``: the share of new-flank queries expected, stored with the calibration
     (default: the index's current value, else 0.5).
@@ -1185,6 +1192,9 @@ def enroll(
     if existing is None:  # a new index caches the configured kind (default rootsift)
         index.attachments[INDEX_KEY] = (config or MatchConfig()).sift.fingerprint()
     have = {(e.image, e.bbox) for e in index.entries().values()}
+    if locate:
+        boxes_of = dict(sorted(have, key=lambda h: h[1] is not None))  # a box, where any
+        records = _located(records, net, manifest, device, workers, show_progress, boxes_of)
     skipped = {"unidentified": 0, "unknown side": 0, "already enrolled": 0}
     todo: list[ImageRecord] = []
     new_entries: list[GalleryEntry] = []
@@ -1221,6 +1231,36 @@ def enroll(
     index.attachments[CALIBRATION_KEY] = fitted.to_dict()
     index.save(index_dir)
     return EnrollSummary(len(todo), skipped, len(index), fitted.stats)
+
+
+def _located(records, net, manifest, device, workers, show_progress, enrolled):
+    """``records`` with the enrollable new photos that have no box boxed to their flank
+    (``enroll(locate=True)``). ``enrolled``: image -> its box in the gallery; a photo
+    already enrolled takes that box (so it counts as enrolled) instead of a new one."""
+    from reid.boxhead import boxer_of
+    from reid.locate import FlankLocator, LocateConfig
+    from reid.progress import progress_bar
+
+    todo = [
+        i for i, r in enumerate(records)
+        if r.bbox is None and r.individual_id and r.side in SIDES
+        and str(Path(r.path).resolve()) not in enrolled  # as entry_of names it
+    ]  # fmt: skip
+    locator = None if not todo else boxer_of(net, manifest, device)
+    if todo and locator is None:
+        locator = FlankLocator(LocateConfig(), device=device, workers=workers)
+    boxes = []
+    if todo:
+        with progress_bar(len(todo), "locating flanks", enabled=show_progress) as advance:
+            boxes = locator.locate_records([records[i] for i in todo], progress=advance)
+    out = [
+        replace(r, bbox=BBox(*enrolled[image]))
+        if r.bbox is None and enrolled.get(image) is not None else r
+        for r, image in ((r, str(Path(r.path).resolve())) for r in records)
+    ]
+    for i, box in zip(todo, boxes, strict=True):
+        out[i] = replace(records[i], bbox=box)
+    return out
 
 
 #: Where ``reid enroll`` takes the match calibration from (see :func:`enroll`).

@@ -430,3 +430,61 @@ def located_fraction(release, image) -> list[float]:
     b = boxer_of(model, manifest).box(image)
     h, w = image.shape[:2]
     return [b.x / w, b.y / h, b.w / w, b.h / h]
+
+
+def test_enroll_and_eval_locate_whole_photos_that_have_no_box(located, tmp_path):
+    import cv2
+    from typer.testing import CliRunner
+
+    from reid.boxhead import boxer_of
+    from reid.cli import app
+    from reid.index import GalleryIndex
+    from reid.match import Matcher
+
+    root, release, _, _ = located
+    rng = np.random.default_rng(7)
+    truth, rows = {}, ["path,individual_id,species,side"]
+    for k in range(6):  # 3 individuals x 2 photos, whole scenes without boxes
+        image, box = scene(rng)
+        name = f"p{k}.png"
+        cv2.imwrite(str(tmp_path / name), image[..., ::-1])
+        truth[str((tmp_path / name).resolve())] = box
+        rows.append(f"{name},ind{k // 2},leopard,left")
+    cv2.imwrite(str(tmp_path / "p6.png"), scene(rng)[0][..., ::-1])
+    rows.append("p6.png,,leopard,left")  # unidentified: neither located nor enrolled
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    runner = CliRunner()
+    args = ["enroll", str(tmp_path / "labels.csv"), "--index", str(tmp_path / "idx"),
+            "--model", str(release), "--json", "--locate"]  # fmt: skip
+    out = runner.invoke(app, args)
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["added"] == 6
+    entries = GalleryIndex.open(tmp_path / "idx").entries().values()
+    model, manifest = load_release(release)
+    boxer = boxer_of(model, manifest)
+    overlaps = []
+    for e in entries:  # every photo enrolled as the crop the flank head finds
+        image = load_image(e.image)
+        assert e.bbox is not None and BBox(*e.bbox) == boxer.box(image)
+        assert e.bbox != (0, 0, image.shape[1], image.shape[0])
+        overlaps.append(iou(BBox(*e.bbox), truth[str(e.image)]))
+    assert np.mean(overlaps) > 0.5
+    assert Matcher.open(tmp_path / "idx", release).gallery_boxed()
+    again = runner.invoke(app, args)  # nothing located or enrolled twice
+    assert again.exit_code == 0, again.output
+    summary = json.loads(again.output)
+    assert summary["added"] == 0 and summary["skipped"]["already enrolled"] == 6
+    plain = runner.invoke(app, ["enroll", str(tmp_path / "labels.csv"), "--index",
+                                str(tmp_path / "plain"), "--model", str(release), "--json"])
+    assert all(e.bbox is None for e in GalleryIndex.open(tmp_path / "plain").entries().values())
+    assert plain.exit_code == 0
+
+    ev = runner.invoke(app, ["eval", str(tmp_path / "labels.csv"), "--method", "embedding",
+                             "--model", str(release), "--locate", "--workers", "1"])
+    assert ev.exit_code == 0, ev.output
+    assert "located the flank in 7 of 7 images" in ev.output
+    atrw = tmp_path / "atrw"
+    atrw.mkdir()
+    (atrw / "reid_list_train.csv").write_text("")
+    refused = runner.invoke(app, ["eval", str(atrw), "--locate", "--model", str(release)])
+    assert refused.exit_code != 0 and "--locate does not apply to ATRW" in refused.output
