@@ -92,6 +92,28 @@ def test_the_fit_learns_only_from_the_given_pairs():
     assert np.array_equal(cross_fitted_fusion(feats, LABELS, feats[1], pairs=none), feats[1])
 
 
+def test_fused_ranks_by_the_better_part_when_fusing_would_rank_worse():
+    """A logistic fit over all pairs is not a ranking fit. Here the fused features are
+    noise and the local score (the fallback, as the sift method ranks) puts every
+    genuine partner first: each row must come out ranked as the local score ranks it,
+    by one candidate (not a blend of candidates' scales)."""
+    rng = np.random.default_rng(1)
+    labels = [f"i{k // 3}" for k in range(30)]  # 10 individuals x 3 photos
+    lab = np.array(labels)
+    same = lab[:, None] == lab[None, :]
+    noise = [rng.normal(size=(30, 30)) for _ in range(2)]
+    noise = [(x + x.T) / 2 for x in noise]
+    local = np.where(same, 10.0, rng.uniform(0, 5, (30, 30)))
+    local = (local + local.T) / 2
+    fused = cross_fitted_fusion(noise, labels, local)
+    masked = fused.copy()
+    np.fill_diagonal(masked, -np.inf)
+    assert all(same[i, int(np.argmax(masked[i]))] for i in range(30))
+    for i in range(30):  # each row: a positive multiple of the local score, same order
+        others = np.arange(30) != i
+        assert np.array_equal(np.argsort(fused[i, others]), np.argsort(local[i, others]))
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     root = tmp_path_factory.mktemp("evallocal")

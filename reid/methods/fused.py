@@ -24,6 +24,14 @@ halving 0.149 / 0.140, local alone 0.153 / 0.142; BENCHMARKS.md, "Local features
 25)"). When a half has no genuine pair to learn from, that repeat leaves its rows out;
 rows no repeat could fit are ranked by the sift score alone.
 
+A logistic fit over pairs is not a ranking fit, and with a weak embedding it can rank
+below the local score alone (nyala held-out, torso crops, XFeat matches: fused top-1 0.269
+against 0.401). So each half fits four candidates (all three features; the cosine alone;
+the two local features alone; the sift score itself) and rates how each ranks that half's
+own images (mean of top-1 and mAP); each row is then ranked by the candidate with the best
+rating summed over the 8 halves that never saw its label, averaged over those halves, so
+that one row's scores share one scale.
+
 Cross-fitting uses the evaluated catalogue's labels (never a query's own). A benchmark
 whose labels must not inform the ranking at all (ATRW: :mod:`reid.atrw_eval` gives the
 method unlabelled images) needs weights fitted elsewhere: ``FusedMethod(weights=...)``,
@@ -81,8 +89,12 @@ def cross_fitted_fusion(
     (None: unidentified, never a training label), cross-fitted over ``repeats`` random
     halvings of the individuals (the first is the seed's single halving of earlier
     versions) and averaged per row; rows that no halving could fit get ``fallback`` (an
-    N×N score). ``pairs``: an N×N mask of the pairs a fit may learn from (default: every
-    pair i < j); a pair counts only when both images are in the fitted half."""
+    N×N score, e.g. the local score). Each half fits every candidate of
+    :func:`_candidate_subsets` (all features, the first alone, the others alone, the
+    fallback alone) and rates its ranking of that half; a row takes the candidate rated
+    best over the halves that held it out. ``pairs``: an N×N mask of the pairs a fit may
+    learn from (default: every pair i < j); a pair counts only when both images are in
+    the fitted half."""
     n = len(labels)
     names = sorted({lab for lab in labels if lab is not None})
     rng = np.random.default_rng(seed)
@@ -90,25 +102,72 @@ def cross_fitted_fusion(
     lab = np.array([lab or "" for lab in labels], dtype=object)
     same_all = lab[:, None] == lab[None, :]
     usable = np.triu(np.ones((n, n), bool), k=1) if pairs is None else np.asarray(pairs, bool)
-    total = np.zeros((n, n), np.float64)
-    fitted = np.zeros(n, np.int64)
+    # the fallback (the local score) is a candidate too, as one feature
+    candidates = [*features, np.asarray(fallback, np.float64)]
+    subsets = _candidate_subsets(len(features))
+    folds = []  # (held-out rows, {candidate: (weights, in-sample quality)})
     for _ in range(max(1, repeats)):
         order = [names[i] for i in rng.permutation(len(names))]
         half = {name: i % 2 for i, name in enumerate(order)}
         fold = np.array([half[x] if x is not None else i % 2 for i, x in enumerate(labels)])
         for f in (0, 1):
             train = (fold == 1 - f) & ident
-            mask = usable & train[:, None] & train[None, :]
-            w = fusion_weights([x[mask] for x in features], same_all[mask])
-            if w is None:
-                continue
-            rows = fold == f
-            total[rows] += sum(wi * x[rows] for wi, x in zip(w, features, strict=True))
-            fitted[rows] += 1
+            fits = _candidate_fits(candidates, subsets, same_all, usable, train, lab)
+            if fits:
+                folds.append((fold == f, fits))
+    # each row's candidate: the best summed quality over the fits that never saw its
+    # label (ties: the first, the full model), so that a row's scores share one scale
+    quality = np.zeros((n, len(subsets)))
+    for rows, fits in folds:
+        for c, (_, q) in fits.items():
+            quality[rows, c] += q + 1.0  # +1: a candidate fitted in more folds wins ties
+    choice = quality.argmax(axis=1)
+    total = np.zeros((n, n), np.float64)
+    fitted = np.zeros(n, np.int64)
+    for rows, fits in folds:
+        for c, (w, _) in fits.items():
+            take = rows & (choice == c)
+            if take.any():
+                total[take] += sum(wi * x[take] for wi, x in zip(w, candidates, strict=True) if wi)
+                fitted[take] += 1
     fused = np.array(fallback, np.float64)
     ok = fitted > 0
     fused[ok] = total[ok] / fitted[ok, None]
     return fused
+
+
+def _candidate_subsets(k: int) -> list[tuple[int, ...]]:
+    """What a cross-fit may rank by, of ``k`` features and the fallback (index k): all
+    the features, the global one (0) alone, the local ones (1..k-1) alone, the fallback
+    alone (the local score as the sift method ranks by it)."""
+    subsets = [tuple(range(k)), (0,), tuple(range(1, k)), (k,)]
+    return [c for i, c in enumerate(subsets) if c and c not in subsets[:i]]
+
+
+def _candidate_fits(candidates, subsets, same_all, usable, train, lab) -> dict:
+    """For each candidate subset of ``candidates`` (the scores and, last, the fallback;
+    :func:`_candidate_subsets`) that can be fitted on the pairs within ``train``: its
+    weights over all ``candidates`` (zero outside the subset) and how well it ranks the
+    ``train`` images among themselves (mean of top-1 and mAP, in sample). A logistic
+    fit over all pairs is not a ranking fit: on nyala with XFeat matches it weighed the
+    cosine so that fused ranked below the local score alone (BENCHMARKS.md), and
+    choosing among the parts keeps fused near the better one."""
+    from reid.metrics import retrieval_metrics
+
+    mask = usable & train[:, None] & train[None, :]
+    idx = np.flatnonzero(train)
+    seen = (usable | usable.T)[np.ix_(idx, idx)]
+    fits = {}
+    for c, subset in enumerate(subsets):
+        w_sub = fusion_weights([candidates[i][mask] for i in subset], same_all[mask])
+        if w_sub is None:
+            continue
+        w = np.zeros(len(candidates))
+        w[list(subset)] = w_sub
+        score = sum(wi * x[np.ix_(idx, idx)] for wi, x in zip(w, candidates, strict=True) if wi)
+        m = retrieval_metrics(score, lab[idx], lab[idx], ks=(1,), exclude=~seen)
+        fits[c] = (w, (m["top1"] + m["mAP"]) / 2 if m["queries"] else 0.0)
+    return fits
 
 
 class FusedMethod:
