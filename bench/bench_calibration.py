@@ -208,6 +208,9 @@ def cached_matcher(data: RealSet, gallery: list[int], release: Path, cache: Pair
     index = GalleryIndex.create(model_fingerprint(manifest), net.embedding_dim,
                                 model_name=manifest["name"])  # fmt: skip
     ids = index.add(data.emb[gallery], [entry_of(data.records[i]) for i in gallery])
+    from reid.local import INDEX_KEY
+
+    index.attachments[INDEX_KEY] = config.sift.fingerprint()  # the kind cached, as enroll does
     m = Cached(net, manifest, index, FeatureStore(None), config)
     m.record = dict(zip(ids, gallery, strict=True))
     m.gallery_id = {r: i for i, r in m.record.items()}
