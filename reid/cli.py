@@ -435,8 +435,17 @@ def _eval_atrw(
     echo = (lambda *_: None) if as_json else typer.echo
     if test is not None:
         if method == "fused":
-            _fit_fusion(scorer, _fusion_records(fusion_fit, exclude=set()), fusion_sample,
-                        split_seed, as_json, echo)
+            fit = _fusion_records(fusion_fit, exclude=set())
+            if atrw_eval.is_atrw_train(fusion_fit):
+                # weights that rank unseen tigers come from tigers the model never saw:
+                # the entities reid train -c atrw.yaml holds out (fitted on the training
+                # entities, the embedding's cosine was all the fit would trust)
+                _, held = atrw_eval.atrw_entity_split(fit, atrw_eval.ATRW_TRAIN_RATIO, 0)
+                fit = [r for r in fit if r.individual_id in held]
+                echo(f"fused weights fitted on ATRW train's {len(held)} held-out entities "
+                     f"(split {atrw_eval.ATRW_TRAIN_RATIO:g} / seed 0), which the shipped "
+                     "model never trained on")
+            _fit_fusion(scorer, fit, fusion_sample, split_seed, as_json, echo)
         result = atrw_eval.evaluate_atrw_test(
             catalogue, scorer, submission=submission, limit=limit, show_progress=not as_json
         )

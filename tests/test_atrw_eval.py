@@ -164,3 +164,34 @@ def test_fused_on_atrw_train_fits_its_weights_on_the_training_entities(tmp_path)
     assert "fused weights fitted on 12 images of the 3 training entities" in result.output
     assert "fused weights (cosine, log inliers, sqrt tentative)" in result.output
     assert "mAP" in result.output
+
+
+def test_fused_on_the_atrw_test_fits_on_atrw_trains_held_out_entities(tmp_path):
+    """--fusion-fit ATRW_TRAIN fits the weights on the entities reid train holds out (the
+    shipped model never saw them, as it never saw the test's): 10 entities, 2 held out."""
+    import torch
+    from test_atrw_official import _tiny_test_folder
+
+    from reid.model import ModelConfig, build_model
+    from reid.release import save_release
+
+    test = tmp_path / "test"
+    test.mkdir()
+    _tiny_test_folder(test, images_in_test=False)
+    train = atrw_train_folder(tmp_path / "atrw", entities=10)
+    _, held = atrw_entity_split(load_catalogue(train))
+    assert len(held) == 2
+    torch.manual_seed(0)
+    tiny = ModelConfig(
+        backbone="test_efficientnet", embedding_dim=16, input_size=(32, 64), pretrained=None
+    )
+    release = save_release(build_model(tiny).eval(), tmp_path / "model", name="tiny",
+                           training_data="none", metrics={})  # fmt: skip
+    result = runner.invoke(
+        app, ["eval", str(test), "--method", "fused", "--model", str(release),
+              "--fusion-fit", str(train), "--workers", "1"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "fitted on ATRW train's 2 held-out entities" in result.output
+    assert "from 8 images" in result.output  # 2 entities x 4 photos, not all 40
+    assert "single-camera mAP" in result.output
