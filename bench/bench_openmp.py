@@ -69,6 +69,8 @@ def measure(policy: str, load: int, model: Path) -> dict:
     time.sleep(1.0)
     try:
         env = {**os.environ, "OMP_WAIT_POLICY": policy}
+        if policy.startswith("SPIN:"):  # GNU OpenMP's own default policy, N spins
+            env.update(OMP_WAIT_POLICY="", GOMP_SPINCOUNT=policy[5:])
         run = subprocess.run([sys.executable, "-c", CHILD, str(model), str(NYALA)], env=env,
                              capture_output=True, text=True, check=True)  # fmt: skip
         return {"policy": policy, "busy_processes": load, **json.loads(run.stdout)}
