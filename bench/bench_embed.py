@@ -21,7 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
+# isort: off
+import reid  # noqa: F401  (before torch: OpenMP's wait policy, reid/__init__.py)
 import torch
+
+# isort: on
 
 from reid.data.load import load_catalogue
 from reid.embed import embed_records

@@ -1,14 +1,16 @@
 """OpenMP's wait policy on a shared CPU: the network's throughput with its idle threads
-spinning (``OMP_WAIT_POLICY=ACTIVE``, GNU OpenMP's behaviour) or sleeping (``PASSIVE``,
-what ``import reid`` sets unless told otherwise), on a free CPU and beside ``--load``
-other busy processes (each a Python busy loop, as another job on the machine would be).
+spinning (GNU OpenMP's default, 300,000 spins: ``SPIN:300000``; any count: ``SPIN:N``;
+``ACTIVE``: far longer) or sleeping (``PASSIVE``, what ``import reid`` sets unless told
+otherwise), on a free CPU and beside ``--load`` other busy processes (each a Python busy
+loop, as another job on the machine would be).
 
 Each measurement runs in a fresh process (the policy is read when OpenMP starts): the
 default model's bare forward at its input size (batch 32, channels_last, batch norms
 folded; images/s, best of 3 rounds of 4 batches) and the flank head locating 20 nyala-dev
 photos (s/photo; skipped without ../shared/data/nyala-dev).
 
-    .venv/bin/python bench/bench_openmp.py --load 0 1
+    .venv/bin/python bench/bench_openmp.py --load 0 1 \
+        --policies SPIN:300000 SPIN:10000 PASSIVE ACTIVE
 """
 
 from __future__ import annotations
@@ -68,9 +70,12 @@ def measure(policy: str, load: int, model: Path) -> dict:
         p.start()
     time.sleep(1.0)
     try:
-        env = {**os.environ, "OMP_WAIT_POLICY": policy}
-        if policy.startswith("SPIN:"):  # GNU OpenMP's own default policy, N spins
-            env.update(OMP_WAIT_POLICY="", GOMP_SPINCOUNT=policy[5:])
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}  # fmt: skip
+        if policy.startswith("SPIN:"):  # GNU OpenMP's default policy with N spins
+            env["GOMP_SPINCOUNT"] = policy[5:]
+        else:
+            env["OMP_WAIT_POLICY"] = policy
         run = subprocess.run([sys.executable, "-c", CHILD, str(model), str(NYALA)], env=env,
                              capture_output=True, text=True, check=True)  # fmt: skip
         return {"policy": policy, "busy_processes": load, **json.loads(run.stdout)}
@@ -84,7 +89,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "bigcat-default")
     ap.add_argument("--load", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--policies", nargs="+", default=["PASSIVE", "ACTIVE"])
+    ap.add_argument("--policies", nargs="+", default=["SPIN:300000", "PASSIVE", "ACTIVE"])
     args = ap.parse_args()
     for load in args.load:
         for policy in args.policies:

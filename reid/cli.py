@@ -254,7 +254,8 @@ def eval_(
     model: Annotated[
         Path | None,
         typer.Option(
-            help="Model release folder for --method embedding (default: the shipped model)."
+            help="Model release folder for --method embedding or fused, and whose flank "
+            "head --locate uses (default: the shipped model)."
         ),
     ] = None,
     open_set: Annotated[
@@ -297,7 +298,9 @@ def eval_(
         typer.Option(
             help="ATRW, --method fused: a labelled catalogue whose pairs fit the fused "
             "weights (never the evaluated images' labels). Required for an ATRW test "
-            "folder; ATRW train's default is its training entities."
+            "folder; given ATRW train there, only its held-out entities (split 0.8 / seed "
+            "0, one photo per near-duplicate group) fit. ATRW train's own default is its "
+            "training entities."
         ),
     ] = None,
     fusion_sample: Annotated[
@@ -381,6 +384,8 @@ def eval_(
                                      show_progress=not as_json)
         if not as_json:
             typer.echo(f"located the flank in {boxed} of {len(records)} images")
+    else:
+        boxed = None
     if open_set:
         _eval_open_set(records, model, gallery_ratio, unknown_ratio, split_seed, verify_top,
                        workers, as_json, new_prior, near_duplicates=is_atrw_train(catalogue),
@@ -390,6 +395,8 @@ def eval_(
     result = evaluate(records, scorer, show_progress=not as_json)
     if local is not None:
         result["local"] = local
+    if boxed is not None:
+        result["located"] = boxed
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -439,12 +446,20 @@ def _eval_atrw(
             if atrw_eval.is_atrw_train(fusion_fit):
                 # weights that rank unseen tigers come from tigers the model never saw:
                 # the entities reid train -c atrw.yaml holds out (fitted on the training
-                # entities, the embedding's cosine was all the fit would trust)
-                _, held = atrw_eval.atrw_entity_split(fit, atrw_eval.ATRW_TRAIN_RATIO, 0)
+                # entities, the embedding's cosine was all the fit would trust), one photo
+                # per near-duplicate group (consecutive frames are not other encounters)
+                from reid.near_duplicates import near_duplicate_groups
+
+                ratio, seed = atrw_eval.ATRW_TRAIN_RATIO, atrw_eval.ATRW_SPLIT_SEED
+                _, held = atrw_eval.atrw_entity_split(fit, ratio, seed)
                 fit = [r for r in fit if r.individual_id in held]
+                groups = near_duplicate_groups(fit, workers=workers)
+                first = sorted({int(g): i for i, g in reversed(list(enumerate(groups)))}.values())
+                fit = [fit[i] for i in first]
                 echo(f"fused weights fitted on ATRW train's {len(held)} held-out entities "
-                     f"(split {atrw_eval.ATRW_TRAIN_RATIO:g} / seed 0), which the shipped "
-                     "model never trained on")
+                     f"(split {ratio:g} / seed {seed}; {len(fit)} photos, one per "
+                     "near-duplicate group): the shipped model never trained on them (a "
+                     "model trained on all of ATRW train did)")
             _fit_fusion(scorer, fit, fusion_sample, split_seed, as_json, echo)
         result = atrw_eval.evaluate_atrw_test(
             catalogue, scorer, submission=submission, limit=limit, show_progress=not as_json
@@ -735,9 +750,9 @@ def enroll(
     locate: Annotated[
         bool,
         typer.Option(help="Crop each new photo without a box to the flank that the model's flank "
-                     "head finds (as reid locate does; CAM without a head): for catalogues "
-                     "of whole-animal field photos, not of flank crops (BENCHMARKS.md, "
-                     "Locating the flank)."),
+                     "head finds (as reid locate does); queries are then cropped the same "
+                     "way. For galleries of whole-animal field photos, not of flank crops "
+                     "(BENCHMARKS.md, Locating the flank)."),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
@@ -766,6 +781,8 @@ def enroll(
         typer.echo(json.dumps(summary.to_dict(), indent=2))
         return
     skipped = ", ".join(f"{n} {why}" for why, n in summary.skipped.items() if n) or "none"
+    if locate:
+        typer.echo(f"located the flank in {summary.located} photos without a box")
     typer.echo(f"enrolled {summary.added} images into {index} ({summary.total} in all; "
                f"skipped: {skipped})")
     cal = summary.calibration

@@ -1122,6 +1122,7 @@ class EnrollSummary:
     skipped: dict[str, int]
     total: int
     calibration: dict
+    located: int = 0  # photos boxed to their flank (enroll(locate=True))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -1146,10 +1147,11 @@ def enroll(
     ``index_dir`` (created if absent), cache their keypoints, recalibrate, save.
 
     ``locate``: crop each new photo that has no box to its flank, found by the model's
-    flank head (the class-activation map without one; :func:`reid.locate.box_missing`),
-    for galleries of whole-animal field photos; queries to such a gallery are then
-    cropped the same way (:meth:`Matcher.gallery_boxed`). A photo already enrolled
-    (any box) is not located again.
+    flank head (a release without one is refused), for galleries of whole-animal field
+    photos; queries to such a gallery are then cropped the same way
+    (:meth:`Matcher.gallery_boxed`). A gallery that mostly holds whole photos is refused
+    (its queries are matched whole). Whatever ``locate``, a box-less photo of a flank
+    already enrolled with a box counts as enrolled (a rerun adds nothing).
 
     ``new_prior``: the share of new-flank queries expected, stored with the calibration
     (default: the index's current value, else 0.5).
@@ -1192,9 +1194,23 @@ def enroll(
     if existing is None:  # a new index caches the configured kind (default rootsift)
         index.attachments[INDEX_KEY] = (config or MatchConfig()).sift.fingerprint()
     have = {(e.image, e.bbox) for e in index.entries().values()}
+    # a photo of a flank enrolled with a box (e.g. by locate) is that box: a rerun of the
+    # same box-less catalogue, with or without locate, finds it enrolled
+    boxes_of: dict[tuple, tuple] = {}
+    for e in sorted(index.entries().values(), key=lambda e: (e.image, e.bbox or ())):
+        if e.bbox is not None:
+            boxes_of[(e.image, e.individual, e.side)] = e.bbox
+    located = 0
     if locate:
-        boxes_of = dict(sorted(have, key=lambda h: h[1] is not None))  # a box, where any
-        records = _located(records, net, manifest, device, workers, show_progress, boxes_of)
+        whole = sum(e.bbox is None for e in index.entries().values())
+        if whole and 2 * whole > len(index):
+            raise ReidError(
+                f"{index_dir} holds whole photos ({whole} of {len(index)} without a box), and "
+                "its queries are matched whole: enroll located photos into a new index"
+            )
+        records, located = _located(records, net, manifest, device, show_progress, boxes_of)
+    else:
+        records = [_enrolled_box(r, boxes_of) for r in records]
     skipped = {"unidentified": 0, "unknown side": 0, "already enrolled": 0}
     todo: list[ImageRecord] = []
     new_entries: list[GalleryEntry] = []
@@ -1230,37 +1246,47 @@ def enroll(
     )  # fmt: skip
     index.attachments[CALIBRATION_KEY] = fitted.to_dict()
     index.save(index_dir)
-    return EnrollSummary(len(todo), skipped, len(index), fitted.stats)
+    return EnrollSummary(len(todo), skipped, len(index), fitted.stats, located)
 
 
-def _located(records, net, manifest, device, workers, show_progress, enrolled):
+def _enrolled_box(record: ImageRecord, boxes_of: dict) -> ImageRecord:
+    """``record`` with the box its flank was enrolled with, when it has none of its own."""
+    if record.bbox is not None or not record.individual_id:
+        return record
+    key = (str(Path(record.path).resolve()), record.individual_id, record.side)  # as entry_of
+    box = boxes_of.get(key)
+    return record if box is None else replace(record, bbox=BBox(*box))
+
+
+def _located(records, net, manifest, device, show_progress, boxes_of):
     """``records`` with the enrollable new photos that have no box boxed to their flank
-    (``enroll(locate=True)``). ``enrolled``: image -> its box in the gallery; a photo
-    already enrolled takes that box (so it counts as enrolled) instead of a new one."""
+    by the model's flank head (``enroll(locate=True)``), and how many were boxed.
+    ``boxes_of``: (image, individual, side) -> its box in the gallery; a photo already
+    enrolled takes that box (so it counts as enrolled) instead of a new one. A release
+    without a flank head is refused: the matcher crops queries with the head only."""
     from reid.boxhead import boxer_of
-    from reid.locate import FlankLocator, LocateConfig
     from reid.progress import progress_bar
 
+    records = [_enrolled_box(r, boxes_of) for r in records]
     todo = [
         i for i, r in enumerate(records)
         if r.bbox is None and r.individual_id and r.side in SIDES
-        and str(Path(r.path).resolve()) not in enrolled  # as entry_of names it
     ]  # fmt: skip
-    locator = None if not todo else boxer_of(net, manifest, device)
-    if todo and locator is None:
-        locator = FlankLocator(LocateConfig(), device=device, workers=workers)
-    boxes = []
-    if todo:
-        with progress_bar(len(todo), "locating flanks", enabled=show_progress) as advance:
-            boxes = locator.locate_records([records[i] for i in todo], progress=advance)
-    out = [
-        replace(r, bbox=BBox(*enrolled[image]))
-        if r.bbox is None and enrolled.get(image) is not None else r
-        for r, image in ((r, str(Path(r.path).resolve())) for r in records)
-    ]
+    if not todo:
+        return records, 0
+    locator = boxer_of(net, manifest, device)
+    if locator is None:
+        raise ReidError(
+            f"{manifest.get('name', 'the model release')} has no flank head, so queries to a "
+            "located gallery could not be cropped the same way: box the photos with reid "
+            "locate --method cam and give the queries boxes too, or use a release with one"
+        )
+    with progress_bar(len(todo), "locating flanks", enabled=show_progress) as advance:
+        boxes = locator.locate_records([records[i] for i in todo], progress=advance)
+    out = list(records)
     for i, box in zip(todo, boxes, strict=True):
         out[i] = replace(records[i], bbox=box)
-    return out
+    return out, len(todo)
 
 
 #: Where ``reid enroll`` takes the match calibration from (see :func:`enroll`).

@@ -193,5 +193,7 @@ def test_fused_on_the_atrw_test_fits_on_atrw_trains_held_out_entities(tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "fitted on ATRW train's 2 held-out entities" in result.output
-    assert "from 8 images" in result.output  # 2 entities x 4 photos, not all 40
+    # 2 entities x 4 photos (not all 40), their consecutive frames one photo each: 3 each
+    assert "6 photos, one per near-duplicate group" in result.output
+    assert "from 6 images" in result.output
     assert "single-camera mAP" in result.output

@@ -470,19 +470,33 @@ def test_enroll_and_eval_locate_whole_photos_that_have_no_box(located, tmp_path)
         overlaps.append(iou(BBox(*e.bbox), truth[str(e.image)]))
     assert np.mean(overlaps) > 0.5
     assert Matcher.open(tmp_path / "idx", release).gallery_boxed()
-    again = runner.invoke(app, args)  # nothing located or enrolled twice
-    assert again.exit_code == 0, again.output
-    summary = json.loads(again.output)
-    assert summary["added"] == 0 and summary["skipped"]["already enrolled"] == 6
-    plain = runner.invoke(app, ["enroll", str(tmp_path / "labels.csv"), "--index",
-                                str(tmp_path / "plain"), "--model", str(release), "--json"])
+    assert json.loads(out.output)["located"] == 6
+    for rerun in (args, args[:-1]):  # with or without --locate: nothing enrolled twice
+        again = runner.invoke(app, rerun)
+        assert again.exit_code == 0, again.output
+        summary = json.loads(again.output)
+        assert summary["added"] == 0 and summary["skipped"]["already enrolled"] == 6
+        assert summary["located"] == 0
+    plain_args = ["enroll", str(tmp_path / "labels.csv"), "--index", str(tmp_path / "plain"),
+                  "--model", str(release), "--json"]  # fmt: skip
+    plain = runner.invoke(app, plain_args)
+    assert plain.exit_code == 0, plain.output
     assert all(e.bbox is None for e in GalleryIndex.open(tmp_path / "plain").entries().values())
-    assert plain.exit_code == 0
+    mixed = runner.invoke(app, [*plain_args, "--locate"])  # a gallery of whole photos
+    assert mixed.exit_code != 0 and "holds whole photos" in mixed.output
+    headless = save_release(build_model(TINY).eval(), tmp_path / "headless", name="tiny",
+                            training_data="none", metrics={})  # fmt: skip
+    refused = runner.invoke(app, ["enroll", str(tmp_path / "labels.csv"), "--index",
+                                  str(tmp_path / "h"), "--model", str(headless), "--locate"])
+    assert refused.exit_code != 0 and "no flank head" in refused.output
 
     ev = runner.invoke(app, ["eval", str(tmp_path / "labels.csv"), "--method", "embedding",
                              "--model", str(release), "--locate", "--workers", "1"])
     assert ev.exit_code == 0, ev.output
     assert "located the flank in 7 of 7 images" in ev.output
+    ev_json = runner.invoke(app, ["eval", str(tmp_path / "labels.csv"), "--method", "embedding",
+                                  "--model", str(release), "--locate", "--workers", "1", "--json"])
+    assert json.loads(ev_json.output)["located"] == 7
     atrw = tmp_path / "atrw"
     atrw.mkdir()
     (atrw / "reid_list_train.csv").write_text("")

@@ -3,11 +3,12 @@
 Every pair is scored by both methods: the cosine similarity of the embeddings and the
 ``sift`` result, split into its RANSAC inlier count and its tentative-match count (the
 sift method's tie-breaker). The fused score is the log-odds of a logistic model of
-P(same flank | cosine, log(1 + inliers), sqrt(tentative matches)), all weights >= 0.
-The matcher (:mod:`reid.match`) fuses the same way without the tentative count, which
-it does not compute for its few verified pairs. The tentative count matters when no
-pair is verified: on synth-bench-v1 it ranks those pairs better than a weak embedding
-does (mAP 0.529 with it, 0.485 without; BENCHMARKS.md).
+P(same flank | cosine, log(1 + inliers), sqrt(tentative matches)), all weights >= 0
+(cross-fitted, a row may be ranked by a model of a subset of them, or by the sift score
+itself: below). The matcher (:mod:`reid.match`) fuses the same way without the
+tentative count, which it does not compute for its few verified pairs. The tentative
+count matters when no pair is verified: on synth-bench-v1 it ranks those pairs better
+than a weak embedding does (mAP 0.529 with it, 0.485 without; BENCHMARKS.md).
 
 The weights are *cross-fitted* so that no query is ranked by a model that saw its own
 label: the individuals of a group are split in two halves (seeded), and the rows of
@@ -116,11 +117,12 @@ def cross_fitted_fusion(
             if fits:
                 folds.append((fold == f, fits))
     # each row's candidate: the best summed quality over the fits that never saw its
-    # label (ties: the first, the full model), so that a row's scores share one scale
+    # label (a fold where a candidate could not be fitted adds nothing to it; ties: the
+    # first, the full model), so that a row's scores share one scale
     quality = np.zeros((n, len(subsets)))
     for rows, fits in folds:
         for c, (_, q) in fits.items():
-            quality[rows, c] += q + 1.0  # +1: a candidate fitted in more folds wins ties
+            quality[rows, c] += q
     choice = quality.argmax(axis=1)
     total = np.zeros((n, n), np.float64)
     fitted = np.zeros(n, np.int64)
@@ -172,7 +174,9 @@ def _candidate_fits(candidates, subsets, same_all, usable, train, lab) -> dict:
 
 class FusedMethod:
     """Embedding cosine, inliers and tentative matches of every pair, fused by
-    cross-fitted logistic weights, or by fixed ``weights`` (cosine, log(1 + inliers),
+    cross-fitted logistic weights (per row, of the candidate that ranked the other
+    individuals best: all three, the cosine, the local pair, or the sift score;
+    :func:`cross_fitted_fusion`), or by fixed ``weights`` (cosine, log(1 + inliers),
     sqrt(tentative)) fitted elsewhere (:meth:`fit`). Progress: the sift method's units
     plus one per image embedded."""
 
