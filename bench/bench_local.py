@@ -113,7 +113,7 @@ def cached_embeddings(records, model: Path, cache: Path) -> np.ndarray:
     return e
 
 
-def split_records(split: str):
+def split_records(split: str, manifest: Path | None = None):
     """(query/gallery records, exclusion mask, training-individual records)."""
     from reid.splits import disjoint_split
 
@@ -126,7 +126,8 @@ def split_records(split: str):
         train = [r for r in records if r.individual_id not in held]
         return v.records, v.exclude, train
     if split == "nyala":
-        records = load_catalogue(DATA / "nyala-dev")
+        # --manifest: nyala-dev with boxes (e.g. reid locate's), same individuals
+        records = load_catalogue(manifest or DATA / "nyala-dev")
         s = disjoint_split(records, 0.8, 0)
         test = list(s.test)
         side = np.array([f"{r.species}/{r.side}" for r in test])
@@ -248,6 +249,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--split", default="atrw", choices=["atrw", "nyala"])
+    ap.add_argument("--manifest", type=Path, help="nyala: nyala-dev with boxes (reid locate's)")
     ap.add_argument("--kinds", default="rootsift,xfeat-mnn,xfeat")
     ap.add_argument("--k", type=int, default=20)
     ap.add_argument("--model", type=Path, default=ROOT / "models" / "bigcat-default")
@@ -266,7 +268,9 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.cache.mkdir(parents=True, exist_ok=True)
 
-    records, exclude, train = split_records(args.split)
+    if args.manifest and args.split != "nyala":
+        raise SystemExit("--manifest applies to --split nyala")
+    records, exclude, train = split_records(args.split, args.manifest)
     labels = [r.individual_id for r in records]
     e = cached_embeddings(records, args.model, args.cache)
     cosine = (e @ e.T).astype(np.float64)
@@ -293,7 +297,8 @@ def main() -> None:
         if args.max_side:
             config = replace(config, max_side=args.max_side)
         # pair scores depend on the images and the matcher, not on k or the queries
-        tag = f"{args.split}-{name}-{_key(repr(config), args.model)}"
+        boxes = [args.manifest] if args.manifest else []  # whole photos: the old keys
+        tag = f"{args.split}-{name}-{_key(repr(config), args.model, *boxes)}"
         full = np.zeros((n, args.k), np.int64)
         full[rows] = top
         # a sample of queries needs the keypoints of its rows and their top k only
