@@ -103,6 +103,19 @@ class Verification:
     homography: np.ndarray | None
 
 
+def fit_to_side(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+    """``image`` shrunk (area interpolation) so that its long side is at most
+    ``max_side``, and the scale applied (1.0: unchanged); every kind of local features
+    extracts from it and records the scale in :class:`LocalFeatures`."""
+    h, w = image.shape[:2]
+    scale = min(1.0, max_side / max(h, w))
+    if scale < 1.0:
+        image = cv2.resize(
+            image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
+        )
+    return image, scale
+
+
 def extract(gray: np.ndarray, config=None) -> LocalFeatures:
     """Local features of an image (greyscale or RGB uint8) by ``config``'s kind (None:
     RootSIFT with the default :class:`SiftConfig`)."""
@@ -112,10 +125,7 @@ def extract(gray: np.ndarray, config=None) -> LocalFeatures:
         return config.extract(gray)
     if gray.ndim == 3:
         gray = cv2.cvtColor(gray, cv2.COLOR_RGB2GRAY)
-    h, w = gray.shape
-    scale = min(1.0, config.max_side / max(h, w))
-    if scale < 1.0:
-        gray = cv2.resize(gray, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA)
+    gray, scale = fit_to_side(gray, config.max_side)
     if config.clahe:
         gray = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(gray)
     sift = cv2.SIFT_create(nfeatures=config.n_features, contrastThreshold=config.contrast_threshold)

@@ -44,6 +44,21 @@ def atrw_train_folder(root: Path, entities: int = 6) -> Path:
     return root
 
 
+def tiny_release(path: Path) -> Path:
+    """An untrained 16-d test model saved as a release (seeded)."""
+    import torch
+
+    from reid.model import ModelConfig, build_model
+    from reid.release import save_release
+
+    torch.manual_seed(0)
+    tiny = ModelConfig(
+        backbone="test_efficientnet", embedding_dim=16, input_size=(32, 64), pretrained=None
+    )
+    return save_release(build_model(tiny).eval(), path, name="tiny", training_data="none",
+                        metrics={})  # fmt: skip
+
+
 def frame_matcher(records):
     """A 'method' that matches frames, not tigers: the near-duplicate signature. It must
     never see a label."""
@@ -144,18 +159,8 @@ def test_default_split_of_the_real_atrw_train():
 
 
 def test_fused_on_atrw_train_fits_its_weights_on_the_training_entities(tmp_path):
-    import torch
-
-    from reid.model import ModelConfig, build_model
-    from reid.release import save_release
-
     folder = atrw_train_folder(tmp_path / "atrw")
-    torch.manual_seed(0)
-    tiny = ModelConfig(
-        backbone="test_efficientnet", embedding_dim=16, input_size=(32, 64), pretrained=None
-    )
-    release = save_release(build_model(tiny).eval(), tmp_path / "model", name="tiny",
-                           training_data="none", metrics={})  # fmt: skip
+    release = tiny_release(tmp_path / "model")
     result = runner.invoke(
         app, ["eval", str(folder), "--method", "fused", "--model", str(release),
               "--train-ratio", "0.5", "--workers", "1"],
@@ -169,11 +174,7 @@ def test_fused_on_atrw_train_fits_its_weights_on_the_training_entities(tmp_path)
 def test_fused_on_the_atrw_test_fits_on_atrw_trains_held_out_entities(tmp_path):
     """--fusion-fit ATRW_TRAIN fits the weights on the entities reid train holds out (the
     shipped model never saw them, as it never saw the test's): 10 entities, 2 held out."""
-    import torch
     from test_atrw_official import _tiny_test_folder
-
-    from reid.model import ModelConfig, build_model
-    from reid.release import save_release
 
     test = tmp_path / "test"
     test.mkdir()
@@ -181,12 +182,7 @@ def test_fused_on_the_atrw_test_fits_on_atrw_trains_held_out_entities(tmp_path):
     train = atrw_train_folder(tmp_path / "atrw", entities=10)
     _, held = atrw_entity_split(load_catalogue(train))
     assert len(held) == 2
-    torch.manual_seed(0)
-    tiny = ModelConfig(
-        backbone="test_efficientnet", embedding_dim=16, input_size=(32, 64), pretrained=None
-    )
-    release = save_release(build_model(tiny).eval(), tmp_path / "model", name="tiny",
-                           training_data="none", metrics={})  # fmt: skip
+    release = tiny_release(tmp_path / "model")
     result = runner.invoke(
         app, ["eval", str(test), "--method", "fused", "--model", str(release),
               "--fusion-fit", str(train), "--workers", "1"],

@@ -33,6 +33,7 @@ from reid.verify import (
     LocalFeatures,
     Verification,
     _unique_locations,
+    fit_to_side,
     score_tentative,
     verify_tentative,
 )
@@ -162,12 +163,7 @@ class AlikedConfig:
 
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-        h, w = image.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
-        if scale < 1.0:
-            image = cv2.resize(
-                image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
-            )
+        image, scale = fit_to_side(image, self.max_side)
         size = (image.shape[1], image.shape[0])
         if size[0] * size[1] <= self.max_keypoints:  # too small for the detector's top k
             return LocalFeatures(

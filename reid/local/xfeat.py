@@ -30,6 +30,7 @@ from reid.verify import (
     LocalFeatures,
     Verification,
     _unique_locations,
+    fit_to_side,
     score_tentative,
     tentative_matches,
     verify_tentative,
@@ -124,12 +125,7 @@ class XFeatConfig:
         xfeat, _, device = _networks()
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-        h, w = image.shape[:2]
-        scale = min(1.0, self.max_side / max(h, w))
-        if scale < 1.0:
-            image = cv2.resize(
-                image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
-            )
+        image, scale = fit_to_side(image, self.max_side)
         size = (image.shape[1], image.shape[0])
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float()
         with torch.inference_mode():
