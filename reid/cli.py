@@ -321,6 +321,13 @@ def eval_(
                      "of whole-animal field photos, not of flank crops (BENCHMARKS.md, "
                      "Locating the flank)."),
     ] = False,
+    shortlist: Annotated[
+        int | None,
+        typer.Option(min=1, help="--method fused: verify only each query's N nearest images "
+                     "by the embedding, ranked first by the fused score, the rest below by "
+                     "cosine (the matcher's way; for learned local features on a CPU) "
+                     "[default: every pair]."),
+    ] = None,
 ) -> None:
     """Measure re-identification accuracy of a method on a catalogue.
 
@@ -347,6 +354,9 @@ def eval_(
         if not open_set and method not in LOCAL_METHODS:
             raise ReidError(f"--local applies to --method {' or '.join(LOCAL_METHODS)} "
                             f"(and --open-set), not to --method {method}")
+    if shortlist is not None and (open_set or method != "fused"):
+        raise ReidError("--shortlist applies to --method fused (--open-set verifies its "
+                        "--verify-top candidates)")
     if locate and (find_atrw_test(catalogue) or is_atrw_train(catalogue)):
         raise ReidError("--locate does not apply to ATRW: its photos are already boxes around "
                         "the tiger, and its protocol scores them as they are")
@@ -355,7 +365,7 @@ def eval_(
     ):
         _eval_atrw(catalogue, method, workers, model, limit, as_json, submission,
                    train_ratio, split_seed, near_duplicate_threshold, fusion_fit, fusion_sample,
-                   local)
+                   local, shortlist)
         return
     atrw_test = find_atrw_test(catalogue)
     if atrw_test is not None:
@@ -391,16 +401,19 @@ def eval_(
                        workers, as_json, new_prior, near_duplicates=is_atrw_train(catalogue),
                        local=local)
         return
-    scorer = _method_with_model(method, workers, model, local)
+    scorer = _method_with_model(method, workers, model, local, shortlist)
     result = evaluate(records, scorer, show_progress=not as_json)
     if local is not None:
         result["local"] = local
+    if shortlist is not None:
+        result["shortlist"] = shortlist
     if boxed is not None:
         result["located"] = boxed
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"method   {method}" + (f" (local features {local})" if local else ""))
+    typer.echo(f"method   {method}" + (f" (local features {local})" if local else "")
+               + (f", each query's {shortlist} nearest verified" if shortlist else ""))
     typer.echo(f"images   {result['images']}")
     typer.echo(f"queries  {result['queries']}")
     typer.echo(f"top-1    {result['top1']:.3f}")
@@ -423,6 +436,7 @@ def _eval_atrw(
     fusion_fit: Path | None,
     fusion_sample: int,
     local: str | None = None,
+    shortlist: int | None = None,
 ) -> None:
     """``reid eval`` of an ATRW test folder (official protocol) or of ATRW train
     (held-out entities, near-duplicates excluded)."""
@@ -438,7 +452,7 @@ def _eval_atrw(
             "--method fused on the ATRW test needs weights fitted elsewhere: "
             "--fusion-fit CATALOGUE (e.g. ../shared/data/atrw-train), never the test labels"
         )
-    scorer = _method_with_model(method, workers, model, local)
+    scorer = _method_with_model(method, workers, model, local, shortlist)
     echo = (lambda *_: None) if as_json else typer.echo
     if test is not None:
         if method == "fused":
@@ -468,6 +482,8 @@ def _eval_atrw(
             result["fusion_weights"] = [float(w) for w in scorer.weights]
         if local is not None:
             result["local"] = local
+        if shortlist is not None:
+            result["shortlist"] = shortlist
         if as_json:
             typer.echo(json.dumps(result, indent=2))
             return
@@ -508,6 +524,8 @@ def _eval_atrw(
         result["fusion_weights"] = [float(w) for w in scorer.weights]
     if local is not None:
         result["local"] = local
+    if shortlist is not None:
+        result["shortlist"] = shortlist
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -906,13 +924,16 @@ def match(
 LOCAL_METHODS = ("sift", "fused")
 
 
-def _method_with_model(method: str, workers: int, model: Path | None, local: str | None = None):
-    """``get_method``, passing ``model`` and ``local`` (a kind of local features, for
-    :data:`LOCAL_METHODS`) only when given; a clear error for a method that uses no
-    trained model."""
+def _method_with_model(method: str, workers: int, model: Path | None, local: str | None = None,
+                       shortlist: int | None = None):
+    """``get_method``, passing ``model``, ``local`` (a kind of local features, for
+    :data:`LOCAL_METHODS`) and ``shortlist`` (fused's ``top``) only when given; a clear
+    error for a method that uses no trained model."""
     from reid.methods import get_method
 
     options = {} if local is None else {"local": local}
+    if shortlist is not None:
+        options["top"] = shortlist
     if model is None:
         return get_method(method, workers=workers, **options)
     try:

@@ -10,7 +10,13 @@ from typer.testing import CliRunner
 
 from reid.cli import app
 from reid.local import xfeat_available
-from reid.methods.fused import CROSS_FIT_REPEATS, cross_fitted_fusion
+from reid.errors import ReidError
+from reid.methods.fused import (
+    CROSS_FIT_REPEATS,
+    cross_fitted_fusion,
+    embedding_shortlist,
+    shortlisted,
+)
 from reid.model import ModelConfig, build_model
 from reid.release import save_release
 from reid.synthetic.catalogue import write_catalogue
@@ -178,3 +184,78 @@ def test_eval_local_scores_with_that_kind(tiny, monkeypatch, method):
     assert res.exit_code == 0, res.output
     assert "local" not in json.loads(res.output[res.output.index("{") :])
     assert set(used) == {"rootsift"}
+
+
+def test_the_embedding_shortlist_holds_each_rows_nearest_others():
+    cos = np.array(
+        [[1.0, 0.9, 0.1, 0.5], [0.9, 1.0, 0.2, 0.3], [0.1, 0.2, 1.0, 0.4], [0.5, 0.3, 0.4, 1.0]]
+    )
+    mask = embedding_shortlist(cos, 2)
+    assert mask.tolist() == [
+        [False, True, False, True],
+        [True, False, False, True],
+        [False, True, False, True],
+        [True, False, True, False],
+    ]
+    assert embedding_shortlist(cos, 10).sum() == 12  # at most every other image
+    assert not embedding_shortlist(cos[:1, :1], 3).any()
+
+
+def test_shortlisted_pairs_rank_by_the_fused_score_above_the_rest_by_cosine():
+    cos = np.array([[1.0, 0.9, 0.8, 0.2], [0.9, 1.0, 0.1, 0.7], [0.8, 0.1, 1.0, 0.3],
+                    [0.2, 0.7, 0.3, 1.0]])  # fmt: skip
+    mask = embedding_shortlist(cos, 2)  # row 0: 1 and 2; the fused score puts 2 first
+    fused = np.where(mask, -50.0, 0.0)
+    fused[0, 2] = -40.0
+    out = shortlisted(fused, cos, mask)
+    assert np.argsort(-np.where(np.arange(4) == 0, -np.inf, out[0])).tolist()[:3] == [2, 1, 3]
+    assert (out[mask] > out[~mask].max()).all()
+    others = ~mask & ~np.eye(4, dtype=bool)
+    np.testing.assert_array_equal(out[others], cos[others])  # below: the cosine, as it is
+
+
+def test_fused_top_verifies_only_the_shortlist_and_ranks_it_first(tiny, monkeypatch):
+    import reid.methods.sift as sift
+    from reid.data.load import load_catalogue
+    from reid.methods.fused import FusedMethod
+
+    root, release = tiny
+    records = [r for r in load_catalogue(root / "cat") if r.side == "left"]
+    n = len(records)
+    verified: list[int] = []
+    real = sift.scores_against
+
+    def spy(query, gallery, config=None):
+        verified.append(len(gallery))
+        return real(query, gallery, config)
+
+    monkeypatch.setattr(sift, "scores_against", spy)
+    method = FusedMethod(workers=1, model=release, top=2)
+    sim = method.similarity(records)
+    # each unordered pair of the row-wise shortlists once: at most n * 2 pairs, not n(n-1)/2
+    e = method.embedding.embeddings(records)
+    mask = embedding_shortlist((e @ e.T).astype(np.float64), 2)
+    assert sum(verified) == int(np.triu(mask | mask.T, k=1).sum()) <= 2 * n
+    assert sum(verified) < n * (n - 1) // 2
+    for i in range(n):
+        inside, outside = sim[i][mask[i]], sim[i][~mask[i] & (np.arange(n) != i)]
+        assert inside.min() > outside.max()
+    verified.clear()
+    FusedMethod(workers=1, model=release).similarity(records)  # without top: every pair
+    assert sum(verified) == n * (n - 1) // 2
+    with pytest.raises(ReidError, match="fused top must be at least 1"):
+        FusedMethod(workers=1, model=release, top=0)
+
+
+def test_eval_shortlist_reports_it_and_applies_to_fused_only(tiny):
+    root, release = tiny
+    cat = str(root / "cat")
+    args = ["eval", cat, "--method", "fused", "--model", str(release), "--workers", "1"]
+    res = runner.invoke(app, [*args, "--shortlist", "2", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output[res.output.index("{") :])
+    assert data["shortlist"] == 2 and data["queries"] > 0
+    res = runner.invoke(app, [*args, "--shortlist", "2"])
+    assert res.exit_code == 0 and "each query's 2 nearest verified" in res.output
+    line = error_line(runner.invoke(app, ["eval", cat, "--method", "sift", "--shortlist", "2"]))
+    assert "--shortlist applies to --method fused" in line

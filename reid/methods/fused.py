@@ -178,7 +178,13 @@ class FusedMethod:
     individuals best: all three, the cosine, the local pair, or the sift score;
     :func:`cross_fitted_fusion`), or by fixed ``weights`` (cosine, log(1 + inliers),
     sqrt(tentative)) fitted elsewhere (:meth:`fit`). Progress: the sift method's units
-    plus one per image embedded."""
+    plus one per image embedded.
+
+    ``top``: verify only each image's ``top`` nearest others by the embedding
+    (:func:`embedding_shortlist`), fuse (and fit) on those pairs, and rank them above
+    the rest, which keep their cosine order (:func:`shortlisted`): the matcher's
+    shortlist, and what makes learned local features affordable on a CPU (N·top pairs,
+    not N²/2)."""
 
     name = "fused"
 
@@ -191,10 +197,14 @@ class FusedMethod:
         seed: int = 0,
         weights: Sequence[float] | None = None,
         local: str | None = None,
+        top: int | None = None,
     ) -> None:
         self.embedding = EmbeddingMethod(workers, model, batch_size, device)
         self.sift = SiftMethod(workers, local=local)  # local features: rootsift by default
         self.seed = seed
+        if top is not None and top < 1:
+            raise ReidError(f"fused top must be at least 1, not {top}")
+        self.top = top
         self.weights = None if weights is None else np.asarray(weights, np.float64)
         if self.weights is not None and self.weights.shape != (3,):
             raise ReidError(f"fused weights must be 3 numbers, got {list(self.weights)}")
@@ -219,11 +229,19 @@ class FusedMethod:
         records = [r for r in records if r.individual_id is not None]
         if len({r.individual_id for r in records}) < 2:
             raise ReidError("fitting the fused weights needs labelled images of >= 2 individuals")
-        feats = self.features(records, progress)
         lab = np.array([r.individual_id for r in records], dtype=object)
-        upper = np.triu(np.ones((len(lab), len(lab)), bool), k=1)
-        same = (lab[:, None] == lab[None, :])[upper]
-        w = fusion_weights([f[upper] for f in feats], same)
+        if self.top is None:
+            feats = self.features(records, progress)
+            pairs = np.triu(np.ones((len(lab), len(lab)), bool), k=1)
+        else:  # fitted on the pairs it will rank: each image's shortlist
+            e = self.embedding.embeddings(records, progress)
+            cosine = (e @ e.T).astype(np.float64)
+            pairs = embedding_shortlist(cosine, self.top)
+            local = self.sift.features(records, progress)
+            scores = self.sift.pairwise_on(local, pairs, progress).astype(np.float64)
+            feats = [cosine, *sift_features(scores)]
+        same = (lab[:, None] == lab[None, :])[pairs]
+        w = fusion_weights([f[pairs] for f in feats], same)
         if w is None:
             raise ReidError("the fused weights cannot be fitted: no genuine or no impostor pair")
         self.weights = w
@@ -244,11 +262,44 @@ class FusedMethod:
             )
         e = self.embedding.embeddings(records, progress)
         cosine = (e @ e.T).astype(np.float64)
-        scores = self.sift.similarity(records, progress).astype(np.float64)
+        shortlist = None if self.top is None else embedding_shortlist(cosine, self.top)
+        if shortlist is None:
+            scores = self.sift.similarity(records, progress).astype(np.float64)
+        else:
+            local = self.sift.features(records, progress)
+            scores = self.sift.pairwise_on(local, shortlist, progress).astype(np.float64)
         inliers, tentative = sift_features(scores)
         feats = [cosine, inliers, tentative]
         if self.weights is not None:
             fused = sum(w * x for w, x in zip(self.weights, feats, strict=True))
         else:
-            fused = cross_fitted_fusion(feats, labels, scores, self.seed)
+            fused = cross_fitted_fusion(feats, labels, scores, self.seed, pairs=shortlist)
+        if shortlist is not None:
+            fused = shortlisted(fused, cosine, shortlist)
         return np.asarray(fused, np.float32)
+
+
+def embedding_shortlist(cosine: np.ndarray, top: int) -> np.ndarray:
+    """An N×N mask of each row's ``top`` most similar other images by the embedding's
+    cosine (ties: the lower index first): the pairs that ``fused --top`` verifies, as the
+    matcher verifies its ``verify_top`` candidates."""
+    c = np.array(cosine, np.float64)
+    np.fill_diagonal(c, -np.inf)
+    k = min(top, len(c) - 1)
+    mask = np.zeros(c.shape, bool)
+    if k > 0:
+        best = np.argsort(-c, axis=1, kind="stable")[:, :k]
+        mask[np.arange(len(c))[:, None], best] = True
+    return mask
+
+
+def shortlisted(fused: np.ndarray, cosine: np.ndarray, shortlist: np.ndarray) -> np.ndarray:
+    """Each row's shortlisted images ranked by ``fused`` above all its other images, which
+    keep their cosine order below (the order ``reid match`` gives: verified candidates
+    first)."""
+    fused = np.asarray(fused, np.float64)
+    cosine = np.asarray(cosine, np.float64)
+    if not shortlist.any():
+        return cosine
+    lift = float(np.max(cosine[~shortlist], initial=-np.inf)) - float(fused[shortlist].min()) + 1.0
+    return np.where(shortlist, fused + max(lift, 0.0), cosine)

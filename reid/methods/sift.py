@@ -76,3 +76,30 @@ class SiftMethod:
         with ThreadPoolExecutor(self.workers) as pool:
             list(pool.map(row, range(n)))
         return sim
+
+    def pairwise_on(
+        self,
+        feats: Sequence[LocalFeatures],
+        mask: np.ndarray,
+        progress: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Scores of the pairs ``mask`` (N×N) marks only, each unordered pair once and
+        written both ways; every other entry 0. Progress: one unit per row, as
+        :meth:`pairwise`."""
+        n = len(feats)
+        mask = np.asarray(mask, bool)
+        either = np.triu(mask | mask.T, k=1)
+        sim = np.zeros((n, n), np.float32)
+
+        def row(i: int) -> None:
+            js = np.flatnonzero(either[i])
+            if len(js):
+                scores = scores_against(feats[i], [feats[j] for j in js], self.config)
+                sim[i, js] = scores
+                sim[js, i] = scores
+            if progress:
+                progress(1)
+
+        with ThreadPoolExecutor(self.workers) as pool:
+            list(pool.map(row, range(n)))
+        return sim
