@@ -9,8 +9,8 @@ import torch
 from typer.testing import CliRunner
 
 from reid.cli import app
-from reid.local import xfeat_available
 from reid.errors import ReidError
+from reid.local import xfeat_available
 from reid.methods.fused import (
     CROSS_FIT_REPEATS,
     cross_fitted_fusion,

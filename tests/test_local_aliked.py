@@ -5,6 +5,7 @@ The kind's shared behaviour (gallery cache, index refusal, SiftMethod) is tested
 kind in tests/test_local.py."""
 
 import json
+from dataclasses import replace
 
 import cv2
 import numpy as np
@@ -71,6 +72,55 @@ def test_a_moved_copy_verifies_and_an_unrelated_texture_or_the_mirror_does_not()
     assert np.median(np.linalg.norm(projected - same.gallery_xy, axis=1)) < 2.0
     s = SMALL.scores_against(a, [copy, other, mirror])
     assert np.floor(s[0]) == same.inliers and s[0] > 10 * max(s[1], s[2])
+
+
+def bent(image: np.ndarray, amp: float = 14.0) -> np.ndarray:
+    """``image`` bent as a flank bends between two photos: no one homography maps it."""
+    h, w = image.shape[:2]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    mx = xx + amp * np.sin(yy / h * np.pi) * np.sin(xx / w * 2 * np.pi)
+    my = yy + amp * np.sin(xx / w * 2 * np.pi)
+    return cv2.remap(image, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_confident_matches_keep_a_bent_flank_that_one_homography_cuts(seed):
+    image = texture(seed)
+    checked = replace(SMALL, geometry="homography")
+    a, b, other = (SMALL.extract(x) for x in (image, bent(image), texture(seed + 10)))
+    counted, unrelated = SMALL.verify_many(a, [b, other])
+    homography, unrelated_h = checked.verify_many(a, [b, other])
+    assert counted.inliers >= 1.5 * homography.inliers and homography.inliers > 0
+    assert unrelated.inliers == 0 and unrelated_h.inliers == 0
+    assert counted.homography is None and homography.homography is not None
+    assert counted.query_xy.shape == counted.gallery_xy.shape == (counted.inliers, 2)
+    # the score's integer part is the inlier count of either geometry
+    assert np.floor(SMALL.scores_against(a, [b])[0]) == counted.inliers
+    assert np.floor(checked.scores_against(a, [b])[0]) == homography.inliers
+    # min_inliers: fewer confident matches than that score 0
+    strict = replace(SMALL, min_inliers=counted.inliers + 1)
+    assert strict.verify_many(a, [b])[0].inliers == 0 and strict.scores_against(a, [b])[0] < 1
+
+
+def test_the_fingerprint_records_the_geometry_and_a_legacy_record_meant_homography():
+    fp = AlikedConfig().fingerprint()
+    assert fp["geometry"] == "none" and fp["confident"] == 0.5
+    checked = AlikedConfig(geometry="homography")
+    assert checked.fingerprint()["geometry"] == "homography"
+    assert "confident" not in checked.fingerprint()
+    assert config_from_fingerprint(checked.fingerprint()) == checked
+    # a gallery index made before the geometry was recorded: homography, as it was
+    legacy = {k: v for k, v in checked.fingerprint().items() if k != "geometry"}
+    assert config_from_fingerprint(legacy) == checked
+    check_local_features(legacy, checked, "the gallery index")
+    with pytest.raises(ReidError, match="other settings .*geometry=homography.*geometry=none"):
+        check_local_features(legacy, AlikedConfig(), "the gallery index")
+    with pytest.raises(ReidError, match="other settings .*confident=0.5.*confident=0.7"):
+        check_local_features(fp, AlikedConfig(confident=0.7), "the gallery index")
+    with pytest.raises(ReidError, match="aliked geometry 'affine'"):
+        AlikedConfig(geometry="affine")
+    with pytest.raises(ReidError, match="confident must lie in"):
+        AlikedConfig(confident=1.5)
 
 
 def test_the_fingerprint_round_trips_and_other_settings_are_refused():

