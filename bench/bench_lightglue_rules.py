@@ -1,0 +1,188 @@
+"""What makes a LightGlue match an inlier, measured on real photos: ALIKED + LightGlue's raw
+matches of every pair in the embedding's top k are saved once, then each rule re-scores
+them and re-ranks the top k (BENCHMARKS.md, "ALIKED matches counted by confidence").
+
+Rules (``--rules``, comma-separated):
+
+- ``homography``: the USAC homography check every kind ended in before (inliers of
+  :func:`reid.verify.verify_tentative`, matches of confidence >= 0.1);
+- ``count:T``: matches of confidence >= T, no geometric model (WildFusion counts T = 0.5);
+- ``count-min:T``: the same, fewer than ``min_inliers`` (6) scoring 0 (ALIKED's default
+  with T = 0.5, :class:`reid.local.AlikedConfig` geometry ``"none"``);
+- ``fundamental``: fundamental-matrix inliers (USAC MAGSAC, 3 px);
+- ``similarity``: similarity-transform inliers (RANSAC, 10 px).
+
+Every rule adds tentative matches (confidence >= 0.1) / 1000 as the tie-breaker, as every
+kind's score does. Splits and rankings as ``bench/bench_local.py`` (``local``: the rule's
+score within the top k; ``fused``: cross-fitted as ``reid eval --method fused``)::
+
+    nice -n 10 .venv/bin/python bench/bench_lightglue_rules.py --split nyala \\
+        --manifest runs/nyala-all-head.csv --k 40
+    nice -n 10 .venv/bin/python bench/bench_lightglue_rules.py --split atrw --k 20
+
+Raw matches are cached under ``--cache`` per split, boxes and keypoint settings, keyed by
+image pair, so a larger k or another model's top k adds only the new pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pickle
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_local import (  # noqa: E402
+    ROOT,
+    _key,
+    cached_embeddings,
+    cached_features,
+    cross_fitted,
+    reranked,
+    split_records,
+    topk,
+)
+
+from reid.local import local_config  # noqa: E402
+from reid.metrics import retrieval_metrics  # noqa: E402
+from reid.verify import _ransac  # noqa: E402
+
+DEFAULT_RULES = (
+    "homography,count:0,count:0.1,count:0.2,count:0.5,count-min:0.5,count:0.8,"
+    "fundamental,similarity"
+)
+
+
+def raw_matches(feats, pairs, cache_file: Path) -> dict:
+    """LightGlue's matches (indices, confidences) of each pair, every match kept."""
+    import torch
+
+    from reid.local.aliked import _matcher
+
+    done = pickle.loads(cache_file.read_bytes()) if cache_file.is_file() else {}
+    todo = [p for p in pairs if p not in done]
+    print(f"LightGlue: {len(todo)} pairs to match, {len(pairs) - len(todo)} cached", flush=True)
+    glue = _matcher()
+
+    def side(f):
+        return {
+            "keypoints": torch.from_numpy(f.xy)[None],
+            "descriptors": torch.from_numpy(f.desc)[None],
+            "image_size": torch.tensor([[float(f.size[0]), float(f.size[1])]]),
+        }
+
+    t0 = time.perf_counter()
+    for n, (a, b) in enumerate(todo):
+        with torch.inference_mode():
+            out = glue({"image0": side(feats[a]), "image1": side(feats[b])})
+        done[(a, b)] = (
+            out["matches"][0].numpy().astype(np.int16),
+            out["scores"][0].float().numpy().astype(np.float16),
+        )
+        if n % 250 == 249 or n == len(todo) - 1:
+            cache_file.write_bytes(pickle.dumps(done))
+            rate = (time.perf_counter() - t0) / (n + 1)
+            print(f"  {n + 1}/{len(todo)} pairs, {rate:.3f} s a pair", flush=True)
+    return done
+
+
+def rule_score(rule: str, matches, conf, fa, fb, config) -> float:
+    """One pair's score under ``rule`` (plus tentative matches / 1000)."""
+    tentative = conf >= 0.1
+    tie = min(int(tentative.sum()), 999) / 1000
+    name, _, arg = rule.partition(":")
+    if name == "homography":
+        k, _, _ = _ransac(fa.xy[matches[tentative, 0]], fb.xy[matches[tentative, 1]], config)
+        return k + tie
+    if name in ("count", "count-min"):
+        c = int((conf >= float(arg)).sum())
+        if name == "count-min" and c < config.min_inliers:
+            c = 0
+        return c + tie
+    if name in ("fundamental", "similarity"):
+        src = fa.xy[matches[tentative, 0]].astype(np.float32)
+        dst = fb.xy[matches[tentative, 1]].astype(np.float32)
+        if len(src) < 8:
+            return tie
+        try:
+            if name == "fundamental":
+                _, inl = cv2.findFundamentalMat(src, dst, cv2.USAC_MAGSAC, 3.0, 0.999, 2000)
+            else:
+                _, inl = cv2.estimateAffinePartial2D(
+                    src, dst, method=cv2.RANSAC, ransacReprojThreshold=10.0
+                )
+        except cv2.error:  # degenerate samples
+            inl = None
+        return (0 if inl is None else int(inl.sum())) + tie
+    raise SystemExit(f"unknown rule {rule!r}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--split", default="nyala", choices=["atrw", "nyala"])
+    ap.add_argument("--manifest", type=Path, help="nyala: nyala-dev with boxes (reid locate's)")
+    ap.add_argument("--k", type=int, default=40)
+    ap.add_argument("--model", type=Path, default=ROOT / "models" / "bigcat-default")
+    ap.add_argument("--rules", default=DEFAULT_RULES)
+    ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "local-cache")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    import torch
+
+    torch.set_num_threads(args.threads)
+    if args.manifest and args.split != "nyala":
+        raise SystemExit("--manifest applies to --split nyala")
+    records, exclude, _ = split_records(args.split, args.manifest)
+    labels = [r.individual_id for r in records]
+    e = cached_embeddings(records, args.model, args.cache)
+    cosine = (e @ e.T).astype(np.float64)
+    top = topk(cosine, exclude, args.k)
+    config = local_config("aliked")
+    feats, _ = cached_features(records, config, args.cache)
+    pairs = sorted({(min(i, int(j)), max(i, int(j))) for i, row in enumerate(top) for j in row})
+    boxes = [args.manifest] if args.manifest else []
+    cache_file = args.cache / (
+        f"lightglue-raw-{args.split}-"
+        f"{_key(json.dumps(config.extraction_fingerprint(), sort_keys=True), *boxes)}.pkl"
+    )
+    raw = raw_matches(feats, pairs, cache_file)
+
+    def score(sim) -> dict:
+        m = retrieval_metrics(sim, labels, labels, ks=(1, 5), exclude=exclude)
+        return {k: round(float(v), 3) if isinstance(v, float) else v for k, v in m.items()}
+
+    results = {"split": args.split, "k": args.k, "model": str(args.model),
+               "embedding": score(cosine)}  # fmt: skip
+    print(json.dumps({"embedding": results["embedding"]}), flush=True)
+    for rule in args.rules.split(","):
+        memo = {}
+        local = np.full(cosine.shape, np.nan)
+        for i, row in enumerate(top):
+            for j in map(int, row):
+                key = (min(i, j), max(i, j))
+                if key not in memo:
+                    m, s = raw[key]
+                    memo[key] = rule_score(
+                        rule, m.astype(np.int64), s.astype(np.float32),
+                        feats[key[0]], feats[key[1]], config,
+                    )  # fmt: skip
+                local[i, j] = memo[key]
+        results[rule] = {
+            "local": score(reranked(cosine, local)),
+            "fused": score(cross_fitted(cosine, local, labels)),
+        }
+        print(json.dumps({rule: results[rule]}), flush=True)
+    if args.out:
+        args.out.write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
