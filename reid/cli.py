@@ -325,8 +325,9 @@ def eval_(
         int | None,
         typer.Option(min=1, help="--method fused: verify only each query's N nearest images "
                      "by the embedding, ranked first by the fused score, the rest below by "
-                     "cosine (the matcher's way; for learned local features on a CPU) "
-                     "[default: every pair]."),
+                     "cosine (the matcher's way; for learned local features on a CPU). "
+                     "Label-blind: on ATRW, near-duplicate frames the protocol removes "
+                     "afterwards take some of the N places [default: every pair]."),
     ] = None,
 ) -> None:
     """Measure re-identification accuracy of a method on a catalogue.
@@ -488,7 +489,8 @@ def _eval_atrw(
             typer.echo(json.dumps(result, indent=2))
             return
         typer.echo(f"ATRW plain re-ID protocol (official scorer), method {method}"
-                   + (f" (local features {local})" if local else ""))
+                   + (f" (local features {local})" if local else "")
+                   + (f", each query's {shortlist} nearest verified" if shortlist else ""))
         typer.echo(f"images   {result['images']}; queries {result['queries_single']} "
                    f"single-camera, {result['queries_cross']} cross-camera")
         for label, key in atrw_eval.ATRW_TEST_ROWS:
@@ -531,7 +533,8 @@ def _eval_atrw(
         return
     typer.echo(f"ATRW train validation: held-out entities of the {result['split']} "
                f"({result['entities']} entities, {result['images']} images), method {method}"
-               + (f" (local features {local})" if local else ""))
+               + (f" (local features {local})" if local else "")
+               + (f", each query's {shortlist} nearest verified" if shortlist else ""))
     typer.echo(f"near-duplicates excluded from the galleries: {result['excluded']} "
                f"({result['excluded_per_query']:.1f} per query, threshold "
                f"{result['threshold']:g}); {result['queries_without_positive']} queries "

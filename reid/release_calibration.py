@@ -154,7 +154,12 @@ def load_from_release(folder: Path | str, manifest: dict, local=None):
     entry = manifest.get(MANIFEST_KEY)
     if not entry:
         return None
-    if local is not None and entry.get("local_features") != local_features_id(local):
+    recorded = entry.get("local_features")
+    if recorded is not None and local is not None:
+        from reid.local import _legacy
+
+        recorded = _legacy(recorded, local_features_id(local))  # written before a key was
+    if local is not None and recorded != local_features_id(local):
         raise ReidError(
             f"{Path(folder) / Path(str(entry.get('file', CALIBRATION_FILE))).name}: the "
             f"calibration was fitted for other local features ({entry.get('local_features')}); "

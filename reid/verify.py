@@ -16,7 +16,8 @@ to a fixed count per image so that one matrix product scores a block of images.
 (:mod:`reid.local`) follow the same interface: ``extract``, ``verify_many``,
 ``scores_against`` and ``fingerprint`` (what a gallery's cached keypoints must agree on),
 and share this module's geometric check of tentative matches (:func:`verify_tentative`,
-:func:`score_tentative`).
+:func:`score_tentative`), except ALIKED's default, which counts LightGlue's confident
+matches (:mod:`reid.local.aliked`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,10 @@ class EvidenceOut(BaseModel):
     image_url: str = Field(description="Thumbnail of the gallery crop.")
     bbox: list[int] | None = Field(description="(x, y, w, h) of the crop in the gallery image.")
     global_score: float = Field(description="Cosine similarity of the embeddings.")
-    inliers: int = Field(description="Keypoint matches consistent with one homography.")
+    inliers: int = Field(
+        description="Keypoint matches consistent with one homography (RootSIFT, XFeat), or "
+        "the matches LightGlue is confident of (ALIKED)."
+    )
     query_points: list[list[float]] = Field(
         description="Matched keypoints (x, y) in pixels of the uploaded image."
     )

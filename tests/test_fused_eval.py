@@ -259,3 +259,17 @@ def test_eval_shortlist_reports_it_and_applies_to_fused_only(tiny):
     assert res.exit_code == 0 and "each query's 2 nearest verified" in res.output
     line = error_line(runner.invoke(app, ["eval", cat, "--method", "sift", "--shortlist", "2"]))
     assert "--shortlist applies to --method fused" in line
+
+
+def test_one_nan_does_not_move_every_shortlisted_pair():
+    cos = np.array([[1.0, 0.9, 0.8, 0.2], [0.9, 1.0, 0.1, 0.7], [0.8, 0.1, 1.0, 0.3],
+                    [0.2, 0.7, 0.3, 1.0]])  # fmt: skip
+    mask = embedding_shortlist(cos, 2)
+    fused = np.where(mask, -50.0, 0.0)
+    fused[0, 1] = np.nan
+    out = shortlisted(fused, cos, mask)
+    ok = mask & np.isfinite(out)
+    assert ok.sum() == mask.sum() - 1 and (out[ok] > out[~mask].max()).all()
+    cos[3, 0] = np.nan  # a NaN cosine off the shortlist: the others still rank first
+    out = shortlisted(fused, cos, mask)
+    assert (out[ok] > np.nanmax(out[~mask])).all()

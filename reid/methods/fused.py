@@ -95,7 +95,9 @@ def cross_fitted_fusion(
     fallback alone) and rates its ranking of that half; a row takes the candidate rated
     best over the halves that held it out. ``pairs``: an N×N mask of the pairs a fit may
     learn from (default: every pair i < j); a pair counts only when both images are in
-    the fitted half."""
+    the fitted half. A row-wise mask (each row's shortlist) counts a pair both rows hold
+    twice, and a candidate's rating ranks each row among the images of either row's
+    shortlist."""
     n = len(labels)
     names = sorted({lab for lab in labels if lab is not None})
     rng = np.random.default_rng(seed)
@@ -224,8 +226,9 @@ class FusedMethod:
         progress: Callable[[int], None] | None = None,
     ) -> np.ndarray:
         """Fit the fused weights on all pairs of the labelled ``records`` (another
-        catalogue than the evaluated one), keep them for :meth:`similarity` and return
-        them. Unidentified records are left out."""
+        catalogue than the evaluated one; with ``top``, on each image's shortlist, a
+        pair both images shortlist counting twice), keep them for :meth:`similarity` and
+        return them. Unidentified records are left out."""
         records = [r for r in records if r.individual_id is not None]
         if len({r.individual_id for r in records}) < 2:
             raise ReidError("fitting the fused weights needs labelled images of >= 2 individuals")
@@ -281,8 +284,11 @@ class FusedMethod:
 
 def embedding_shortlist(cosine: np.ndarray, top: int) -> np.ndarray:
     """An N×N mask of each row's ``top`` most similar other images by the embedding's
-    cosine (ties: the lower index first): the pairs that ``fused --top`` verifies, as the
-    matcher verifies its ``verify_top`` candidates."""
+    cosine (ties: the lower index first): the pairs that ``FusedMethod(top=...)`` (``reid
+    eval --shortlist``) verifies, as the matcher verifies its ``verify_top`` candidates.
+    Label-blind: on ATRW, near-duplicate frames that the protocol removes afterwards
+    take some of a query's places (about 7.5 of them on ATRW train's held-out split), so
+    a shortlist there should be longer than the matcher's."""
     c = np.array(cosine, np.float64)
     np.fill_diagonal(c, -np.inf)
     k = min(top, len(c) - 1)
@@ -301,5 +307,10 @@ def shortlisted(fused: np.ndarray, cosine: np.ndarray, shortlist: np.ndarray) ->
     cosine = np.asarray(cosine, np.float64)
     if not shortlist.any():
         return cosine
-    lift = float(np.max(cosine[~shortlist], initial=-np.inf)) - float(fused[shortlist].min()) + 1.0
+    # finite values only: one NaN must not lift (or sink) every shortlisted pair
+    below = cosine[~shortlist]
+    inside = fused[shortlist]
+    top = float(np.max(below[np.isfinite(below)], initial=-np.inf))
+    bottom = float(np.min(inside[np.isfinite(inside)], initial=np.inf))
+    lift = top - bottom + 1.0 if np.isfinite(top) and np.isfinite(bottom) else 0.0
     return np.where(shortlist, fused + max(lift, 0.0), cosine)
