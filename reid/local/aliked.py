@@ -1,5 +1,6 @@
-"""Learned local features: ALIKED keypoints and descriptors matched by LightGlue, checked
-by the same homography as RootSIFT.
+"""Learned local features: ALIKED keypoints and descriptors matched by LightGlue; a pair's
+inliers are the matches LightGlue is confident of (or, as an option, those one homography
+checks, as RootSIFT's).
 
 ALIKED (Zhao et al., 2023; the ``aliked-n16`` network) gives 128-d descriptors at the
 ``max_keypoints`` strongest keypoints; LightGlue (Lindenberger et al., ICCV 2023) is the
