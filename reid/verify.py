@@ -206,15 +206,20 @@ def _unique_locations(pairs: np.ndarray, qxy: np.ndarray, gxy: np.ndarray) -> np
     SIFT puts several keypoints (one per dominant orientation) on one location; counting
     them all would let a handful of coincident points look like a verified geometry.
     """
+    return pairs[_unique_location_rows(pairs, qxy, gxy)]
+
+
+def _unique_location_rows(pairs: np.ndarray, qxy: np.ndarray, gxy: np.ndarray) -> np.ndarray:
+    """The rows of ``pairs`` that :func:`_unique_locations` keeps, in order (so that
+    values per match, e.g. a matcher's confidences, can be kept alongside)."""
     if len(pairs) == 0:
-        return pairs
+        return np.zeros(0, np.int64)
     qkey = np.round(qxy[pairs[:, 0]]).astype(np.int64) @ np.array([1, 1 << 20])
-    gkey = np.round(gxy[pairs[:, 1]]).astype(np.int64) @ np.array([1, 1 << 20])
     _, first_q = np.unique(qkey, return_index=True)
-    keep = pairs[np.sort(first_q)]
-    gkey = np.round(gxy[keep[:, 1]]).astype(np.int64) @ np.array([1, 1 << 20])
+    rows = np.sort(first_q)
+    gkey = np.round(gxy[pairs[rows, 1]]).astype(np.int64) @ np.array([1, 1 << 20])
     _, first_g = np.unique(gkey, return_index=True)
-    return keep[np.sort(first_g)]
+    return rows[np.sort(first_g)]
 
 
 def _plausible(H: np.ndarray, src: np.ndarray) -> bool:

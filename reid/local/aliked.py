@@ -50,7 +50,7 @@ from reid.errors import ReidError
 from reid.verify import (
     LocalFeatures,
     Verification,
-    _unique_locations,
+    _unique_location_rows,
     fit_to_side,
     score_tentative,
     verify_tentative,
@@ -249,10 +249,8 @@ class AlikedConfig:
         conf = out["scores"][0].float().cpu().numpy().reshape(-1)
         keep = conf >= self.min_conf
         pairs, conf = pairs[keep], conf[keep]
-        unique = _unique_locations(pairs, a.xy, b.xy)
-        # _unique_locations keeps rows of pairs: their confidences by (query, gallery) index
-        by_pair = dict(zip(map(tuple, pairs.tolist()), conf.tolist(), strict=True))
-        return unique, np.array([by_pair[tuple(p)] for p in unique.tolist()], np.float32)
+        rows = _unique_location_rows(pairs, a.xy, b.xy)
+        return pairs[rows], conf[rows].astype(np.float32)
 
     def _confident(self, pairs: np.ndarray, conf: np.ndarray) -> np.ndarray:
         """The matches counted as inliers with geometry ``"none"``: none when fewer than

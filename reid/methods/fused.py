@@ -214,11 +214,24 @@ class FusedMethod:
     def features(
         self, records: Sequence[ImageRecord], progress: Callable[[int], None] | None = None
     ) -> list[np.ndarray]:
-        """The N×N feature matrices: cosine, log(1 + inliers), sqrt(tentative matches)."""
+        """The N×N feature matrices: cosine, log(1 + inliers), sqrt(tentative matches)
+        (with ``top``, the local ones 0 off the shortlist)."""
+        cosine, scores, _ = self._scored(records, progress)
+        return [cosine, *sift_features(scores)]
+
+    def _scored(
+        self, records: Sequence[ImageRecord], progress: Callable[[int], None] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(cosine, sift scores, shortlist): every pair scored, shortlist None; with
+        ``top``, only the pairs of :func:`embedding_shortlist` (0 elsewhere)."""
         e = self.embedding.embeddings(records, progress)
         cosine = (e @ e.T).astype(np.float64)
-        scores = self.sift.similarity(records, progress).astype(np.float64)
-        return [cosine, *sift_features(scores)]
+        if self.top is None:
+            return cosine, self.sift.similarity(records, progress).astype(np.float64), None
+        shortlist = embedding_shortlist(cosine, self.top)
+        local = self.sift.features(records, progress)
+        scores = self.sift.pairwise_on(local, shortlist, progress).astype(np.float64)
+        return cosine, scores, shortlist
 
     def fit(
         self,
@@ -233,16 +246,12 @@ class FusedMethod:
         if len({r.individual_id for r in records}) < 2:
             raise ReidError("fitting the fused weights needs labelled images of >= 2 individuals")
         lab = np.array([r.individual_id for r in records], dtype=object)
-        if self.top is None:
-            feats = self.features(records, progress)
+        cosine, scores, shortlist = self._scored(records, progress)
+        feats = [cosine, *sift_features(scores)]
+        # fitted on the pairs it will rank: all (each once), or each image's shortlist
+        pairs = shortlist
+        if pairs is None:
             pairs = np.triu(np.ones((len(lab), len(lab)), bool), k=1)
-        else:  # fitted on the pairs it will rank: each image's shortlist
-            e = self.embedding.embeddings(records, progress)
-            cosine = (e @ e.T).astype(np.float64)
-            pairs = embedding_shortlist(cosine, self.top)
-            local = self.sift.features(records, progress)
-            scores = self.sift.pairwise_on(local, pairs, progress).astype(np.float64)
-            feats = [cosine, *sift_features(scores)]
         same = (lab[:, None] == lab[None, :])[pairs]
         w = fusion_weights([f[pairs] for f in feats], same)
         if w is None:
@@ -263,16 +272,8 @@ class FusedMethod:
                 "elsewhere: fit them on another labelled catalogue (FusedMethod.fit, or "
                 "reid eval --fusion-fit CATALOGUE)"
             )
-        e = self.embedding.embeddings(records, progress)
-        cosine = (e @ e.T).astype(np.float64)
-        shortlist = None if self.top is None else embedding_shortlist(cosine, self.top)
-        if shortlist is None:
-            scores = self.sift.similarity(records, progress).astype(np.float64)
-        else:
-            local = self.sift.features(records, progress)
-            scores = self.sift.pairwise_on(local, shortlist, progress).astype(np.float64)
-        inliers, tentative = sift_features(scores)
-        feats = [cosine, inliers, tentative]
+        cosine, scores, shortlist = self._scored(records, progress)
+        feats = [cosine, *sift_features(scores)]
         if self.weights is not None:
             fused = sum(w * x for w, x in zip(self.weights, feats, strict=True))
         else:
