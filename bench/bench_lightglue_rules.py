@@ -31,6 +31,7 @@ import json
 import pickle
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -40,11 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_local import (  # noqa: E402
     ROOT,
     _key,
-    cached_embeddings,
     cached_features,
     cross_fitted,
+    load_split,
     reranked,
-    split_records,
     topk,
 )
 
@@ -58,32 +58,17 @@ DEFAULT_RULES = (
 )
 
 
-def raw_matches(feats, pairs, cache_file: Path) -> dict:
-    """LightGlue's matches (indices, confidences) of each pair, every match kept."""
-    import torch
-
-    from reid.local.aliked import _matcher
-
+def raw_matches(feats, pairs, config, cache_file: Path) -> dict:
+    """LightGlue's matches (indices, confidences) of each pair, every match kept: the
+    product's matching (:class:`reid.local.AlikedConfig`) with ``min_conf`` 0."""
     done = pickle.loads(cache_file.read_bytes()) if cache_file.is_file() else {}
     todo = [p for p in pairs if p not in done]
     print(f"LightGlue: {len(todo)} pairs to match, {len(pairs) - len(todo)} cached", flush=True)
-    glue = _matcher()
-
-    def side(f):
-        return {
-            "keypoints": torch.from_numpy(f.xy)[None],
-            "descriptors": torch.from_numpy(f.desc)[None],
-            "image_size": torch.tensor([[float(f.size[0]), float(f.size[1])]]),
-        }
-
+    every = replace(config, min_conf=0.0)
     t0 = time.perf_counter()
     for n, (a, b) in enumerate(todo):
-        with torch.inference_mode():
-            out = glue({"image0": side(feats[a]), "image1": side(feats[b])})
-        done[(a, b)] = (
-            out["matches"][0].numpy().astype(np.int16),
-            out["scores"][0].float().numpy().astype(np.float16),
-        )
+        matches, conf = every._glue(feats[a], feats[b])
+        done[(a, b)] = (matches.astype(np.int16), conf.astype(np.float16))
         if n % 250 == 249 or n == len(todo) - 1:
             cache_file.write_bytes(pickle.dumps(done))
             rate = (time.perf_counter() - t0) / (n + 1)
@@ -138,12 +123,8 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    if args.manifest and args.split != "nyala":
-        raise SystemExit("--manifest applies to --split nyala")
-    records, exclude, _ = split_records(args.split, args.manifest)
-    labels = [r.individual_id for r in records]
-    e = cached_embeddings(records, args.model, args.cache)
-    cosine = (e @ e.T).astype(np.float64)
+    args.cache.mkdir(parents=True, exist_ok=True)
+    records, exclude, _, labels, cosine = load_split(args)
     top = topk(cosine, exclude, args.k)
     config = local_config("aliked")
     feats, _ = cached_features(records, config, args.cache)
@@ -153,7 +134,7 @@ def main() -> None:
         f"lightglue-raw-{args.split}-"
         f"{_key(json.dumps(config.extraction_fingerprint(), sort_keys=True), *boxes)}.pkl"
     )
-    raw = raw_matches(feats, pairs, cache_file)
+    raw = raw_matches(feats, pairs, config, cache_file)
 
     def score(sim) -> dict:
         m = retrieval_metrics(sim, labels, labels, ks=(1, 5), exclude=exclude)

@@ -136,6 +136,17 @@ def split_records(split: str, manifest: Path | None = None):
     raise SystemExit(f"unknown split {split}")
 
 
+def load_split(args):
+    """(records, exclusion mask, training records, labels, cosine of ``args.model``'s
+    embeddings) of ``args.split`` (``args.manifest``: nyala-dev with boxes)."""
+    if args.manifest and args.split != "nyala":
+        raise SystemExit("--manifest applies to --split nyala")
+    records, exclude, train = split_records(args.split, args.manifest)
+    labels = [r.individual_id for r in records]
+    e = cached_embeddings(records, args.model, args.cache)
+    return records, exclude, train, labels, (e @ e.T).astype(np.float64)
+
+
 def topk(cosine: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarray:
     c = np.where(exclude, -np.inf, cosine)
     return np.argsort(-c, axis=1, kind="stable")[:, :k]
@@ -268,12 +279,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     args.cache.mkdir(parents=True, exist_ok=True)
 
-    if args.manifest and args.split != "nyala":
-        raise SystemExit("--manifest applies to --split nyala")
-    records, exclude, train = split_records(args.split, args.manifest)
-    labels = [r.individual_id for r in records]
-    e = cached_embeddings(records, args.model, args.cache)
-    cosine = (e @ e.T).astype(np.float64)
+    records, exclude, train, labels, cosine = load_split(args)
     n = len(records)
     rows = np.arange(n)
     if args.queries:
