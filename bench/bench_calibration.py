@@ -179,9 +179,8 @@ class PairCache:
 def cached_matcher(data: RealSet, gallery: list[int], release: Path, cache: PairCache, config):
     """A :class:`reid.match.Matcher` over the records ``gallery`` (in memory) whose
     verifications go through ``cache``; ``matcher.gallery_id[record]`` is the record's id."""
-    from reid.index import GalleryIndex
-    from reid.match import FeatureStore, Matcher, entry_of
-    from reid.release import load_release, model_fingerprint
+    from reid.match import FeatureStore, Matcher, entry_of, new_gallery_index
+    from reid.release import load_release
     from reid.verify import verify_many
 
     net, manifest = load_release(release)
@@ -205,12 +204,8 @@ def cached_matcher(data: RealSet, gallery: list[int], release: Path, cache: Pair
                 best = max(cache.inliers[(feature_record[id(f)], self.record[h.id])] for f in feats)
                 c.inliers = max(c.inliers, best)
 
-    index = GalleryIndex.create(model_fingerprint(manifest), net.embedding_dim,
-                                model_name=manifest["name"])  # fmt: skip
+    index = new_gallery_index(manifest, net.embedding_dim, config)  # the kind cached
     ids = index.add(data.emb[gallery], [entry_of(data.records[i]) for i in gallery])
-    from reid.local import INDEX_KEY
-
-    index.attachments[INDEX_KEY] = config.sift.fingerprint()  # the kind cached, as enroll does
     m = Cached(net, manifest, index, FeatureStore(None), config)
     m.record = dict(zip(ids, gallery, strict=True))
     m.gallery_id = {r: i for i, r in m.record.items()}

@@ -138,20 +138,19 @@ def evaluate_open_set(
     from dataclasses import replace
 
     from reid.embed import embed_records
-    from reid.index import SIDES, GalleryIndex
-    from reid.local import INDEX_KEY
+    from reid.index import SIDES
     from reid.match import (
         FeatureStore,
-        MatchConfig,
         Matcher,
         entry_of,
         extract_records,
         fit_calibration,
         near_duplicate_related,
+        new_gallery_index,
         resolve_model,
     )
     from reid.metrics import expected_calibration_error, open_set_scores, reliability_table
-    from reid.release import load_release, model_fingerprint
+    from reid.release import load_release
     from reid.splits import open_set_split
 
     UNKNOWN = "unknown"
@@ -173,12 +172,7 @@ def evaluate_open_set(
     everything = [*split.train, *split.test]
     with progress_bar(len(everything), "embedding", enabled=show_progress) as advance:
         vectors = embed_records(net, everything, workers=workers, progress=advance)
-    index = GalleryIndex.create(
-        model_fingerprint(manifest), net.embedding_dim, model_name=manifest["name"]
-    )
-    # the kind of local features it caches, as reid enroll records it (without it, a new
-    # index reads as RootSIFT's and refuses any other --local)
-    index.attachments[INDEX_KEY] = (config or MatchConfig()).sift.fingerprint()
+    index = new_gallery_index(manifest, net.embedding_dim, config)  # records the kind
     matcher = Matcher(net, manifest, index, FeatureStore(None), config)
     with progress_bar(len(everything), "keypoints", enabled=show_progress) as advance:
         feats = extract_records(everything, matcher.local, workers, advance)

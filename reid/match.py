@@ -430,6 +430,20 @@ class _Raw:
     evidence: list[Evidence] = field(default_factory=list)
 
 
+def new_gallery_index(manifest: dict, embedding_dim: int, config: MatchConfig | None = None):
+    """An empty gallery index for the model release of ``manifest``, recording the kind of
+    local features it will cache (``config``'s; default RootSIFT): a matcher opened on it
+    verifies with that kind and refuses another (:func:`reid.local.check_local_features`)."""
+    from reid.index import GalleryIndex
+    from reid.release import model_fingerprint
+
+    index = GalleryIndex.create(
+        model_fingerprint(manifest), embedding_dim, model_name=manifest["name"]
+    )
+    index.attachments[INDEX_KEY] = (config or MatchConfig()).sift.fingerprint()
+    return index
+
+
 def decisive_inliers(config: MatchConfig, local) -> int:
     """The inlier count at which verification stops early (0: never), for the kind of
     local features ``local``. Only inliers that one geometry checked are decisive: counts
@@ -1198,11 +1212,9 @@ def enroll(
     if existing is not None:
         check_fingerprint(existing.fingerprint, fingerprint, index_dir, existing.model_name)
         index = existing
-    else:
-        index = GalleryIndex.create(fingerprint, net.embedding_dim, model_name=manifest["name"])
+    else:  # a new index caches the configured kind (default rootsift)
+        index = new_gallery_index(manifest, net.embedding_dim, config)
     index.attachments["model_path"] = str(Path(release).resolve())
-    if existing is None:  # a new index caches the configured kind (default rootsift)
-        index.attachments[INDEX_KEY] = (config or MatchConfig()).sift.fingerprint()
     have = {(e.image, e.bbox) for e in index.entries().values()}
     # a photo of a flank enrolled with a box (e.g. by locate) is that box: a rerun of the
     # same box-less catalogue, with or without locate, finds it enrolled

@@ -64,20 +64,19 @@ def fit_on_catalogue(
     individual of unknown side is one flank (ATRW's entities). Returns (calibration,
     what it was fitted on)."""
     from reid.embed import embed_records
-    from reid.index import SIDES, GalleryIndex
-    from reid.local import INDEX_KEY
+    from reid.index import SIDES
     from reid.match import (
         FeatureStore,
-        MatchConfig,
         Matcher,
         entry_of,
         extract_records,
         fit_calibration,
+        new_gallery_index,
         resolve_model,
     )
     from reid.near_duplicates import near_duplicate_groups
     from reid.progress import progress_bar
-    from reid.release import load_release, model_fingerprint
+    from reid.release import load_release
 
     flanks = [
         replace(r, individual_id=f"{r.individual_id}/{r.side}", side=r.side)
@@ -90,11 +89,7 @@ def fit_on_catalogue(
         raise ReidError("the catalogue has no identified photos to calibrate on")
     release = resolve_model(model)
     net, manifest = load_release(release)
-    index = GalleryIndex.create(model_fingerprint(manifest), net.embedding_dim,
-                                model_name=manifest["name"])  # fmt: skip
-    # the kind of local features it caches, as reid enroll records it (without it, a new
-    # index reads as RootSIFT's and refuses any other kind)
-    index.attachments[INDEX_KEY] = (config or MatchConfig()).sift.fingerprint()
+    index = new_gallery_index(manifest, net.embedding_dim, config)  # records the kind
     matcher = Matcher(net, manifest, index, FeatureStore(None), config)
     with progress_bar(len(flanks), "embedding", enabled=show_progress) as advance:
         vectors = embed_records(net, flanks, workers=workers, progress=advance)
