@@ -404,17 +404,13 @@ def eval_(
         return
     scorer = _method_with_model(method, workers, model, local, shortlist)
     result = evaluate(records, scorer, show_progress=not as_json)
-    if local is not None:
-        result["local"] = local
-    if shortlist is not None:
-        result["shortlist"] = shortlist
+    result.update(_scoring_options(local, shortlist))
     if boxed is not None:
         result["located"] = boxed
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"method   {method}" + (f" (local features {local})" if local else "")
-               + (f", each query's {shortlist} nearest verified" if shortlist else ""))
+    typer.echo(f"method   {method}" + _scoring_label(local, shortlist))
     typer.echo(f"images   {result['images']}")
     typer.echo(f"queries  {result['queries']}")
     typer.echo(f"top-1    {result['top1']:.3f}")
@@ -481,16 +477,12 @@ def _eval_atrw(
         )
         if method == "fused":
             result["fusion_weights"] = [float(w) for w in scorer.weights]
-        if local is not None:
-            result["local"] = local
-        if shortlist is not None:
-            result["shortlist"] = shortlist
+        result.update(_scoring_options(local, shortlist))
         if as_json:
             typer.echo(json.dumps(result, indent=2))
             return
         typer.echo(f"ATRW plain re-ID protocol (official scorer), method {method}"
-                   + (f" (local features {local})" if local else "")
-                   + (f", each query's {shortlist} nearest verified" if shortlist else ""))
+                   + _scoring_label(local, shortlist))
         typer.echo(f"images   {result['images']}; queries {result['queries_single']} "
                    f"single-camera, {result['queries_cross']} cross-camera")
         for label, key in atrw_eval.ATRW_TEST_ROWS:
@@ -524,17 +516,13 @@ def _eval_atrw(
     result = atrw_eval.evaluate_atrw_validation(validation, scorer, show_progress=not as_json)
     if method == "fused":
         result["fusion_weights"] = [float(w) for w in scorer.weights]
-    if local is not None:
-        result["local"] = local
-    if shortlist is not None:
-        result["shortlist"] = shortlist
+    result.update(_scoring_options(local, shortlist))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     typer.echo(f"ATRW train validation: held-out entities of the {result['split']} "
                f"({result['entities']} entities, {result['images']} images), method {method}"
-               + (f" (local features {local})" if local else "")
-               + (f", each query's {shortlist} nearest verified" if shortlist else ""))
+               + _scoring_label(local, shortlist))
     typer.echo(f"near-duplicates excluded from the galleries: {result['excluded']} "
                f"({result['excluded_per_query']:.1f} per query, threshold "
                f"{result['threshold']:g}); {result['queries_without_positive']} queries "
@@ -921,6 +909,20 @@ def match(
             typer.echo(f"  {k:<3}{c.individual:<16}{c.side:<7}{c.global_score:>8.3f}"
                        f"{c.local_score:>9.0f}{c.fused_score:>8.2f}{c.probability:>9.2f}  {best}")
     typer.echo(f"model {results[0].model_version}")
+
+
+def _scoring_options(local: str | None, shortlist: int | None) -> dict:
+    """The ``reid eval --json`` keys of the scoring options given (``local``,
+    ``shortlist``)."""
+    given = {"local": local, "shortlist": shortlist}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _scoring_label(local: str | None, shortlist: int | None) -> str:
+    """What ``reid eval`` prints after the method's name for those options."""
+    return (f" (local features {local})" if local else "") + (
+        f", each query's {shortlist} nearest verified" if shortlist else ""
+    )
 
 
 #: The ``reid eval`` methods that take ``--local`` (a kind of local features).
