@@ -21,7 +21,9 @@ score within the top k; ``fused``: cross-fitted as ``reid eval --method fused``)
     nice -n 10 .venv/bin/python bench/bench_lightglue_rules.py --split atrw --k 20
 
 Raw matches are cached under ``--cache`` per split, boxes and keypoint settings, keyed by
-image pair, so a larger k or another model's top k adds only the new pairs.
+image pair, so a larger k or another model's top k adds only the new pairs. ``--aliked
+max_keypoints=1024`` (any :class:`reid.local.AlikedConfig` extraction field) measures other
+extraction settings; their keypoints and matches are cached apart.
 """
 
 from __future__ import annotations
@@ -76,6 +78,16 @@ def raw_matches(feats, pairs, config, cache_file: Path) -> dict:
     return done
 
 
+def aliked_settings(text: str) -> dict:
+    """``name=value,...`` as :class:`reid.local.AlikedConfig` fields (ints, or the model's
+    name)."""
+    out: dict = {}
+    for item in filter(None, text.split(",")):
+        name, _, value = item.partition("=")
+        out[name] = value if name == "model" else int(value)
+    return out
+
+
 def rule_score(rule: str, matches, conf, fa, fb, config) -> float:
     """One pair's score under ``rule`` (plus tentative matches / 1000)."""
     tentative = conf >= 0.1
@@ -118,6 +130,12 @@ def main() -> None:
     ap.add_argument("--rules", default=DEFAULT_RULES)
     ap.add_argument("--cache", type=Path, default=ROOT / "runs" / "local-cache")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--aliked",
+        default="",
+        help="ALIKED settings other than the product's, e.g. max_keypoints=1024,max_side=640 "
+        "(their keypoints and matches are cached apart)",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     import torch
@@ -126,8 +144,11 @@ def main() -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     records, exclude, _, labels, cosine = load_split(args)
     top = topk(cosine, exclude, args.k)
-    config = local_config("aliked")
-    feats, _ = cached_features(records, config, args.cache)
+    config = replace(local_config("aliked"), **aliked_settings(args.aliked))
+    print(f"ALIKED: {config.extraction_fingerprint()}", flush=True)
+    feats, per_image = cached_features(records, config, args.cache)
+    if per_image == per_image:  # not NaN: some images were extracted now
+        print(f"ALIKED: {per_image:.3f} s an image (median)", flush=True)
     pairs = sorted({(min(i, int(j)), max(i, int(j))) for i, row in enumerate(top) for j in row})
     boxes = [args.manifest] if args.manifest else []
     cache_file = args.cache / (
@@ -141,7 +162,7 @@ def main() -> None:
         return {k: round(float(v), 3) if isinstance(v, float) else v for k, v in m.items()}
 
     results = {"split": args.split, "k": args.k, "model": str(args.model),
-               "embedding": score(cosine)}  # fmt: skip
+               "aliked": config.extraction_fingerprint(), "embedding": score(cosine)}  # fmt: skip
     print(json.dumps({"embedding": results["embedding"]}), flush=True)
     for rule in args.rules.split(","):
         memo = {}

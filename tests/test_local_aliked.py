@@ -141,7 +141,7 @@ def test_the_fingerprint_round_trips_and_other_settings_are_refused():
     assert config_from_fingerprint(json.loads(json.dumps(fp))) == config
     assert config_from_fingerprint(SMALL.fingerprint()) == SMALL
     check_local_features(fp, AlikedConfig(), "the gallery index")
-    with pytest.raises(ReidError, match="other settings .*max_keypoints=512.*max_keypoints=128"):
+    with pytest.raises(ReidError, match="other settings .*max_keypoints=1024.*max_keypoints=128"):
         check_local_features(fp, SMALL, "the gallery index")
     with pytest.raises(ReidError, match="other settings .*max_side=512.*max_side=480"):
         check_local_features(fp, AlikedConfig(max_side=480), "the gallery index")

@@ -22,13 +22,14 @@ the tentative matches). What counts as the pair's inliers depends on ``geometry`
   0.5), with no geometric model, as WildFusion counts them (wildlife-tools'
   ``CollectCounts``, threshold 0.5). A flank bends, turns and stretches between two
   photos, and one homography over it throws out true matches: on nyala-dev's held-out
-  flank-head crops (v0.15's top 40 re-ranked), top-1 0.446 with the homography and 0.558
-  counting confident matches; BENCHMARKS.md, "Local features". LightGlue has already
-  weighed every match against the others' positions, so its confidence is itself a
-  geometric judgement. What it gives up: a mirrored flank (the other side's pattern) is
-  no longer refused outright; LightGlue is confident of a few matches in stripes, which
-  look alike mirrored (12 on a synthetic flank whose same photo gives over 100; on real
-  nyala 8 % of impostor pairs reach 12), so a mirrored flank scores as an impostor does.
+  flank-head crops (v0.15's top 40 re-ranked, 512 keypoints), top-1 0.446 with the
+  homography and 0.558 counting confident matches; BENCHMARKS.md, "Local features".
+  LightGlue has already weighed every match against the others' positions, so its
+  confidence is itself a geometric judgement. What it gives up: a mirrored flank (the
+  other side's pattern) is no longer refused outright; LightGlue is confident of a few
+  matches in stripes, which look alike mirrored (12 on a synthetic flank whose same
+  photo gives over 100; on real nyala 8 % of impostor pairs reach 12), so a mirrored
+  flank scores as an impostor does.
 - ``"homography"``: the geometric check of :func:`reid.verify.verify_tentative`
   (RootSIFT's): a homography by USAC that preserves orientation, with bounded scale,
   rotation and perspective.
@@ -141,7 +142,10 @@ class AlikedConfig:
 
     model: str = "aliked-n16"
     max_side: int = 512  # images are resized so that the long side is at most this
-    max_keypoints: int = 512  # strongest keypoints kept per image (after NMS)
+    # strongest keypoints kept per image (after NMS). 1,024 rather than 512: on nyala-dev's
+    # held-out flank-head crops top-1 0.653 against 0.558 (v0.15's top 40), at about 2.7x
+    # the CPU time per pair (BENCHMARKS.md, "ALIKED: 1,024 keypoints")
+    max_keypoints: int = 1024
     nms_radius: int = 2
     min_conf: float = 0.1  # LightGlue's match confidence threshold
     ransac_threshold: float = 0.02  # reprojection threshold as a fraction of max_side
