@@ -157,6 +157,18 @@ def test_the_fingerprint_round_trips_and_other_settings_are_refused():
         AlikedConfig(model="aliked-xl")
 
 
+def test_a_gallery_enrolled_with_512_keypoints_keeps_its_setting():
+    """The default became 1,024 keypoints: an index enrolled before still matches with
+    its own 512, and a matcher asking for the new default is told why it is refused."""
+    before = AlikedConfig(max_keypoints=512).fingerprint()
+    assert AlikedConfig().max_keypoints == 1024
+    assert config_from_fingerprint(before) == AlikedConfig(max_keypoints=512)
+    with pytest.raises(
+        ReidError, match="other settings .*max_keypoints=512.*max_keypoints=1024.*index's own"
+    ):
+        check_local_features(before, AlikedConfig(), "the gallery index")
+
+
 def test_a_missing_package_is_a_clear_error(monkeypatch):
     import reid.local
 

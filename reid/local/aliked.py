@@ -143,7 +143,7 @@ class AlikedConfig:
     model: str = "aliked-n16"
     max_side: int = 512  # images are resized so that the long side is at most this
     # strongest keypoints kept per image (after NMS). 1,024 rather than 512: on nyala-dev's
-    # held-out flank-head crops top-1 0.653 against 0.558 (v0.15's top 40), at about 2.7x
+    # held-out flank-head crops top-1 0.653 against 0.558 (v0.15's top 40), at about twice
     # the CPU time per pair (BENCHMARKS.md, "ALIKED: 1,024 keypoints")
     max_keypoints: int = 1024
     nms_radius: int = 2
