@@ -48,6 +48,7 @@ from bench_local import (  # noqa: E402
     load_split,
     reranked,
     topk,
+    with_settings,
 )
 
 from reid.local import local_config  # noqa: E402
@@ -76,16 +77,6 @@ def raw_matches(feats, pairs, config, cache_file: Path) -> dict:
             rate = (time.perf_counter() - t0) / (n + 1)
             print(f"  {n + 1}/{len(todo)} pairs, {rate:.3f} s a pair", flush=True)
     return done
-
-
-def aliked_settings(text: str) -> dict:
-    """``name=value,...`` as :class:`reid.local.AlikedConfig` fields (ints, or the model's
-    name)."""
-    out: dict = {}
-    for item in filter(None, text.split(",")):
-        name, _, value = item.partition("=")
-        out[name] = value if name == "model" else int(value)
-    return out
 
 
 def rule_score(rule: str, matches, conf, fa, fb, config) -> float:
@@ -144,10 +135,10 @@ def main() -> None:
     args.cache.mkdir(parents=True, exist_ok=True)
     records, exclude, _, labels, cosine = load_split(args)
     top = topk(cosine, exclude, args.k)
-    config = replace(local_config("aliked"), **aliked_settings(args.aliked))
+    config = with_settings(local_config("aliked"), args.aliked.split(","))
     print(f"ALIKED: {config.extraction_fingerprint()}", flush=True)
     feats, per_image = cached_features(records, config, args.cache)
-    if per_image == per_image:  # not NaN: some images were extracted now
+    if not np.isnan(per_image):  # some images were extracted now
         print(f"ALIKED: {per_image:.3f} s an image (median)", flush=True)
     pairs = sorted({(min(i, int(j)), max(i, int(j))) for i, row in enumerate(top) for j in row})
     boxes = [args.manifest] if args.manifest else []

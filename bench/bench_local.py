@@ -147,6 +147,16 @@ def load_split(args):
     return records, exclude, train, labels, (e @ e.T).astype(np.float64)
 
 
+def with_settings(config, items):
+    """``config`` with the fields named in ``items`` (``"field=value"`` strings, each value
+    of the field's own type: ``max_keypoints=1024``, ``model=aliked-n32``) replaced."""
+    over: dict = {}
+    for item in filter(None, items):
+        field, _, value = item.partition("=")
+        over[field] = type(getattr(config, field))(value)
+    return replace(config, **over) if over else config
+
+
 def topk(cosine: np.ndarray, exclude: np.ndarray, k: int) -> np.ndarray:
     c = np.where(exclude, -np.inf, cosine)
     return np.argsort(-c, axis=1, kind="stable")[:, :k]

@@ -20,13 +20,15 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_local import with_settings  # noqa: E402
 
 from reid.data.load import load_catalogue  # noqa: E402
 from reid.embed import load_record_image  # noqa: E402
@@ -34,15 +36,9 @@ from reid.local import local_config  # noqa: E402
 
 
 def config_of(spec: str):
-    """``kind`` or ``kind:field=value,...`` (ints, or text where the field is text)."""
+    """``kind`` or ``kind:field=value;...`` (:func:`bench_local.with_settings`)."""
     name, _, settings = spec.partition(":")
-    config = local_config(name)
-    over: dict = {}
-    for item in filter(None, settings.split(";")):
-        field, _, value = item.partition("=")
-        current = getattr(config, field)
-        over[field] = type(current)(value)
-    return replace(config, **over) if over else config
+    return with_settings(local_config(name), settings.split(";"))
 
 
 def main() -> None:
