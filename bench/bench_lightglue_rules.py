@@ -14,7 +14,8 @@ Rules (``--rules``, comma-separated):
 
 Every rule adds tentative matches (confidence >= 0.1) / 1000 as the tie-breaker, as every
 kind's score does. Splits and rankings as ``bench/bench_local.py`` (``local``: the rule's
-score within the top k; ``fused``: cross-fitted as ``reid eval --method fused``)::
+score within the top k; ``fused``: cross-fitted as ``reid eval --method fused``;
+``local_top1``: why the local ranking's first answer is wrong, :func:`bench_local.why_wrong`)::
 
     nice -n 10 .venv/bin/python bench/bench_lightglue_rules.py --split nyala \\
         --manifest runs/nyala-all-head.csv --k 40
@@ -48,6 +49,7 @@ from bench_local import (  # noqa: E402
     load_split,
     reranked,
     topk,
+    why_wrong,
     with_settings,
 )
 
@@ -168,9 +170,11 @@ def main() -> None:
                         feats[key[0]], feats[key[1]], config,
                     )  # fmt: skip
                 local[i, j] = memo[key]
+        ranking = reranked(cosine, local)
         results[rule] = {
-            "local": score(reranked(cosine, local)),
+            "local": score(ranking),
             "fused": score(cross_fitted(cosine, local, labels)),
+            "local_top1": why_wrong(ranking, local, top, labels, exclude),
         }
         print(json.dumps({rule: results[rule]}), flush=True)
     if args.out:

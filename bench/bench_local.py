@@ -209,6 +209,44 @@ def reranked(cosine, local, fused_w=None) -> np.ndarray:
     return np.where(inside, 1e3 + score, cosine)
 
 
+def why_wrong(ranking, local, top, labels, exclude) -> dict:
+    """Why a query's first answer is wrong, for a re-ranking of the top k (``local``: the
+    verifier's score, NaN outside the top k; inliers are its integer part). Counted over
+    the queries that have an answer (another photo of their flank, not excluded):
+
+    - ``shortlist_miss``: no photo of the query's flank is in its top k;
+    - ``no_inliers``: some are, none with a single inlier (the verifier found nothing);
+    - ``outranked``: one has inliers, another flank's photo ranks above it;
+    - ``right``: the first answer is of the query's flank;
+
+    and ``recall_at_k``: the share of queries with a photo of their flank in the top k.
+    """
+    labels = np.asarray(labels)
+    out = {"queries": 0, "right": 0, "shortlist_miss": 0, "no_inliers": 0, "outranked": 0}
+    listed_any = 0
+    for i in range(len(labels)):
+        answers = (labels == labels[i]) & ~exclude[i]
+        answers[i] = False
+        if not answers.any():
+            continue
+        out["queries"] += 1
+        listed_any += bool(answers[top[i]].any())
+        order = np.where(exclude[i], -np.inf, ranking[i]).copy()
+        order[i] = -np.inf
+        if answers[int(np.argmax(order))]:
+            out["right"] += 1
+            continue
+        listed = [int(j) for j in top[i] if answers[int(j)]]
+        if not listed:
+            out["shortlist_miss"] += 1
+        elif max(np.floor(np.nan_to_num(local[i, j])) for j in listed) < 1:
+            out["no_inliers"] += 1
+        else:
+            out["outranked"] += 1
+    out["recall_at_k"] = round(listed_any / max(out["queries"], 1), 3)
+    return out
+
+
 def pair_features(cos: np.ndarray, s: float | np.ndarray):
     inl = np.floor(s)
     return cos, np.log1p(inl), np.sqrt(np.round((s - inl) * 1000))
