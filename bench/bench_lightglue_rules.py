@@ -112,6 +112,34 @@ def rule_score(rule: str, matches, conf, fa, fb, config) -> float:
     raise SystemExit(f"unknown rule {rule!r}")
 
 
+def with_descriptor_shortlist(top, feats, cosine, exclude, args, config, boxes) -> list:
+    """Each row of ``top`` joined by its ``args.local_top`` images with the most mutual
+    descriptor neighbours (:mod:`reid.local.recall`; the counts of every pair cached)."""
+    from reid.local.recall import descriptor_shortlist, mutual_neighbour_counts
+
+    path = args.cache / (
+        f"mutual-{args.split}-"
+        f"{_key(json.dumps(config.extraction_fingerprint(), sort_keys=True), *boxes)}.npy"
+    )
+    if path.is_file():
+        counts = np.load(path)
+    else:
+        t0 = time.perf_counter()
+        counts = mutual_neighbour_counts(feats)
+        np.save(path, counts)
+        n = len(feats)
+        print(f"mutual neighbours: {n * (n - 1) // 2} pairs in {time.perf_counter() - t0:.0f} s",
+              flush=True)
+    # the protocol's exclusions (near-duplicate frames) are not candidates, as in topk
+    extra = descriptor_shortlist(np.where(exclude, -1.0, counts), cosine, args.local_top)
+    rows = [sorted(set(map(int, row)) | set(map(int, np.flatnonzero(extra[i] & ~exclude[i]))))
+            for i, row in enumerate(top)]
+    grew = sum(len(r) for r in rows) - sum(len(r) for r in top)
+    print(f"descriptor shortlist: {grew} more (query, image) pairs than the top {args.k}",
+          flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -129,6 +157,13 @@ def main() -> None:
         help="ALIKED settings other than the product's, e.g. max_keypoints=1024,max_side=640 "
         "(their keypoints and matches are cached apart)",
     )
+    ap.add_argument(
+        "--local-top",
+        type=int,
+        default=0,
+        help="also each query's M images with the most mutual descriptor neighbours "
+        "(reid.local.recall, as reid eval --shortlist-local M; counts cached)",
+    )
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     import torch
@@ -142,8 +177,10 @@ def main() -> None:
     feats, per_image = cached_features(records, config, args.cache)
     if not np.isnan(per_image):  # some images were extracted now
         print(f"ALIKED: {per_image:.3f} s an image (median)", flush=True)
-    pairs = sorted({(min(i, int(j)), max(i, int(j))) for i, row in enumerate(top) for j in row})
     boxes = [args.manifest] if args.manifest else []
+    if args.local_top:
+        top = with_descriptor_shortlist(top, feats, cosine, exclude, args, config, boxes)
+    pairs = sorted({(min(i, int(j)), max(i, int(j))) for i, row in enumerate(top) for j in row})
     cache_file = args.cache / (
         f"lightglue-raw-{args.split}-"
         f"{_key(json.dumps(config.extraction_fingerprint(), sort_keys=True), *boxes)}.pkl"
@@ -154,7 +191,8 @@ def main() -> None:
         m = retrieval_metrics(sim, labels, labels, ks=(1, 5), exclude=exclude)
         return {k: round(float(v), 3) if isinstance(v, float) else v for k, v in m.items()}
 
-    results = {"split": args.split, "k": args.k, "model": str(args.model),
+    results = {"split": args.split, "k": args.k, "local_top": args.local_top,
+               "pairs": len(pairs), "model": str(args.model),
                "aliked": config.extraction_fingerprint(), "embedding": score(cosine)}  # fmt: skip
     print(json.dumps({"embedding": results["embedding"]}), flush=True)
     for rule in args.rules.split(","):

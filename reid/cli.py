@@ -329,6 +329,14 @@ def eval_(
                      "Label-blind: on ATRW, near-duplicate frames the protocol removes "
                      "afterwards take some of the N places [default: every pair]."),
     ] = None,
+    shortlist_local: Annotated[
+        int | None,
+        typer.Option(min=1, help="--method fused: each query's M images with the most mutual "
+                     "nearest neighbours among the local descriptors join its shortlist "
+                     "(every pair's descriptors compared, no network: recovers answers a "
+                     "weak embedding misses; about 40 ms a pair with ALIKED on 2 cores; "
+                     "BENCHMARKS.md, A second shortlist from the descriptors)."),
+    ] = None,
 ) -> None:
     """Measure re-identification accuracy of a method on a catalogue.
 
@@ -355,9 +363,11 @@ def eval_(
         if not open_set and method not in LOCAL_METHODS:
             raise ReidError(f"--local applies to --method {' or '.join(LOCAL_METHODS)} "
                             f"(and --open-set), not to --method {method}")
-    if shortlist is not None and (open_set or method != "fused"):
-        raise ReidError("--shortlist applies to --method fused (--open-set verifies its "
-                        "--verify-top candidates)")
+    if (shortlist is not None or shortlist_local is not None) and (
+        open_set or method != "fused"
+    ):
+        raise ReidError("--shortlist and --shortlist-local apply to --method fused "
+                        "(--open-set verifies its --verify-top candidates)")
     if locate and (find_atrw_test(catalogue) or is_atrw_train(catalogue)):
         raise ReidError("--locate does not apply to ATRW: its photos are already boxes around "
                         "the tiger, and its protocol scores them as they are")
@@ -366,7 +376,7 @@ def eval_(
     ):
         _eval_atrw(catalogue, method, workers, model, limit, as_json, submission,
                    train_ratio, split_seed, near_duplicate_threshold, fusion_fit, fusion_sample,
-                   local, shortlist)
+                   local, shortlist, shortlist_local)
         return
     atrw_test = find_atrw_test(catalogue)
     if atrw_test is not None:
@@ -402,15 +412,15 @@ def eval_(
                        workers, as_json, new_prior, near_duplicates=is_atrw_train(catalogue),
                        local=local)
         return
-    scorer = _method_with_model(method, workers, model, local, shortlist)
+    scorer = _method_with_model(method, workers, model, local, shortlist, shortlist_local)
     result = evaluate(records, scorer, show_progress=not as_json)
-    result.update(_scoring_options(local, shortlist))
+    result.update(_scoring_options(local, shortlist, shortlist_local))
     if boxed is not None:
         result["located"] = boxed
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"method   {method}" + _scoring_label(local, shortlist))
+    typer.echo(f"method   {method}" + _scoring_label(local, shortlist, shortlist_local))
     typer.echo(f"images   {result['images']}")
     typer.echo(f"queries  {result['queries']}")
     typer.echo(f"top-1    {result['top1']:.3f}")
@@ -434,6 +444,7 @@ def _eval_atrw(
     fusion_sample: int,
     local: str | None = None,
     shortlist: int | None = None,
+    shortlist_local: int | None = None,
 ) -> None:
     """``reid eval`` of an ATRW test folder (official protocol) or of ATRW train
     (held-out entities, near-duplicates excluded)."""
@@ -449,7 +460,7 @@ def _eval_atrw(
             "--method fused on the ATRW test needs weights fitted elsewhere: "
             "--fusion-fit CATALOGUE (e.g. ../shared/data/atrw-train), never the test labels"
         )
-    scorer = _method_with_model(method, workers, model, local, shortlist)
+    scorer = _method_with_model(method, workers, model, local, shortlist, shortlist_local)
     echo = (lambda *_: None) if as_json else typer.echo
     if test is not None:
         if method == "fused":
@@ -477,12 +488,12 @@ def _eval_atrw(
         )
         if method == "fused":
             result["fusion_weights"] = [float(w) for w in scorer.weights]
-        result.update(_scoring_options(local, shortlist))
+        result.update(_scoring_options(local, shortlist, shortlist_local))
         if as_json:
             typer.echo(json.dumps(result, indent=2))
             return
         typer.echo(f"ATRW plain re-ID protocol (official scorer), method {method}"
-                   + _scoring_label(local, shortlist))
+                   + _scoring_label(local, shortlist, shortlist_local))
         typer.echo(f"images   {result['images']}; queries {result['queries_single']} "
                    f"single-camera, {result['queries_cross']} cross-camera")
         for label, key in atrw_eval.ATRW_TEST_ROWS:
@@ -516,13 +527,13 @@ def _eval_atrw(
     result = atrw_eval.evaluate_atrw_validation(validation, scorer, show_progress=not as_json)
     if method == "fused":
         result["fusion_weights"] = [float(w) for w in scorer.weights]
-    result.update(_scoring_options(local, shortlist))
+    result.update(_scoring_options(local, shortlist, shortlist_local))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     typer.echo(f"ATRW train validation: held-out entities of the {result['split']} "
                f"({result['entities']} entities, {result['images']} images), method {method}"
-               + _scoring_label(local, shortlist))
+               + _scoring_label(local, shortlist, shortlist_local))
     typer.echo(f"near-duplicates excluded from the galleries: {result['excluded']} "
                f"({result['excluded_per_query']:.1f} per query, threshold "
                f"{result['threshold']:g}); {result['queries_without_positive']} queries "
@@ -911,17 +922,27 @@ def match(
     typer.echo(f"model {results[0].model_version}")
 
 
-def _scoring_options(local: str | None, shortlist: int | None) -> dict:
+def _scoring_options(
+    local: str | None, shortlist: int | None, shortlist_local: int | None = None
+) -> dict:
     """The ``reid eval --json`` keys of the scoring options given (``local``,
-    ``shortlist``)."""
-    given = {"local": local, "shortlist": shortlist}
+    ``shortlist``, ``shortlist_local``)."""
+    given = {"local": local, "shortlist": shortlist, "shortlist_local": shortlist_local}
     return {k: v for k, v in given.items() if v is not None}
 
 
-def _scoring_label(local: str | None, shortlist: int | None) -> str:
+def _scoring_label(
+    local: str | None, shortlist: int | None, shortlist_local: int | None = None
+) -> str:
     """What ``reid eval`` prints after the method's name for those options."""
-    return (f" (local features {local})" if local else "") + (
-        f", each query's {shortlist} nearest verified" if shortlist else ""
+    return (
+        (f" (local features {local})" if local else "")
+        + (f", each query's {shortlist} nearest verified" if shortlist else "")
+        + (
+            f", and its {shortlist_local} with the most mutual descriptor neighbours"
+            if shortlist_local
+            else ""
+        )
     )
 
 
@@ -930,15 +951,18 @@ LOCAL_METHODS = ("sift", "fused")
 
 
 def _method_with_model(method: str, workers: int, model: Path | None, local: str | None = None,
-                       shortlist: int | None = None):
+                       shortlist: int | None = None, shortlist_local: int | None = None):
     """``get_method``, passing ``model``, ``local`` (a kind of local features, for
-    :data:`LOCAL_METHODS`) and ``shortlist`` (fused's ``top``) only when given; a clear
-    error for a method that uses no trained model."""
+    :data:`LOCAL_METHODS`), ``shortlist`` (fused's ``top``) and ``shortlist_local``
+    (fused's ``local_top``) only when given; a clear error for a method that uses no
+    trained model."""
     from reid.methods import get_method
 
     options = {} if local is None else {"local": local}
     if shortlist is not None:
         options["top"] = shortlist
+    if shortlist_local is not None:
+        options["local_top"] = shortlist_local
     if model is None:
         return get_method(method, workers=workers, **options)
     try:

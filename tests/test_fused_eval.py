@@ -247,6 +247,53 @@ def test_fused_top_verifies_only_the_shortlist_and_ranks_it_first(tiny, monkeypa
         FusedMethod(workers=1, model=release, top=0)
 
 
+def test_fused_local_top_verifies_the_descriptor_shortlist_too(tiny, monkeypatch):
+    import reid.methods.sift as sift
+    from reid.data.load import load_catalogue
+    from reid.local.recall import descriptor_shortlist, mutual_neighbour_counts
+    from reid.methods.fused import FusedMethod
+
+    root, release = tiny
+    records = [r for r in load_catalogue(root / "cat") if r.side == "left"]
+    n = len(records)
+    verified: list[tuple[int, int]] = []
+    real = sift.scores_against
+    index = {}
+
+    def spy(query, gallery, config=None):
+        verified.extend((index[id(query)], index[id(g)]) for g in gallery)
+        return real(query, gallery, config)
+
+    method = FusedMethod(workers=1, model=release, top=1, local_top=2)
+    feats = method.sift.features(records)
+    index.update({id(f): i for i, f in enumerate(feats)})
+    monkeypatch.setattr(method.sift, "features", lambda recs, progress=None: feats)
+    monkeypatch.setattr(sift, "scores_against", spy)
+    sim = method.similarity(records)
+    e = method.embedding.embeddings(records)
+    cos = (e @ e.T).astype(np.float64)
+    mask = embedding_shortlist(cos, 1) | descriptor_shortlist(
+        mutual_neighbour_counts(feats), cos, 2
+    )
+    assert not (mask == embedding_shortlist(cos, 1)).all()  # the descriptors added pairs
+    expected = {(int(i), int(j)) for i, j in np.argwhere(np.triu(mask | mask.T, k=1))}
+    assert set(verified) == expected and len(verified) == len(expected)
+    for i in range(n):
+        inside, outside = sim[i][mask[i]], sim[i][~mask[i] & (np.arange(n) != i)]
+        if len(outside):
+            assert inside.min() > outside.max()
+    # the descriptor shortlist alone, without the embedding's
+    verified.clear()
+    alone = FusedMethod(workers=1, model=release, local_top=1)
+    monkeypatch.setattr(alone.sift, "features", lambda recs, progress=None: feats)
+    alone.similarity(records)
+    mask = descriptor_shortlist(mutual_neighbour_counts(feats), cos, 1)
+    assert set(verified) == {(int(i), int(j)) for i, j in np.argwhere(np.triu(mask | mask.T, 1))}
+    assert method.work(n) == FusedMethod(workers=1, model=release, top=1).work(n) + n
+    with pytest.raises(ReidError, match="fused local_top must be at least 1"):
+        FusedMethod(workers=1, model=release, local_top=0)
+
+
 def test_eval_shortlist_reports_it_and_applies_to_fused_only(tiny):
     root, release = tiny
     cat = str(root / "cat")
@@ -258,7 +305,17 @@ def test_eval_shortlist_reports_it_and_applies_to_fused_only(tiny):
     res = runner.invoke(app, [*args, "--shortlist", "2"])
     assert res.exit_code == 0 and "each query's 2 nearest verified" in res.output
     line = error_line(runner.invoke(app, ["eval", cat, "--method", "sift", "--shortlist", "2"]))
-    assert "--shortlist applies to --method fused" in line
+    assert "--shortlist and --shortlist-local apply to --method fused" in line
+    res = runner.invoke(app, [*args, "--shortlist", "2", "--shortlist-local", "1", "--json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output[res.output.index("{") :])
+    assert data["shortlist"] == 2 and data["shortlist_local"] == 1 and data["queries"] > 0
+    res = runner.invoke(app, [*args, "--shortlist-local", "1"])
+    assert res.exit_code == 0, res.output
+    assert "and its 1 with the most mutual descriptor neighbours" in res.output
+    for bad in (["--method", "sift"], ["--method", "fused", "--open-set"]):
+        line = error_line(runner.invoke(app, ["eval", cat, *bad, "--shortlist-local", "2"]))
+        assert "--shortlist and --shortlist-local apply to --method fused" in line
 
 
 def test_one_nan_does_not_move_every_shortlisted_pair():

@@ -186,7 +186,10 @@ class FusedMethod:
     (:func:`embedding_shortlist`), fuse (and fit) on those pairs, and rank them above
     the rest, which keep their cosine order (:func:`shortlisted`): the matcher's
     shortlist, and what makes learned local features affordable on a CPU (N·top pairs,
-    not N²/2)."""
+    not N²/2). ``local_top``: each image's ``local_top`` images with the most mutual
+    nearest neighbours among the local descriptors join its shortlist
+    (:mod:`reid.local.recall`: recovers answers a weak embedding leaves out; every pair's
+    descriptors are compared, no pair verified for it)."""
 
     name = "fused"
 
@@ -200,6 +203,7 @@ class FusedMethod:
         weights: Sequence[float] | None = None,
         local: str | None = None,
         top: int | None = None,
+        local_top: int | None = None,
     ) -> None:
         self.embedding = EmbeddingMethod(workers, model, batch_size, device)
         self.sift = SiftMethod(workers, local=local)  # local features: rootsift by default
@@ -207,6 +211,9 @@ class FusedMethod:
         if top is not None and top < 1:
             raise ReidError(f"fused top must be at least 1, not {top}")
         self.top = top
+        if local_top is not None and local_top < 1:
+            raise ReidError(f"fused local_top must be at least 1, not {local_top}")
+        self.local_top = local_top
         self.weights = None if weights is None else np.asarray(weights, np.float64)
         if self.weights is not None and self.weights.shape != (3,):
             raise ReidError(f"fused weights must be 3 numbers, got {list(self.weights)}")
@@ -223,13 +230,21 @@ class FusedMethod:
         self, records: Sequence[ImageRecord], progress: Callable[[int], None] | None = None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(cosine, sift scores, shortlist): every pair scored, shortlist None; with
-        ``top``, only the pairs of :func:`embedding_shortlist` (0 elsewhere)."""
+        ``top`` and/or ``local_top``, only the pairs of :func:`embedding_shortlist` and
+        :func:`reid.local.recall.descriptor_shortlist` (0 elsewhere)."""
         e = self.embedding.embeddings(records, progress)
         cosine = (e @ e.T).astype(np.float64)
-        if self.top is None:
+        if self.top is None and self.local_top is None:
             return cosine, self.sift.similarity(records, progress).astype(np.float64), None
-        shortlist = embedding_shortlist(cosine, self.top)
+        shortlist = np.zeros(cosine.shape, bool)
+        if self.top is not None:
+            shortlist |= embedding_shortlist(cosine, self.top)
         local = self.sift.features(records, progress)
+        if self.local_top is not None:
+            from reid.local.recall import descriptor_shortlist, mutual_neighbour_counts
+
+            counts = mutual_neighbour_counts(local, progress=progress)
+            shortlist |= descriptor_shortlist(counts, cosine, self.local_top)
         scores = self.sift.pairwise_on(local, shortlist, progress).astype(np.float64)
         return cosine, scores, shortlist
 
@@ -260,7 +275,8 @@ class FusedMethod:
         return w
 
     def work(self, n_images: int) -> int:
-        return self.sift.work(n_images) + self.embedding.work(n_images)
+        mutual = n_images if self.local_top is not None else 0  # one unit an image
+        return self.sift.work(n_images) + self.embedding.work(n_images) + mutual
 
     def similarity(
         self, records: Sequence[ImageRecord], progress: Callable[[int], None] | None = None
