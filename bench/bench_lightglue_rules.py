@@ -114,11 +114,14 @@ def rule_score(rule: str, matches, conf, fa, fb, config) -> float:
 
 def with_descriptor_shortlist(top, feats, cosine, exclude, args, config, boxes) -> list:
     """Each row of ``top`` joined by its ``args.local_top`` images with the most mutual
-    descriptor neighbours (:mod:`reid.local.recall`; the counts of every pair cached)."""
-    from reid.local.recall import descriptor_shortlist, mutual_neighbour_counts
+    descriptor neighbours (:mod:`reid.local.recall`; the counts of every pair cached).
+    As ``reid eval --shortlist-local``: within a comparison group (nyala: one side), and
+    blind to ATRW's near-duplicate frames, which take their places among the M and are
+    then dropped as answers."""
+    from reid.local.recall import MUTUAL_SIMILARITY, descriptor_shortlist, mutual_neighbour_counts
 
     path = args.cache / (
-        f"mutual-{args.split}-"
+        f"mutual-{args.split}-{MUTUAL_SIMILARITY:g}-"
         f"{_key(json.dumps(config.extraction_fingerprint(), sort_keys=True), *boxes)}.npy"
     )
     if path.is_file():
@@ -130,8 +133,10 @@ def with_descriptor_shortlist(top, feats, cosine, exclude, args, config, boxes) 
         n = len(feats)
         print(f"mutual neighbours: {n * (n - 1) // 2} pairs in {time.perf_counter() - t0:.0f} s",
               flush=True)
-    # the protocol's exclusions (near-duplicate frames) are not candidates, as in topk
-    extra = descriptor_shortlist(np.where(exclude, -1.0, counts), cosine, args.local_top)
+    # reid eval compares each species/side group apart (the other side is never a
+    # candidate); near-duplicates are found with the labels, which the method never sees
+    other_group = exclude if args.split == "nyala" else np.eye(len(counts), dtype=bool)
+    extra = descriptor_shortlist(np.where(other_group, -1.0, counts), cosine, args.local_top)
     rows = [sorted(set(map(int, row)) | set(map(int, np.flatnonzero(extra[i] & ~exclude[i]))))
             for i, row in enumerate(top)]
     grew = sum(len(r) for r in rows) - sum(len(r) for r in top)

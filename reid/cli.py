@@ -333,9 +333,11 @@ def eval_(
         int | None,
         typer.Option(min=1, help="--method fused: each query's M images with the most mutual "
                      "nearest neighbours among the local descriptors join its shortlist "
-                     "(every pair's descriptors compared, no network: recovers answers a "
-                     "weak embedding misses; about 40 ms a pair with ALIKED on 2 cores; "
-                     "BENCHMARKS.md, A second shortlist from the descriptors)."),
+                     "(every pair's descriptors compared, no network, also on --fusion-fit's "
+                     "sample: recovers answers a weak embedding misses; about 12 ms a pair "
+                     "with ALIKED on 2 cores). Label-blind: near-duplicate frames take some "
+                     "of the M places (BENCHMARKS.md, A second shortlist from the "
+                     "descriptors)."),
     ] = None,
 ) -> None:
     """Measure re-identification accuracy of a method on a catalogue.

@@ -275,7 +275,6 @@ def test_fused_local_top_verifies_the_descriptor_shortlist_too(tiny, monkeypatch
     mask = embedding_shortlist(cos, 1) | descriptor_shortlist(
         mutual_neighbour_counts(feats), cos, 2
     )
-    assert not (mask == embedding_shortlist(cos, 1)).all()  # the descriptors added pairs
     expected = {(int(i), int(j)) for i, j in np.argwhere(np.triu(mask | mask.T, k=1))}
     assert set(verified) == expected and len(verified) == len(expected)
     for i in range(n):
@@ -289,6 +288,20 @@ def test_fused_local_top_verifies_the_descriptor_shortlist_too(tiny, monkeypatch
     alone.similarity(records)
     mask = descriptor_shortlist(mutual_neighbour_counts(feats), cos, 1)
     assert set(verified) == {(int(i), int(j)) for i, j in np.argwhere(np.triu(mask | mask.T, 1))}
+    # the counts decide: make each image's least similar one (by cosine) its most
+    # mutual; that pair is verified, though no embedding shortlist of 1 holds it
+    import reid.local.recall as recall
+
+    far = np.argmin(np.where(np.eye(n, dtype=bool), np.inf, cos), axis=1)
+    counts = np.zeros((n, n), np.float32)
+    counts[np.arange(n), far] = counts[far, np.arange(n)] = 5
+    monkeypatch.setattr(recall, "mutual_neighbour_counts", lambda f, progress=None: counts)
+    verified.clear()
+    FusedMethod.similarity(alone, records)
+    near = embedding_shortlist(cos, 1)
+    for i in range(n):
+        assert (min(i, far[i]), max(i, far[i])) in set(verified)
+        assert not near[i, far[i]]
     assert method.work(n) == FusedMethod(workers=1, model=release, top=1).work(n) + n
     with pytest.raises(ReidError, match="fused local_top must be at least 1"):
         FusedMethod(workers=1, model=release, local_top=0)

@@ -16,8 +16,10 @@ mutual neighbours join its shortlist. With ALIKED's descriptors, similarity 0.7 
 optimistic).
 
 Every pair of images is compared (N²/2 products of two keypoints × dimensions
-matrices: about 40 ms a pair with 1,024 ALIKED keypoints on the 2-core CPU), so this
-belongs to evaluation and to small catalogues, not to the matcher's 300 ms budget.
+matrices: about 12 ms a pair with 1,024 ALIKED keypoints on the 2-core CPU, shared),
+so this belongs to evaluation and to small catalogues, not to the matcher's 300 ms
+budget. It is label-blind: a query's near-duplicate frames (the next frames of one
+walk) share the most descriptors with it and take some of its M places.
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def descriptor_shortlist(counts: np.ndarray, cosine: np.ndarray, top: int) -> np
     k = min(top, n - 1)
     if k <= 0:
         return mask
-    order = counts + 1e-3 * np.clip(cosine, -1.0, 1.0)
+    order = counts + 1e-3 * np.clip(np.nan_to_num(cosine), -1.0, 1.0)
     np.fill_diagonal(order, -np.inf)
     best = np.argsort(-order, axis=1, kind="stable")[:, :k]
     mask[np.arange(n)[:, None], best] = True
