@@ -112,18 +112,15 @@ def rule_score(rule: str, matches, conf, fa, fb, config) -> float:
     raise SystemExit(f"unknown rule {rule!r}")
 
 
-def with_descriptor_shortlist(top, feats, cosine, exclude, args, config, boxes) -> list:
+def with_descriptor_shortlist(top, feats, cosine, exclude, args, path: Path) -> list:
     """Each row of ``top`` joined by its ``args.local_top`` images with the most mutual
-    descriptor neighbours (:mod:`reid.local.recall`; the counts of every pair cached).
+    descriptor neighbours (:mod:`reid.local.recall`; the counts of every pair cached in
+    ``path``).
     As ``reid eval --shortlist-local``: within a comparison group (nyala: one side), and
     blind to ATRW's near-duplicate frames, which take their places among the M and are
     then dropped as answers."""
-    from reid.local.recall import MUTUAL_SIMILARITY, descriptor_shortlist, mutual_neighbour_counts
+    from reid.local.recall import descriptor_shortlist, mutual_neighbour_counts
 
-    path = args.cache / (
-        f"mutual-{args.split}-{MUTUAL_SIMILARITY:g}-"
-        f"{_key(json.dumps(config.extraction_fingerprint(), sort_keys=True), *boxes)}.npy"
-    )
     if path.is_file():
         counts = np.load(path)
     else:
@@ -182,14 +179,16 @@ def main() -> None:
     feats, per_image = cached_features(records, config, args.cache)
     if not np.isnan(per_image):  # some images were extracted now
         print(f"ALIKED: {per_image:.3f} s an image (median)", flush=True)
+    # the caches of this split, boxes and extraction setting
     boxes = [args.manifest] if args.manifest else []
+    setting = _key(json.dumps(config.extraction_fingerprint(), sort_keys=True), *boxes)
     if args.local_top:
-        top = with_descriptor_shortlist(top, feats, cosine, exclude, args, config, boxes)
+        from reid.local.recall import MUTUAL_SIMILARITY
+
+        counts_file = args.cache / f"mutual-{args.split}-{MUTUAL_SIMILARITY:g}-{setting}.npy"
+        top = with_descriptor_shortlist(top, feats, cosine, exclude, args, counts_file)
     pairs = sorted({(min(i, int(j)), max(i, int(j))) for i, row in enumerate(top) for j in row})
-    cache_file = args.cache / (
-        f"lightglue-raw-{args.split}-"
-        f"{_key(json.dumps(config.extraction_fingerprint(), sort_keys=True), *boxes)}.pkl"
-    )
+    cache_file = args.cache / f"lightglue-raw-{args.split}-{setting}.pkl"
     raw = raw_matches(feats, pairs, config, cache_file)
 
     def score(sim) -> dict:

@@ -231,7 +231,7 @@ def why_wrong(ranking, local, top, labels, exclude) -> dict:
             continue
         out["queries"] += 1
         listed_any += bool(answers[top[i]].any())
-        order = np.where(exclude[i], -np.inf, ranking[i]).copy()
+        order = np.where(exclude[i], -np.inf, ranking[i])
         order[i] = -np.inf
         if answers[int(np.argmax(order))]:
             out["right"] += 1

@@ -85,15 +85,7 @@ def descriptor_shortlist(counts: np.ndarray, cosine: np.ndarray, top: int) -> np
     """An N×N mask of each row's ``top`` other images with the most mutual neighbours
     (:func:`mutual_neighbour_counts`; ties by the embedding's cosine, then the lower
     index)."""
-    counts = np.asarray(counts, np.float64)
-    cosine = np.asarray(cosine, np.float64)
-    n = len(counts)
-    mask = np.zeros((n, n), bool)
-    k = min(top, n - 1)
-    if k <= 0:
-        return mask
-    order = counts + 1e-3 * np.clip(np.nan_to_num(cosine), -1.0, 1.0)
-    np.fill_diagonal(order, -np.inf)
-    best = np.argsort(-order, axis=1, kind="stable")[:, :k]
-    mask[np.arange(n)[:, None], best] = True
-    return mask
+    from reid.methods.fused import embedding_shortlist  # the same row-wise top k
+
+    cosine = np.clip(np.nan_to_num(np.asarray(cosine, np.float64)), -1.0, 1.0)
+    return embedding_shortlist(np.asarray(counts, np.float64) + 1e-3 * cosine, top)
