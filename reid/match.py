@@ -11,7 +11,10 @@ Pipeline of one query (``Matcher.match``):
    homography: RootSIFT by default, or learned ones, :mod:`reid.local`) against their
    ``verify_images`` best gallery images, whose keypoints are cached in the index folder
    (``features/``; the index records which kind, and refuses a matcher of another):
-   the *local score* is the best inlier count;
+   the *local score* is the best inlier count. With ``MatchConfig.local_shortlist``
+   M > 0, the M gallery images whose local descriptors share the most mutual nearest
+   neighbours with the query's (:mod:`reid.local.recall`) are verified too, with their
+   flanks, whatever their embedding rank: for species the embedding ranks poorly;
 5. fuse: ``fused = logit P(same flank | global, log(1 + local))``, a logistic model
    (:class:`~reid.calibrate.LogisticCalibrator`), and rank candidates by it;
 6. decide: a three-way multinomial logistic model (:data:`DECISION_CLASSES`) gives
@@ -47,6 +50,7 @@ from __future__ import annotations
 import json
 import math
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
@@ -65,6 +69,8 @@ from reid.side import DEFAULT_SIDE_THRESHOLD, decide_side, head_of
 from reid.verify import LocalFeatures, SiftConfig, extract, verify_many
 
 FEATURES_DIR = "features"
+#: query feature sets whose descriptor counts a matcher remembers (Matcher._mutual_counts)
+MUTUAL_MEMO = 16
 CALIBRATION_KEY = "calibration"
 #: A candidate without a runner-up gets this margin (logits are clipped to +-LOGIT_CAP).
 LOGIT_CAP = 20.0
@@ -101,6 +107,15 @@ class MatchConfig:
     # side head (reid.side) gives that side at least this probability, both otherwise;
     # 1.0 always searches both. Ignored when the model has no side head.
     side_threshold: float = DEFAULT_SIDE_THRESHOLD
+    # Gallery images added to the verified candidates by their local descriptors alone
+    # (reid.local.recall: the M images sharing the most mutual nearest-neighbour
+    # descriptors with the query's best frame, whatever their embedding score); 0: none.
+    # For species the embedding ranks poorly (nyala zero-shot: the true flank is outside
+    # the embedding's first candidates for a third of the queries). Every gallery image of
+    # the searched partition is compared (about 12 ms an image with ALIKED on 2 CPU
+    # cores), so it is for catalogues of hundreds of photos. None: the value the index's
+    # calibration was fitted with (0 for one fitted without).
+    local_shortlist: int | None = None
     # The kind of local features that verifies (reid.local: rootsift, xfeat, ...); None
     # uses the kind the gallery index caches (a new index: rootsift). A kind other than
     # the index's is refused.
@@ -428,6 +443,8 @@ class _Raw:
     inliers: int = 0
     verified: bool = False
     evidence: list[Evidence] = field(default_factory=list)
+    # hits verified besides the first verify_images: the descriptor shortlist's picks
+    also: list[Hit] = field(default_factory=list)
 
 
 def new_gallery_index(manifest: dict, embedding_dim: int, config: MatchConfig | None = None):
@@ -486,6 +503,13 @@ class Matcher:
         # answer (keyed on the index and its version): both are asked once per query
         self._boxer: tuple[object, object] | None = None
         self._boxed: tuple[GalleryIndex, int, bool] | None = None
+        shortlist = self.config.local_shortlist
+        if shortlist is None and self.calibration is not None:
+            shortlist = self.calibration.stats.get("local_shortlist", 0)
+        #: gallery images added to the verified candidates by descriptors (MatchConfig)
+        self.local_shortlist = check_local_shortlist(shortlist or 0)
+        self._mutual: OrderedDict[int, tuple[LocalFeatures, dict[int, float]]] = OrderedDict()
+        self._mutual_lock = threading.Lock()
         prior = self.config.new_prior
         if prior is not None:
             check_new_prior(prior)
@@ -711,8 +735,91 @@ class Matcher:
             frames = sorted(range(len(best)), key=lambda i: (-best[i], i))
             frames = frames[: max(1, cfg.verify_frames)]
             get = feats if callable(feats) else feats.__getitem__
-            self._verify_cascade(ranked[: cfg.verify_top], [lambda i=i: get(i) for i in frames])
+            todo = ranked[: cfg.verify_top]
+            if self.local_shortlist > 0:
+                first = get(frames[0])
+                picked = self._descriptor_picks(
+                    first, embeddings, flanks, species, side, orgs, exclude_ids, exclude_flank
+                )
+                ranked = sorted(flanks.values(), key=lambda c: (-c.global_score, c.key))
+                todo = todo + [c for c in picked if all(c is not d for d in todo)]
+                got = {frames[0]: first}
+                frame_features = [lambda i=i: got[i] if i in got else get(i) for i in frames]
+            else:
+                frame_features = [lambda i=i: get(i) for i in frames]
+            self._verify_cascade(todo, frame_features)
         return ranked
+
+    def _descriptor_picks(
+        self,
+        query: LocalFeatures,
+        embeddings: np.ndarray,
+        flanks: dict[tuple[str, str, str], _Raw],
+        species: str | None,
+        side: str | None,
+        orgs: Collection[str] | None,
+        exclude_ids: Collection[int],
+        exclude_flank: tuple[str, str, str] | None,
+    ) -> list[_Raw]:
+        """The candidates of the ``local_shortlist`` gallery images of the searched
+        partition that share the most mutual-neighbour descriptors with ``query`` (ties:
+        the higher embedding score), best first. A picked image's flank joins ``flanks``
+        (with its embedding score) when the search did not return it; the image is
+        verified besides the flank's first ``verify_images``."""
+        allowed = None if orgs is None else set(orgs)
+        pool = [
+            (i, e)
+            for i, e in sorted(self.index.entries().items())
+            if (species is None or e.species == species)
+            and (side is None or e.side == side)
+            and (allowed is None or e.organisation in allowed)
+            and i not in exclude_ids
+            and e.flank != exclude_flank
+        ]
+        if not pool:
+            return []
+        counts = self._mutual_counts(query, [i for i, _ in pool])
+        q = np.asarray(embeddings, np.float32).reshape(len(embeddings), -1)
+        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        cosine = (self.index.vectors([i for i, _ in pool]) @ q.T).max(axis=1)
+        order = sorted(range(len(pool)), key=lambda r: (-counts[r], -cosine[r], pool[r][0]))
+        picked: list[_Raw] = []
+        for r in order[: self.local_shortlist]:
+            i, e = pool[r]
+            hit = Hit(i, float(cosine[r]), e)
+            c = flanks.get(e.flank)
+            if c is None:
+                c = flanks[e.flank] = _Raw(e.flank, e.organisation, [hit], hit.score)
+            elif all(h.id != i for h in c.hits):
+                c.hits.append(hit)
+                c.hits.sort(key=lambda h: (-h.score, h.id))
+            if all(h.id != i for h in c.hits[: self.config.verify_images]) and all(
+                h.id != i for h in c.also
+            ):
+                c.also.append(next(h for h in c.hits if h.id == i))
+            if all(c is not d for d in picked):
+                picked.append(c)
+        return picked
+
+    def _mutual_counts(self, query: LocalFeatures, ids: Sequence[int]) -> np.ndarray:
+        """Mutual-neighbour counts of ``query`` against gallery ``ids``, remembered for
+        the last few query feature sets (a calibration query is searched up to three
+        times, with different images left out)."""
+        from reid.local.recall import mutual_neighbour_counts_to
+
+        with self._mutual_lock:
+            held = self._mutual.get(id(query))
+            known = dict(held[1]) if held is not None and held[0] is query else {}
+        todo = [i for i in ids if i not in known]
+        if todo:
+            got = mutual_neighbour_counts_to(query, [self.features.get(i) for i in todo])
+            known.update(zip(todo, map(float, got), strict=True))
+        with self._mutual_lock:
+            self._mutual[id(query)] = (query, known)
+            self._mutual.move_to_end(id(query))
+            while len(self._mutual) > MUTUAL_MEMO:
+                self._mutual.popitem(last=False)
+        return np.array([known[i] for i in ids], np.float64)
 
     def _verify_cascade(
         self, raws: Sequence[_Raw], frames: Sequence[Callable[[], LocalFeatures]]
@@ -732,7 +839,7 @@ class Matcher:
                     return
 
     def _verify(self, raws: Sequence[_Raw], feats: Sequence[LocalFeatures]) -> None:
-        pairs = [(c, h) for c in raws for h in c.hits[: self.config.verify_images]]
+        pairs = [(c, h) for c in raws for h in [*c.hits[: self.config.verify_images], *c.also]]
         if not pairs:
             return
         gallery = [self.features.get(h.id) for _, h in pairs]
@@ -1051,6 +1158,7 @@ def fit_calibration(
             "temperature_queries": len(fewer),
             "temperature": decision.temperature,
             "screen_temperature": screen.temperature,
+            "local_shortlist": matcher.local_shortlist,
         },
     )
 
@@ -1365,10 +1473,18 @@ def calibrate_gallery(
             f"cannot calibrate: {why} (or a model release that ships a calibration: "
             "reid calibrate)"
         )
-    stats = {**shipped.stats, "source": "release"}
+    # the matcher's descriptor shortlist is kept with the index as a fitted one would be
+    stats = {**shipped.stats, "source": "release", "local_shortlist": matcher.local_shortlist}
     if why is not None:
         stats["gallery_refused"] = why
     return replace(shipped, new_prior=new_prior, stats=stats)
+
+
+def check_local_shortlist(m) -> int:
+    """Refuse a descriptor shortlist size that is not a whole number >= 0."""
+    if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 0:
+        raise ReidError(f"the descriptor shortlist must be a whole number >= 0, got {m!r}")
+    return int(m)
 
 
 def check_new_prior(p: float) -> None:

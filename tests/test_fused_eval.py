@@ -326,9 +326,11 @@ def test_eval_shortlist_reports_it_and_applies_to_fused_only(tiny):
     res = runner.invoke(app, [*args, "--shortlist-local", "1"])
     assert res.exit_code == 0, res.output
     assert "and its 1 with the most mutual descriptor neighbours" in res.output
-    for bad in (["--method", "sift"], ["--method", "fused", "--open-set"]):
-        line = error_line(runner.invoke(app, ["eval", cat, *bad, "--shortlist-local", "2"]))
+    for bad in (["--method", "sift", "--shortlist-local", "2"],
+                ["--method", "fused", "--open-set", "--shortlist", "2"]):  # fmt: skip
+        line = error_line(runner.invoke(app, ["eval", cat, *bad]))
         assert "--shortlist and --shortlist-local apply to --method fused" in line
+    # (--open-set takes --shortlist-local: the matcher's descriptor shortlist, test_match)
 
 
 def test_one_nan_does_not_move_every_shortlisted_pair():

@@ -4,7 +4,11 @@ shortlist they give (``reid eval --shortlist-local``)."""
 import numpy as np
 import pytest
 
-from reid.local.recall import descriptor_shortlist, mutual_neighbour_counts
+from reid.local.recall import (
+    descriptor_shortlist,
+    mutual_neighbour_counts,
+    mutual_neighbour_counts_to,
+)
 from reid.verify import LocalFeatures
 
 
@@ -53,6 +57,23 @@ def test_chunks_and_images_without_keypoints_change_nothing():
     mutual_neighbour_counts(images, progress=done.append)
     assert sum(done) == len(images)
     assert mutual_neighbour_counts([]).shape == (0, 0)
+
+
+def test_one_query_against_a_gallery_is_that_querys_row_in_any_block_size():
+    rng = np.random.default_rng(1)
+    images = [feats(unit(*rng.normal(size=(int(k), 8)))) for k in rng.integers(3, 20, 9)]
+    images.insert(3, feats(np.zeros((0, 8), np.float32)))
+    row = mutual_neighbour_counts(images, similarity=0.2)[0, 1:]
+    for block in (1, 4, 256):
+        got = mutual_neighbour_counts_to(images[0], images[1:], similarity=0.2, block=block)
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, row)
+    assert row.sum() > 0 and row[2] == 0  # the image without keypoints
+    assert mutual_neighbour_counts_to(images[0], []).shape == (0,)
+    # only the first rows' pairs are counted when asked
+    part = mutual_neighbour_counts(images, similarity=0.2, rows=1)
+    np.testing.assert_array_equal(part[0, 1:], row)
+    assert not part[1:, 1:].any()
 
 
 def test_descriptors_of_different_lengths_are_refused():

@@ -369,6 +369,75 @@ def test_cli_enroll_and_match(setup, tmp_path):
     assert bad.exit_code == 2 and "reid enroll" in bad.output
 
 
+def test_a_descriptor_shortlist_verifies_what_the_embedding_misses(setup):
+    """MatchConfig.local_shortlist: the gallery images sharing the most mutual descriptor
+    neighbours with the query are verified whatever their embedding rank, as a flank the
+    search did not return or as another image of one it did."""
+    from dataclasses import replace
+
+    from reid.match import MatchConfig
+
+    root, release, *_ = setup
+    cfg = MatchConfig(shortlist=1, verify_top=1, verify_images=1)
+    plain = Matcher.open(root / "index", release, config=cfg)
+    assert plain.local_shortlist == 0
+    entries = plain.index.entries()
+    target = entries[0]
+    wrong = next(i for i, e in entries.items() if e.side == target.side
+                 and e.individual != target.individual)  # fmt: skip
+    image = load_image(target.image)  # the query shows gallery photo 0 again
+    where = dict(side=target.side, species=target.species, top=5)
+    # an embedding that points at another animal: the search returns only that flank
+    emb = plain.index.vectors([wrong])[0]
+    before = plain.match(image, embedding=emb, **where)
+    assert [c.individual for c in before.candidates] == [entries[wrong].individual]
+    picks = Matcher.open(root / "index", release, config=replace(cfg, local_shortlist=1))
+    assert picks.local_shortlist == 1
+    after = picks.match(image, embedding=emb, **where)
+    assert {c.individual for c in after.candidates} == {target.individual,
+                                                        entries[wrong].individual}
+    best = after.candidates[0]
+    assert best.individual == target.individual and best.local_score >= 20
+    assert best.evidence[0].gallery_id == 0 and after.decision == "known"
+    # the target flank's other photo leads the search; photo 0, second by the embedding,
+    # is verified besides it (verify_images is 1)
+    sibling = next(i for i, e in entries.items() if i != 0 and e.flank == target.flank)
+    emb = plain.index.vectors([sibling])[0]
+    only = plain.match(image, embedding=emb, **where)
+    assert [e.gallery_id for e in only.candidates[0].evidence] == [sibling]
+    both = picks.match(image, embedding=emb, **where)
+    assert {e.gallery_id for e in both.candidates[0].evidence} == {0, sibling}
+    assert both.candidates[0].local_score >= 20
+    with pytest.raises(ReidError, match="whole number"):
+        Matcher.open(root / "index", release, config=MatchConfig(local_shortlist=-1))
+
+
+def test_enroll_stores_the_descriptor_shortlist_with_its_calibration(setup, tmp_path):
+    from reid.match import MatchConfig
+
+    root, release, _, gallery, *_ = setup
+    out = runner.invoke(
+        app, ["enroll", str(root / "cat"), "--index", str(tmp_path / "ix"), "--model",
+              str(release), "--workers", "1", "--shortlist-local", "2", "--json"],
+    )  # fmt: skip
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output[out.output.index("{") :])["calibration"]["local_shortlist"] == 2
+    assert Matcher.open(tmp_path / "ix", release).local_shortlist == 2
+    override = Matcher.open(tmp_path / "ix", release, config=MatchConfig(local_shortlist=0))
+    assert override.local_shortlist == 0
+    # an index enrolled before keeps none
+    assert Matcher.open(root / "index", release).local_shortlist == 0
+    res = runner.invoke(
+        app, ["eval", str(root / "cat"), "--open-set", "--model", str(release), "--workers", "1",
+              "--json", "--unknown-ratio", "0.25", "--shortlist-local", "2"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.output[res.output.index("{") :])
+    assert data["calibration"]["local_shortlist"] == 2 and data["n_known"] > 0
+    bad = runner.invoke(app, ["eval", str(root / "cat"), "--open-set", "--shortlist", "5"])
+    assert bad.exit_code != 0 and "--shortlist" in bad.output
+
+
 def test_eval_open_set_reports_baks_baus_and_calibration(setup):
     root, release, *_ = setup
     res = runner.invoke(

@@ -39,10 +39,13 @@ def mutual_neighbour_counts(
     similarity: float = MUTUAL_SIMILARITY,
     progress: Callable[[int], None] | None = None,
     chunk: int = 32,
+    rows: int | None = None,
 ) -> np.ndarray:
     """N×N (symmetric, float32, diagonal 0): for each pair of images, how many of their
     descriptors are each other's nearest neighbour with cosine >= ``similarity``.
-    Descriptors must have unit length (every kind's do). Progress: one unit per image."""
+    Descriptors must have unit length (every kind's do). Progress: one unit per image.
+    ``rows``: only the pairs that involve one of the first ``rows`` images are counted
+    (the rest stay 0)."""
     import torch
 
     n = len(feats)
@@ -62,7 +65,7 @@ def mutual_neighbour_counts(
             pad[i, : len(f)] = torch.from_numpy(np.ascontiguousarray(f.desc, np.float32))
             valid[i, : len(f)] = True
     with torch.inference_mode():
-        for i in range(n):
+        for i in range(n if rows is None else min(rows, n)):
             k = len(feats[i])
             if k:
                 own = pad[i, :k]
@@ -79,6 +82,25 @@ def mutual_neighbour_counts(
             if progress:
                 progress(1)
     return counts
+
+
+def mutual_neighbour_counts_to(
+    query: LocalFeatures,
+    gallery: Sequence[LocalFeatures],
+    similarity: float = MUTUAL_SIMILARITY,
+    chunk: int = 32,
+    block: int = 256,
+) -> np.ndarray:
+    """For one query against each gallery image: how many of their descriptors are each
+    other's nearest neighbour with cosine >= ``similarity`` (float32, one per gallery
+    image; the row :func:`mutual_neighbour_counts` would give the query). The gallery is
+    taken ``block`` images at a time, so memory stays bounded for any gallery size."""
+    out = np.zeros(len(gallery), np.float32)
+    for start in range(0, len(gallery), block):
+        part = list(gallery[start : start + block])
+        counts = mutual_neighbour_counts([query, *part], similarity, chunk=chunk, rows=1)
+        out[start : start + len(part)] = counts[0, 1:]
+    return out
 
 
 def descriptor_shortlist(counts: np.ndarray, cosine: np.ndarray, top: int) -> np.ndarray:
