@@ -10,8 +10,9 @@ Kinds are ``--local`` names, optionally with settings of their config after a co
         --kinds rootsift,aliked:max_keypoints=512,aliked --n 12
 
 Each image is scored against every other (``scores_against``, one query against the rest,
-as the matcher verifies a shortlist); the first image and pair of each kind warm it up and
-are not counted. Prints one JSON object.
+as the matcher verifies a shortlist), and its descriptors' mutual nearest neighbours are
+counted against every other (``mutual_neighbour_counts_to``, the descriptor shortlist);
+the first image and pair of each kind warm it up and are not counted. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from bench_local import with_settings  # noqa: E402
 from reid.data.load import load_catalogue  # noqa: E402
 from reid.embed import load_record_image  # noqa: E402
 from reid.local import local_config  # noqa: E402
+from reid.local.recall import mutual_neighbour_counts_to  # noqa: E402
 
 
 def config_of(spec: str):
@@ -64,15 +66,20 @@ def main() -> None:
             t = time.perf_counter()
             feats.append(config.extract(image))
             extract.append(time.perf_counter() - t)
-        per_pair = []
+        per_pair, per_count = [], []
         for i, f in enumerate(feats):
             rest = feats[:i] + feats[i + 1 :]
             t = time.perf_counter()
             config.scores_against(f, rest)
             per_pair.append((time.perf_counter() - t) / len(rest))
+            t = time.perf_counter()
+            mutual_neighbour_counts_to(f, rest)
+            per_count.append((time.perf_counter() - t) / len(rest))
         out[spec] = {
             "s_per_image": round(float(np.median(extract[1:])), 4),
             "s_per_pair": round(float(np.median(per_pair[1:])), 4),
+            # the descriptor shortlist's cost per gallery image (--shortlist-local)
+            "s_per_mutual_count": round(float(np.median(per_count[1:])), 5),
             "keypoints": int(np.median([len(f) for f in feats])),
         }
         print(json.dumps({spec: out[spec]}), flush=True)

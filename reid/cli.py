@@ -781,7 +781,8 @@ def enroll(
                      "nearest neighbours with it (for species the model ranks poorly, e.g. "
                      "a new species zero-shot; every gallery image compared, about 12 ms an "
                      "image with aliked on 2 cores: for galleries of hundreds of photos). "
-                     "Stored with the index; the calibration is fitted with it "
+                     "Stored with the index and used by reid match, serve and bulk; a "
+                     "gallery that calibrates itself is calibrated with it "
                      "[default: the index's, else 0]."),
     ] = None,
     locate: Annotated[

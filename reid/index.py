@@ -505,6 +505,20 @@ class GalleryIndex:
                 out[row] = self._parts[(e.species, e.side)].index.reconstruct(int(i))
         return out
 
+    def live_vectors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, vectors) of those of ``ids`` still in the index, in their order: a reader
+        that listed the entries a moment ago skips what was removed since."""
+        kept, rows = [], []
+        with self._lock:
+            for i in ids:
+                e = self._entries.get(int(i))
+                if e is not None:
+                    kept.append(int(i))
+                    rows.append(self._parts[(e.species, e.side)].index.reconstruct(int(i)))
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros((0, self.dim), np.float32)
+        return np.array(kept, np.int64), np.stack(rows).astype(np.float32)
+
     def search(
         self,
         queries: np.ndarray,

@@ -71,6 +71,8 @@ from reid.verify import LocalFeatures, SiftConfig, extract, verify_many
 FEATURES_DIR = "features"
 #: query feature sets whose descriptor counts a matcher remembers (Matcher._mutual_counts)
 MUTUAL_MEMO = 16
+#: gallery images whose keypoints are loaded at once for the descriptor shortlist
+MUTUAL_BLOCK = 256
 CALIBRATION_KEY = "calibration"
 #: A candidate without a runner-up gets this margin (logits are clipped to +-LOGIT_CAP).
 LOGIT_CAP = 20.0
@@ -735,19 +737,19 @@ class Matcher:
             frames = sorted(range(len(best)), key=lambda i: (-best[i], i))
             frames = frames[: max(1, cfg.verify_frames)]
             get = feats if callable(feats) else feats.__getitem__
-            todo = ranked[: cfg.verify_top]
+            more = None
             if self.local_shortlist > 0:
-                first = get(frames[0])
-                picked = self._descriptor_picks(
-                    first, embeddings, flanks, species, side, orgs, exclude_ids, exclude_flank
-                )
+
+                def more(first: LocalFeatures) -> list[_Raw]:
+                    return self._descriptor_picks(
+                        first, embeddings, flanks, species, side, orgs, exclude_ids,
+                        exclude_flank,
+                    )  # fmt: skip
+
+            self._verify_cascade(ranked[: cfg.verify_top], [lambda i=i: get(i) for i in frames],
+                                 more)  # fmt: skip
+            if more is not None:  # picked flanks the search did not return join the list
                 ranked = sorted(flanks.values(), key=lambda c: (-c.global_score, c.key))
-                todo = todo + [c for c in picked if all(c is not d for d in todo)]
-                got = {frames[0]: first}
-                frame_features = [lambda i=i: got[i] if i in got else get(i) for i in frames]
-            else:
-                frame_features = [lambda i=i: get(i) for i in frames]
-            self._verify_cascade(todo, frame_features)
         return ranked
 
     def _descriptor_picks(
@@ -767,29 +769,40 @@ class Matcher:
         (with its embedding score) when the search did not return it; the image is
         verified besides the flank's first ``verify_images``."""
         allowed = None if orgs is None else set(orgs)
-        pool = [
-            (i, e)
-            for i, e in sorted(self.index.entries().items())
+        entries = self.index.entries()
+        wanted = [
+            i
+            for i, e in sorted(entries.items())
             if (species is None or e.species == species)
             and (side is None or e.side == side)
             and (allowed is None or e.organisation in allowed)
             and i not in exclude_ids
             and e.flank != exclude_flank
         ]
-        if not pool:
+        # entries removed (or enrolled without keypoints yet) since the listing are skipped
+        ids, vectors = self.index.live_vectors(wanted)
+        keep = [r for r, i in enumerate(ids) if self.features.has(int(i))]
+        ids, vectors = ids[keep], vectors[keep]
+        if len(ids) == 0:
             return []
-        counts = self._mutual_counts(query, [i for i, _ in pool])
         q = np.asarray(embeddings, np.float32).reshape(len(embeddings), -1)
         q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        cosine = (self.index.vectors([i for i, _ in pool]) @ q.T).max(axis=1)
-        order = sorted(range(len(pool)), key=lambda r: (-counts[r], -cosine[r], pool[r][0]))
+        cosine = (vectors @ q.T).max(axis=1)
+        counts = self._mutual_counts(query, ids.tolist())
+        best_of_flank: dict[tuple[str, str, str], float] = {}
+        for i, s in zip(ids.tolist(), cosine.tolist(), strict=True):
+            f = entries[i].flank
+            best_of_flank[f] = max(best_of_flank.get(f, -np.inf), s)
+        # images sharing no descriptor with the query are never picked
+        order = sorted((r for r in range(len(ids)) if counts[r] > 0),
+                       key=lambda r: (-counts[r], -cosine[r], ids[r]))  # fmt: skip
         picked: list[_Raw] = []
         for r in order[: self.local_shortlist]:
-            i, e = pool[r]
+            i, e = int(ids[r]), entries[int(ids[r])]
             hit = Hit(i, float(cosine[r]), e)
             c = flanks.get(e.flank)
-            if c is None:
-                c = flanks[e.flank] = _Raw(e.flank, e.organisation, [hit], hit.score)
+            if c is None:  # its global score: the best of its images, as the search's
+                c = flanks[e.flank] = _Raw(e.flank, e.organisation, [hit], best_of_flank[e.flank])
             elif all(h.id != i for h in c.hits):
                 c.hits.append(hit)
                 c.hits.sort(key=lambda h: (-h.score, h.id))
@@ -811,9 +824,10 @@ class Matcher:
             held = self._mutual.get(id(query))
             known = dict(held[1]) if held is not None and held[0] is query else {}
         todo = [i for i in ids if i not in known]
-        if todo:
-            got = mutual_neighbour_counts_to(query, [self.features.get(i) for i in todo])
-            known.update(zip(todo, map(float, got), strict=True))
+        for start in range(0, len(todo), MUTUAL_BLOCK):  # keypoints loaded a block at a time
+            block = todo[start : start + MUTUAL_BLOCK]
+            got = mutual_neighbour_counts_to(query, [self.features.get(i) for i in block])
+            known.update(zip(block, map(float, got), strict=True))
         with self._mutual_lock:
             self._mutual[id(query)] = (query, known)
             self._mutual.move_to_end(id(query))
@@ -822,24 +836,58 @@ class Matcher:
         return np.array([known[i] for i in ids], np.float64)
 
     def _verify_cascade(
-        self, raws: Sequence[_Raw], frames: Sequence[Callable[[], LocalFeatures]]
+        self,
+        raws: Sequence[_Raw],
+        frames: Sequence[Callable[[], LocalFeatures]],
+        more: Callable[[LocalFeatures], list[_Raw]] | None = None,
     ) -> None:
         """Verify ``raws`` against the frames (best frame first, keypoints made on demand),
-        ``verify_group`` candidates at a time, until one has ``decisive_inliers``."""
-        cfg = self.config
-        decisive = decisive_inliers(cfg, self.local)
-        step = max(1, cfg.verify_group) if decisive > 0 else len(raws)
-        for frame in frames:
+        ``verify_group`` candidates at a time, until one has ``decisive_inliers``.
+        ``more(best frame's keypoints)``: candidates verified after ``raws`` when none of
+        them was decisive against the best frame (the descriptor shortlist)."""
+        raws = list(raws)
+        for n, frame in enumerate(frames):
             f = frame()
-            for start in range(0, len(raws), step):
-                group = raws[start : start + step]
-                self._verify(group, [f])
-                # Earlier groups were checked when verified: only this one can be decisive.
-                if decisive > 0 and any(c.inliers >= decisive for c in group):
+            if self._verify_groups(raws, f):
+                return
+            if n == 0 and more is not None:
+                # the descriptor shortlist, drawn only when the embedding's candidates
+                # were not decisive against the best frame
+                picked = more(f)
+                # a picked image of a flank verified already: that image alone now
+                again = [(c, h) for c in picked if any(c is d for d in raws) for h in c.also]
+                if again:
+                    self._verify([c for c, _ in again], [f], pairs=again)
+                extra = [c for c in picked if all(c is not d for d in raws)]
+                raws += extra
+                if self._verify_groups(extra, f):
                     return
 
-    def _verify(self, raws: Sequence[_Raw], feats: Sequence[LocalFeatures]) -> None:
-        pairs = [(c, h) for c in raws for h in [*c.hits[: self.config.verify_images], *c.also]]
+    def _verify_groups(self, raws: Sequence[_Raw], f: LocalFeatures) -> bool:
+        """Verify ``raws`` against ``f``, ``verify_group`` at a time; True once one of
+        them has ``decisive_inliers`` (the rest are then left unverified)."""
+        decisive = decisive_inliers(self.config, self.local)
+        step = max(1, self.config.verify_group) if decisive > 0 else max(1, len(raws))
+        for start in range(0, len(raws), step):
+            group = raws[start : start + step]
+            self._verify(group, [f])
+            # Earlier groups were checked when verified: only this one can be decisive.
+            if decisive > 0 and any(c.inliers >= decisive for c in group):
+                return True
+        return False
+
+    def _verify(
+        self,
+        raws: Sequence[_Raw],
+        feats: Sequence[LocalFeatures],
+        pairs: Sequence[tuple[_Raw, Hit]] | None = None,
+    ) -> None:
+        """Verify each candidate's first ``verify_images`` images and its ``also`` (or
+        only the given (candidate, hit) ``pairs``) against the frames ``feats``."""
+        if pairs is None:
+            pairs = [(c, h) for c in raws for h in [*c.hits[: self.config.verify_images], *c.also]]
+        else:
+            pairs = list(pairs)
         if not pairs:
             return
         gallery = [self.features.get(h.id) for _, h in pairs]
@@ -865,7 +913,7 @@ class Matcher:
                     gallery_points=[(float(x) + dx, float(y) + dy) for x, y in best.gallery_xy],
                 )
             )
-        for c in raws:
+        for c in {id(c): c for c, _ in pairs}.values():
             c.evidence.sort(key=lambda e: (-e.inliers, -e.global_score, e.gallery_id))
 
     def _calibration(self) -> MatchCalibration:

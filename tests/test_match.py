@@ -378,7 +378,7 @@ def test_a_descriptor_shortlist_verifies_what_the_embedding_misses(setup):
     from reid.match import MatchConfig
 
     root, release, *_ = setup
-    cfg = MatchConfig(shortlist=1, verify_top=1, verify_images=1)
+    cfg = MatchConfig(shortlist=1, verify_top=1, verify_images=1, decisive_inliers=0)
     plain = Matcher.open(root / "index", release, config=cfg)
     assert plain.local_shortlist == 0
     entries = plain.index.entries()
@@ -408,8 +408,51 @@ def test_a_descriptor_shortlist_verifies_what_the_embedding_misses(setup):
     both = picks.match(image, embedding=emb, **where)
     assert {e.gallery_id for e in both.candidates[0].evidence} == {0, sibling}
     assert both.candidates[0].local_score >= 20
+    # drawn only when the embedding's candidates were not decisive
+    lazy = Matcher.open(root / "index", release,
+                        config=replace(cfg, local_shortlist=1, decisive_inliers=20))  # fmt: skip
+    calls = []
+    counts = lazy._mutual_counts
+    lazy._mutual_counts = lambda *a: calls.append(1) or counts(*a)
+    found = lazy.match(image, embedding=plain.index.vectors([0])[0], **where)
+    assert found.candidates[0].local_score >= 20 and calls == []
+    lazy.match(image, embedding=plain.index.vectors([wrong])[0], **where)
+    assert calls == [1]
     with pytest.raises(ReidError, match="whole number"):
         Matcher.open(root / "index", release, config=MatchConfig(local_shortlist=-1))
+
+
+def test_the_descriptor_shortlist_keeps_to_the_searched_organisations_and_exclusions(
+    setup, tmp_path
+):
+    """Every gallery image is compared by descriptors, but only those the search may see:
+    another organisation's photos, left-out ids and a left-out flank are never picked."""
+    from reid.match import MatchConfig
+
+    root, release, _, gallery, *_ = setup
+    half = len(gallery) // 2
+    enroll(gallery[:half], tmp_path / "ix", release, organisation="a", show_progress=False,
+           workers=1)  # fmt: skip
+    enroll(gallery[half:], tmp_path / "ix", release, organisation="b", show_progress=False,
+           workers=1)  # fmt: skip
+    m = Matcher.open(tmp_path / "ix", release,
+                     config=MatchConfig(shortlist=1, verify_top=1, local_shortlist=50))  # fmt: skip
+    entries = m.index.entries()
+    own = {i for i, e in entries.items() if e.organisation == "a"}
+    other = next(i for i, e in entries.items() if e.organisation == "b")
+    e = entries[other]
+    image = load_image(e.image)  # a photo of organisation b's
+    result = m.match(image, side=e.side, species=e.species, organisations=["a"], top=50)
+    assert result.candidates and all(c.organisation == "a" for c in result.candidates)
+    assert {ev.gallery_id for c in result.candidates for ev in c.evidence} <= own
+    # a calibration query leaves itself (or its flank) out, also of the descriptors' picks
+    feats = [m.features.get(other)]
+    emb = m.index.vectors([other])
+    raws = m.candidates(emb, feats, side=e.side, species=e.species, exclude_ids={other})
+    seen = {h.id for c in raws for h in c.hits} | {ev.gallery_id for c in raws for ev in c.evidence}
+    assert other not in seen and any(c.verified for c in raws)
+    raws = m.candidates(emb, feats, side=e.side, species=e.species, exclude_flank=e.flank)
+    assert raws and all(c.key != e.flank for c in raws)
 
 
 def test_enroll_stores_the_descriptor_shortlist_with_its_calibration(setup, tmp_path):
