@@ -112,6 +112,25 @@ def rule_score(rule: str, matches, conf, fa, fb, config) -> float:
     raise SystemExit(f"unknown rule {rule!r}")
 
 
+def rule_matrix(rule: str, raw: dict, feats, config, top) -> np.ndarray:
+    """N×N: ``rule``'s score of each row's shortlisted pairs (``top``), NaN elsewhere;
+    each pair's raw matches scored once."""
+    n = len(feats)
+    memo = {}
+    local = np.full((n, n), np.nan)
+    for i, row in enumerate(top):
+        for j in map(int, row):
+            key = (min(i, j), max(i, j))
+            if key not in memo:
+                m, s = raw[key]
+                memo[key] = rule_score(
+                    rule, m.astype(np.int64), s.astype(np.float32),
+                    feats[key[0]], feats[key[1]], config,
+                )  # fmt: skip
+            local[i, j] = memo[key]
+    return local
+
+
 def with_descriptor_shortlist(top, feats, cosine, exclude, args, path: Path) -> list:
     """Each row of ``top`` joined by its ``args.local_top`` images with the most mutual
     descriptor neighbours (:mod:`reid.local.recall`; the counts of every pair cached in
@@ -200,18 +219,7 @@ def main() -> None:
                "aliked": config.extraction_fingerprint(), "embedding": score(cosine)}  # fmt: skip
     print(json.dumps({"embedding": results["embedding"]}), flush=True)
     for rule in args.rules.split(","):
-        memo = {}
-        local = np.full(cosine.shape, np.nan)
-        for i, row in enumerate(top):
-            for j in map(int, row):
-                key = (min(i, j), max(i, j))
-                if key not in memo:
-                    m, s = raw[key]
-                    memo[key] = rule_score(
-                        rule, m.astype(np.int64), s.astype(np.float32),
-                        feats[key[0]], feats[key[1]], config,
-                    )  # fmt: skip
-                local[i, j] = memo[key]
+        local = rule_matrix(rule, raw, feats, config, top)
         ranking = reranked(cosine, local)
         results[rule] = {
             "local": score(ranking),

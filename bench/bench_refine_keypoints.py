@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_lightglue_rules import raw_matches, rule_score, with_descriptor_shortlist  # noqa: E402
+from bench_lightglue_rules import raw_matches, rule_matrix, with_descriptor_shortlist  # noqa: E402
 from bench_local import _key, cached_features, load_split, reranked, topk, with_settings  # noqa: E402
 
 from reid.local import local_config  # noqa: E402
@@ -67,17 +67,6 @@ def main() -> None:
         feats, _ = cached_features(records, config, args.cache)
         return feats, _key(json.dumps(config.extraction_fingerprint(), sort_keys=True), *boxes)
 
-    def counts(raw, feats, config, rows) -> np.ndarray:
-        out = np.full((n, n), np.nan)
-        for i, row in enumerate(rows):
-            for j in map(int, row):
-                a, b = min(i, j), max(i, j)
-                m, s = raw[(a, b)]
-                out[i, j] = rule_score(
-                    RULE, m.astype(np.int64), s.astype(np.float32), feats[a], feats[b], config
-                )
-        return out
-
     def score(sim) -> list[float]:
         m = retrieval_metrics(sim, labels, labels, ks=(1, 5), exclude=exclude)
         return [round(float(m[key]), 3) for key in ("top1", "top5", "mAP")]
@@ -90,7 +79,7 @@ def main() -> None:
         top = with_descriptor_shortlist(top, feats, cosine, exclude, args, counts_file)
     pairs = sorted({(min(i, int(j)), max(i, int(j))) for i, row in enumerate(top) for j in row})
     raw = raw_matches(feats, pairs, base, args.cache / f"lightglue-raw-{args.split}-{key}.pkl")
-    local = counts(raw, feats, base, top)
+    local = rule_matrix(RULE, raw, feats, base, top)
     ranking = reranked(cosine, local)
     # each query's first --refine by the 1,024 ranking (label-blind: only what reid eval
     # leaves out is skipped)
@@ -102,7 +91,7 @@ def main() -> None:
     pairs2 = sorted({(min(i, int(j)), max(i, int(j))) for i, row in enumerate(first) for j in row})
     print(f"{len(pairs2)} pairs at {args.keypoints} keypoints", flush=True)
     raw2 = raw_matches(feats2, pairs2, more, args.cache / f"lightglue-raw-{args.split}-{key2}.pkl")
-    local2 = counts(raw2, feats2, more, first)
+    local2 = rule_matrix(RULE, raw2, feats2, more, first)
     out = {"split": args.split, "model": str(args.model), "k": args.k,
            "local_top": args.local_top, "refine": args.refine, "keypoints": args.keypoints,
            "pairs": len(pairs), "refined_pairs": len(pairs2), "1024": score(ranking)}  # fmt: skip

@@ -498,11 +498,11 @@ class GalleryIndex:
 
     def vectors(self, ids: Sequence[int]) -> np.ndarray:
         """The stored (normalised) vectors of these ids, (n, dim)."""
-        out = np.empty((len(ids), self.dim), np.float32)
-        with self._lock:
-            for row, i in enumerate(ids):
-                e = self.entry(int(i))
-                out[row] = self._parts[(e.species, e.side)].index.reconstruct(int(i))
+        kept, out = self.live_vectors(ids)
+        if len(kept) != len(ids):
+            live = set(kept.tolist())
+            missing = next(int(i) for i in ids if int(i) not in live)
+            raise ReidError(f"gallery id {missing} is not in the index")
         return out
 
     def live_vectors(self, ids: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:

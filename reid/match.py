@@ -857,7 +857,7 @@ class Matcher:
                 # a picked image of a flank verified already: that image alone now
                 again = [(c, h) for c in picked if any(c is d for d in raws) for h in c.also]
                 if again:
-                    self._verify([c for c, _ in again], [f], pairs=again)
+                    self._verify_pairs(again, [f])
                 extra = [c for c in picked if all(c is not d for d in raws)]
                 raws += extra
                 if self._verify_groups(extra, f):
@@ -876,18 +876,18 @@ class Matcher:
                 return True
         return False
 
-    def _verify(
-        self,
-        raws: Sequence[_Raw],
-        feats: Sequence[LocalFeatures],
-        pairs: Sequence[tuple[_Raw, Hit]] | None = None,
+    def _verify(self, raws: Sequence[_Raw], feats: Sequence[LocalFeatures]) -> None:
+        """Verify each candidate's first ``verify_images`` images and its ``also``."""
+        self._verify_pairs(
+            [(c, h) for c in raws for h in [*c.hits[: self.config.verify_images], *c.also]],
+            feats,
+        )
+
+    def _verify_pairs(
+        self, pairs: Sequence[tuple[_Raw, Hit]], feats: Sequence[LocalFeatures]
     ) -> None:
-        """Verify each candidate's first ``verify_images`` images and its ``also`` (or
-        only the given (candidate, hit) ``pairs``) against the frames ``feats``."""
-        if pairs is None:
-            pairs = [(c, h) for c in raws for h in [*c.hits[: self.config.verify_images], *c.also]]
-        else:
-            pairs = list(pairs)
+        """Verify each (candidate, gallery hit) against the frames ``feats``: a
+        candidate's inliers and evidence keep the best over its pairs and frames."""
         if not pairs:
             return
         gallery = [self.features.get(h.id) for _, h in pairs]
