@@ -341,6 +341,19 @@ def eval_(
                      "gallery images with the most mutual descriptor neighbours too "
                      "(reid enroll --shortlist-local)."),
     ] = None,
+    refine: Annotated[
+        int | None,
+        typer.Option(min=1, help="--method sift or fused with --local aliked: each query's "
+                     "first N by the ranking are matched again on --refine-keypoints "
+                     "keypoints and put first in that order (about 1.5 s a pair at 2,048 "
+                     "on 2 CPU cores, 4x a pair at 1,024; BENCHMARKS.md, More keypoints "
+                     "for the first five). Label-blind [default: off]."),
+    ] = None,
+    refine_keypoints: Annotated[
+        int,
+        typer.Option(min=3, help="--refine: keypoints kept per image for it (every pair is "
+                     "still matched on the first 1,024)."),
+    ] = 2048,
 ) -> None:
     """Measure re-identification accuracy of a method on a catalogue.
 
@@ -373,6 +386,10 @@ def eval_(
         raise ReidError("--shortlist and --shortlist-local apply to --method fused "
                         "(--open-set verifies its --verify-top candidates, and "
                         "--shortlist-local more)")
+    if refine is not None and (open_set or method not in LOCAL_METHODS):
+        raise ReidError(f"--refine applies to --method {' or '.join(LOCAL_METHODS)}, not to "
+                        + ("--open-set" if open_set else f"--method {method}"))
+    refined = None if refine is None else (refine, refine_keypoints)
     if locate and (find_atrw_test(catalogue) or is_atrw_train(catalogue)):
         raise ReidError("--locate does not apply to ATRW: its photos are already boxes around "
                         "the tiger, and its protocol scores them as they are")
@@ -381,7 +398,7 @@ def eval_(
     ):
         _eval_atrw(catalogue, method, workers, model, limit, as_json, submission,
                    train_ratio, split_seed, near_duplicate_threshold, fusion_fit, fusion_sample,
-                   local, shortlist, shortlist_local)
+                   local, shortlist, shortlist_local, refined)
         return
     atrw_test = find_atrw_test(catalogue)
     if atrw_test is not None:
@@ -417,15 +434,16 @@ def eval_(
                        workers, as_json, new_prior, near_duplicates=is_atrw_train(catalogue),
                        local=local, local_shortlist=shortlist_local)
         return
-    scorer = _method_with_model(method, workers, model, local, shortlist, shortlist_local)
+    scorer = _method_with_model(method, workers, model, local, shortlist, shortlist_local,
+                                refined)  # fmt: skip
     result = evaluate(records, scorer, show_progress=not as_json)
-    result.update(_scoring_options(local, shortlist, shortlist_local))
+    result.update(_scoring_options(local, shortlist, shortlist_local, refined))
     if boxed is not None:
         result["located"] = boxed
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    typer.echo(f"method   {method}" + _scoring_label(local, shortlist, shortlist_local))
+    typer.echo(f"method   {method}" + _scoring_label(local, shortlist, shortlist_local, refined))
     typer.echo(f"images   {result['images']}")
     typer.echo(f"queries  {result['queries']}")
     typer.echo(f"top-1    {result['top1']:.3f}")
@@ -450,6 +468,7 @@ def _eval_atrw(
     local: str | None = None,
     shortlist: int | None = None,
     shortlist_local: int | None = None,
+    refined: tuple[int, int] | None = None,
 ) -> None:
     """``reid eval`` of an ATRW test folder (official protocol) or of ATRW train
     (held-out entities, near-duplicates excluded)."""
@@ -465,7 +484,8 @@ def _eval_atrw(
             "--method fused on the ATRW test needs weights fitted elsewhere: "
             "--fusion-fit CATALOGUE (e.g. ../shared/data/atrw-train), never the test labels"
         )
-    scorer = _method_with_model(method, workers, model, local, shortlist, shortlist_local)
+    scorer = _method_with_model(method, workers, model, local, shortlist, shortlist_local,
+                                refined)  # fmt: skip
     echo = (lambda *_: None) if as_json else typer.echo
     if test is not None:
         if method == "fused":
@@ -493,12 +513,12 @@ def _eval_atrw(
         )
         if method == "fused":
             result["fusion_weights"] = [float(w) for w in scorer.weights]
-        result.update(_scoring_options(local, shortlist, shortlist_local))
+        result.update(_scoring_options(local, shortlist, shortlist_local, refined))
         if as_json:
             typer.echo(json.dumps(result, indent=2))
             return
         typer.echo(f"ATRW plain re-ID protocol (official scorer), method {method}"
-                   + _scoring_label(local, shortlist, shortlist_local))
+                   + _scoring_label(local, shortlist, shortlist_local, refined))
         typer.echo(f"images   {result['images']}; queries {result['queries_single']} "
                    f"single-camera, {result['queries_cross']} cross-camera")
         for label, key in atrw_eval.ATRW_TEST_ROWS:
@@ -532,13 +552,13 @@ def _eval_atrw(
     result = atrw_eval.evaluate_atrw_validation(validation, scorer, show_progress=not as_json)
     if method == "fused":
         result["fusion_weights"] = [float(w) for w in scorer.weights]
-    result.update(_scoring_options(local, shortlist, shortlist_local))
+    result.update(_scoring_options(local, shortlist, shortlist_local, refined))
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
     typer.echo(f"ATRW train validation: held-out entities of the {result['split']} "
                f"({result['entities']} entities, {result['images']} images), method {method}"
-               + _scoring_label(local, shortlist, shortlist_local))
+               + _scoring_label(local, shortlist, shortlist_local, refined))
     typer.echo(f"near-duplicates excluded from the galleries: {result['excluded']} "
                f"({result['excluded_per_query']:.1f} per query, threshold "
                f"{result['threshold']:g}); {result['queries_without_positive']} queries "
@@ -942,16 +962,24 @@ def match(
 
 
 def _scoring_options(
-    local: str | None, shortlist: int | None, shortlist_local: int | None = None
+    local: str | None,
+    shortlist: int | None,
+    shortlist_local: int | None = None,
+    refined: tuple[int, int] | None = None,
 ) -> dict:
     """The ``reid eval --json`` keys of the scoring options given (``local``,
-    ``shortlist``, ``shortlist_local``)."""
+    ``shortlist``, ``shortlist_local``, ``refine`` and ``refine_keypoints``)."""
     given = {"local": local, "shortlist": shortlist, "shortlist_local": shortlist_local}
+    if refined is not None:
+        given.update(refine=refined[0], refine_keypoints=refined[1])
     return {k: v for k, v in given.items() if v is not None}
 
 
 def _scoring_label(
-    local: str | None, shortlist: int | None, shortlist_local: int | None = None
+    local: str | None,
+    shortlist: int | None,
+    shortlist_local: int | None = None,
+    refined: tuple[int, int] | None = None,
 ) -> str:
     """What ``reid eval`` prints after the method's name for those options."""
     return (
@@ -962,6 +990,11 @@ def _scoring_label(
             if shortlist_local
             else ""
         )
+        + (
+            f", its first {refined[0]} matched again on {refined[1]} keypoints"
+            if refined
+            else ""
+        )
     )
 
 
@@ -970,14 +1003,17 @@ LOCAL_METHODS = ("sift", "fused")
 
 
 def _method_with_model(method: str, workers: int, model: Path | None, local: str | None = None,
-                       shortlist: int | None = None, shortlist_local: int | None = None):
+                       shortlist: int | None = None, shortlist_local: int | None = None,
+                       refined: tuple[int, int] | None = None):
     """``get_method``, passing ``model``, ``local`` (a kind of local features, for
-    :data:`LOCAL_METHODS`), ``shortlist`` (fused's ``top``) and ``shortlist_local``
-    (fused's ``local_top``) only when given; a clear error for a method that uses no
-    trained model."""
+    :data:`LOCAL_METHODS`), ``shortlist`` (fused's ``top``), ``shortlist_local``
+    (fused's ``local_top``) and ``refined`` ((refine, refine_keypoints)) only when given;
+    a clear error for a method that uses no trained model."""
     from reid.methods import get_method
 
     options = {} if local is None else {"local": local}
+    if refined is not None:
+        options.update(refine=refined[0], refine_keypoints=refined[1])
     if shortlist is not None:
         options["top"] = shortlist
     if shortlist_local is not None:

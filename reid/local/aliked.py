@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
@@ -152,6 +152,11 @@ class AlikedConfig:
     min_inliers: int = 6  # fewer inliers than this scores 0
     geometry: str = "none"  # "none": confident matches counted; "homography": checked
     confident: float = 0.5  # geometry "none": LightGlue confidence a match must reach
+    # 0: off. Else each image keeps this many keypoints (the strongest first), every pair
+    # is matched on its first max_keypoints, and :meth:`refined` matches the few pairs
+    # that decide a ranking on all of them (reid eval --refine; BENCHMARKS.md, "More
+    # keypoints for the first five": LightGlue costs about 4x a pair at 2,048)
+    refine_keypoints: int = 0
 
     def __post_init__(self) -> None:
         if self.geometry not in GEOMETRIES:
@@ -164,6 +169,11 @@ class AlikedConfig:
             raise ReidError(f"aliked model {self.model!r} is not one of {', '.join(MODELS)}")
         if self.max_keypoints < 2:
             raise ReidError(f"aliked max_keypoints must be at least 2, not {self.max_keypoints}")
+        if self.refine_keypoints and self.refine_keypoints <= self.max_keypoints:
+            raise ReidError(
+                f"aliked refine_keypoints ({self.refine_keypoints}) must exceed max_keypoints "
+                f"({self.max_keypoints}), or be 0 (no refinement)"
+            )
 
     @property
     def name(self) -> str:
@@ -184,40 +194,63 @@ class AlikedConfig:
         return fp
 
     def extraction_fingerprint(self) -> dict:
-        """What the keypoints depend on (bench/bench_local.py keys its cache by it)."""
-        return {
+        """What the keypoints depend on (bench/bench_local.py keys its cache by it);
+        ``refine_keypoints`` only when set (an index made without it reads as before)."""
+        fp = {
             "kind": "aliked",
             "model": self.model,
             "max_side": self.max_side,
             "max_keypoints": self.max_keypoints,
             "nms_radius": self.nms_radius,
         }
+        if self.refine_keypoints:
+            fp["refine_keypoints"] = self.refine_keypoints
+        return fp
+
+    @property
+    def kept_keypoints(self) -> int:
+        """How many keypoints :meth:`extract` keeps per image."""
+        return max(self.max_keypoints, self.refine_keypoints)
+
+    def first(self, f: LocalFeatures) -> LocalFeatures:
+        """The keypoints every pair is matched on: the first ``max_keypoints`` (the
+        strongest; ALIKED's top k of fewer keypoints are the same points)."""
+        return f.strongest(self.max_keypoints)
+
+    def refined(self) -> AlikedConfig:
+        """The config that matches all of ``refine_keypoints`` kept keypoints (itself
+        when refinement is off)."""
+        if not self.refine_keypoints:
+            return self
+        return replace(self, max_keypoints=self.refine_keypoints, refine_keypoints=0)
 
     # ------------------------------------------------------------------ extract
 
     def extract(self, image: np.ndarray) -> LocalFeatures:
         """ALIKED keypoints (in the resized image; ``scale`` maps them back) and unit
-        128-d descriptors, the strongest first."""
+        128-d descriptors, the strongest first (by the detection score the top k is
+        chosen by)."""
         import torch
 
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         image, scale = fit_to_side(image, self.max_side)
         size = (image.shape[1], image.shape[0])
-        if size[0] * size[1] <= self.max_keypoints:  # too small for the detector's top k
+        if size[0] * size[1] <= self.kept_keypoints:  # too small for the detector's top k
             return LocalFeatures(
                 np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), scale, size
             )
-        aliked = _extractor(self.model, self.max_keypoints, self.nms_radius)
+        aliked = _extractor(self.model, self.kept_keypoints, self.nms_radius)
         device = next(aliked.parameters()).device
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
         with torch.inference_mode():
             out = aliked({"image": x.to(device)})
         xy = out["keypoints"][0].float().cpu().numpy().astype(np.float32).reshape(-1, 2)
         desc = out["descriptors"][0].float().cpu().numpy().astype(np.float32).reshape(-1, 128)
-        score = out["keypoint_scores"][0].float().cpu().numpy().reshape(-1)
-        order = np.argsort(-score, kind="stable")
-        return LocalFeatures(xy[order], desc[order], scale, size)
+        # in the detector's order: its top k by the detection score, strongest first, so
+        # that the first n of a larger k are the n a plain extraction keeps (the scores
+        # it returns are sampled at the refined positions, and order them otherwise)
+        return LocalFeatures(xy, desc, scale, size)
 
     # ------------------------------------------------------------------ match
 
@@ -231,6 +264,7 @@ class AlikedConfig:
         location, and their confidences."""
         import torch
 
+        a, b = self.first(a), self.first(b)
         if len(a) < 2 or len(b) < 2:
             return np.zeros((0, 2), np.int64), np.zeros(0, np.float32)
         glue = _matcher()

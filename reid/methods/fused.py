@@ -52,7 +52,7 @@ from reid.calibrate import LogisticCalibrator
 from reid.data.records import ImageRecord
 from reid.errors import ReidError
 from reid.methods.embedding import EmbeddingMethod
-from reid.methods.sift import SiftMethod
+from reid.methods.sift import REFINE_KEYPOINTS, SiftMethod, refined_ranking
 
 
 def fusion_weights(features: Sequence[np.ndarray], same: np.ndarray) -> np.ndarray:
@@ -204,9 +204,19 @@ class FusedMethod:
         local: str | None = None,
         top: int | None = None,
         local_top: int | None = None,
+        refine: int | None = None,
+        refine_keypoints: int = REFINE_KEYPOINTS,
     ) -> None:
         self.embedding = EmbeddingMethod(workers, model, batch_size, device)
-        self.sift = SiftMethod(workers, local=local)  # local features: rootsift by default
+        # local features: rootsift by default; refine: each row's first R by the fused
+        # ranking matched again on refine_keypoints (reid.methods.sift.refined_ranking)
+        self.sift = SiftMethod(workers, local=local, refine=refine,
+                               refine_keypoints=refine_keypoints)  # fmt: skip
+        if self.sift.refine and top is None and local_top is None:
+            raise ReidError(
+                "fused refine re-ranks the first of a shortlist: give top and/or local_top "
+                "(reid eval --shortlist / --shortlist-local)"
+            )
         self.seed = seed
         if top is not None and top < 1:
             raise ReidError(f"fused top must be at least 1, not {top}")
@@ -223,19 +233,20 @@ class FusedMethod:
     ) -> list[np.ndarray]:
         """The N×N feature matrices: cosine, log(1 + inliers), sqrt(tentative matches)
         (with ``top``, the local ones 0 off the shortlist)."""
-        cosine, scores, _ = self._scored(records, progress)
+        cosine, scores, _, _ = self._scored(records, progress)
         return [cosine, *sift_features(scores)]
 
     def _scored(
         self, records: Sequence[ImageRecord], progress: Callable[[int], None] | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(cosine, sift scores, shortlist): every pair scored, shortlist None; with
-        ``top`` and/or ``local_top``, only the pairs of :func:`embedding_shortlist` and
-        :func:`reid.local.recall.descriptor_shortlist` (0 elsewhere)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, list | None]:
+        """(cosine, sift scores, shortlist, local features): every pair scored, shortlist
+        and features None; with ``top`` and/or ``local_top``, only the pairs of
+        :func:`embedding_shortlist` and :func:`reid.local.recall.descriptor_shortlist`
+        (0 elsewhere)."""
         e = self.embedding.embeddings(records, progress)
         cosine = (e @ e.T).astype(np.float64)
         if self.top is None and self.local_top is None:
-            return cosine, self.sift.similarity(records, progress).astype(np.float64), None
+            return cosine, self.sift.similarity(records, progress).astype(np.float64), None, None
         shortlist = np.zeros(cosine.shape, bool)
         if self.top is not None:
             shortlist |= embedding_shortlist(cosine, self.top)
@@ -243,10 +254,13 @@ class FusedMethod:
         if self.local_top is not None:
             from reid.local.recall import descriptor_shortlist, mutual_neighbour_counts
 
-            counts = mutual_neighbour_counts(local, progress=progress)
+            first = getattr(self.sift.config, "first", None)  # the keypoints pairs are matched on
+            counts = mutual_neighbour_counts(
+                local if first is None else [first(f) for f in local], progress=progress
+            )
             shortlist |= descriptor_shortlist(counts, cosine, self.local_top)
         scores = self.sift.pairwise_on(local, shortlist, progress).astype(np.float64)
-        return cosine, scores, shortlist
+        return cosine, scores, shortlist, local
 
     def fit(
         self,
@@ -261,7 +275,9 @@ class FusedMethod:
         if len({r.individual_id for r in records}) < 2:
             raise ReidError("fitting the fused weights needs labelled images of >= 2 individuals")
         lab = np.array([r.individual_id for r in records], dtype=object)
-        cosine, scores, shortlist = self._scored(records, progress)
+        cosine, scores, shortlist, _ = self._scored(records, progress)
+        if self.sift.refine and progress:  # work() counts a refinement fit() does not do
+            progress(len(records))
         feats = [cosine, *sift_features(scores)]
         # fitted on the pairs it will rank: all (each once), or each image's shortlist
         pairs = shortlist
@@ -276,6 +292,7 @@ class FusedMethod:
 
     def work(self, n_images: int) -> int:
         mutual = n_images if self.local_top is not None else 0  # one unit an image
+        # the refinement's unit a row is in sift.work; fit() does not refine
         return self.sift.work(n_images) + self.embedding.work(n_images) + mutual
 
     def similarity(
@@ -288,7 +305,7 @@ class FusedMethod:
                 "elsewhere: fit them on another labelled catalogue (FusedMethod.fit, or "
                 "reid eval --fusion-fit CATALOGUE)"
             )
-        cosine, scores, shortlist = self._scored(records, progress)
+        cosine, scores, shortlist, local = self._scored(records, progress)
         feats = [cosine, *sift_features(scores)]
         if self.weights is not None:
             fused = sum(w * x for w, x in zip(self.weights, feats, strict=True))
@@ -296,6 +313,9 @@ class FusedMethod:
             fused = cross_fitted_fusion(feats, labels, scores, self.seed, pairs=shortlist)
         if shortlist is not None:
             fused = shortlisted(fused, cosine, shortlist)
+        if self.sift.refine and local is not None:
+            fused = refined_ranking(fused, local, self.sift.config, self.sift.refine,
+                                    self.sift.workers, progress)  # fmt: skip
         return np.asarray(fused, np.float32)
 
 

@@ -3,14 +3,103 @@ kind of local features, :mod:`reid.local`, given as ``local``)."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from reid.data.records import ImageRecord
+from reid.errors import ReidError
 from reid.images import crop, load_image
 from reid.verify import LocalFeatures, SiftConfig, extract, scores_against
+
+#: Keypoints kept per image for the refinement (``reid eval --refine-keypoints``): 2,048
+#: ALIKED keypoints for each query's first five took nyala-dev's held-out crops from top-1
+#: 0.702 to 0.744 (BENCHMARKS.md, "More keypoints for the first five").
+REFINE_KEYPOINTS = 2048
+
+
+def check_refine(refine: int | None) -> int:
+    """``refine`` as a count (None: 0, off); a clear error below 0."""
+    if refine is None:
+        return 0
+    if refine < 0:
+        raise ReidError(f"refine must be 0 (off) or more, not {refine}")
+    return int(refine)
+
+
+def with_refinement(config, keypoints: int):
+    """``config`` keeping ``keypoints`` per image for the refinement; refused for kinds
+    that cannot (only ALIKED orders its keypoints strongest first, so that its first
+    ``max_keypoints`` are the points a plain extraction gives)."""
+    from dataclasses import replace
+
+    if not hasattr(config, "refine_keypoints"):
+        raise ReidError(
+            f"--refine needs local features that keep more keypoints than they match "
+            f"(--local aliked), not {config.name}"
+        )
+    if keypoints <= config.max_keypoints:
+        raise ReidError(
+            f"--refine-keypoints ({keypoints}) must exceed the {config.max_keypoints} "
+            "keypoints every pair is matched on"
+        )
+    return replace(config, refine_keypoints=keypoints)
+
+
+def refined_ranking(
+    sim: np.ndarray,
+    feats: Sequence[LocalFeatures],
+    config,
+    refine: int,
+    workers: int = 2,
+    progress: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """Each row's first ``refine`` others by ``sim`` matched again on all their kept
+    keypoints (``config.refined()``) and ranked by that score (ties: ``sim``) above the
+    row's other images, which keep ``sim``'s order below. Label-blind: only the row's own
+    image is skipped. Each unordered pair is matched once; progress: one unit per row."""
+    sim = np.asarray(sim, np.float64)
+    n = len(sim)
+    k = min(refine, n - 1)
+    if k <= 0:
+        if progress:
+            progress(n)
+        return sim
+    s = sim.copy()
+    s[~np.isfinite(s)] = -np.inf
+    np.fill_diagonal(s, -np.inf)
+    first = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    want: dict[int, set[int]] = {}
+    for i, row in enumerate(first):
+        for j in map(int, row):
+            a, b = min(i, j), max(i, j)
+            want.setdefault(a, set()).add(b)
+    fine = config.refined()
+    score: dict[tuple[int, int], float] = {}
+    lock = threading.Lock()
+
+    def row(i: int) -> None:
+        js = sorted(want.get(i, ()))
+        if js:
+            got = scores_against(feats[i], [feats[j] for j in js], fine)
+            with lock:
+                score.update({(i, j): float(v) for j, v in zip(js, got, strict=True)})
+        if progress:
+            progress(1)
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(pool.map(row, range(n)))
+    finite = sim[np.isfinite(sim)]
+    top = float(finite.max()) if len(finite) else 0.0
+    out = sim.copy()
+    for i, row_ in enumerate(first):
+        js = [int(j) for j in row_]
+        order = sorted(js, key=lambda j: (-score[min(i, j), max(i, j)], -s[i, j], j))
+        for place, j in enumerate(order):
+            out[i, j] = top + 1.0 + (k - place)
+    return out
 
 
 def features_of(record: ImageRecord, config=None) -> LocalFeatures:
@@ -33,15 +122,26 @@ class SiftMethod:
 
     name = "sift"
 
-    def __init__(self, workers: int = 2, config=None, local: str | None = None) -> None:
+    def __init__(
+        self,
+        workers: int = 2,
+        config=None,
+        local: str | None = None,
+        refine: int | None = None,
+        refine_keypoints: int = REFINE_KEYPOINTS,
+    ) -> None:
         from reid.local import local_config
 
         self.workers = max(1, workers)
         # config: a kind's settings (reid.local); local: a kind by name (e.g. "xfeat-mnn")
         self.config = config or (local_config(local) if local else SiftConfig())
+        #: each query's first ``refine`` matched again on more keypoints (refined_ranking)
+        self.refine = check_refine(refine)
+        if self.refine:
+            self.config = with_refinement(self.config, refine_keypoints)
 
     def work(self, n_images: int) -> int:
-        return 2 * n_images
+        return (3 if self.refine else 2) * n_images
 
     def features(
         self, records: Sequence[ImageRecord], progress: Callable[[int], None] | None = None
@@ -58,7 +158,11 @@ class SiftMethod:
     def similarity(
         self, records: Sequence[ImageRecord], progress: Callable[[int], None] | None = None
     ) -> np.ndarray:
-        return self.pairwise(self.features(records, progress), progress)
+        feats = self.features(records, progress)
+        sim = self.pairwise(feats, progress)
+        if self.refine:
+            sim = refined_ranking(sim, feats, self.config, self.refine, self.workers, progress)
+        return sim
 
     def pairwise(
         self, feats: Sequence[LocalFeatures], progress: Callable[[int], None] | None = None
