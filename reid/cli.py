@@ -344,16 +344,19 @@ def eval_(
     refine: Annotated[
         int | None,
         typer.Option(min=1, help="--method sift or fused with --local aliked: each query's "
-                     "first N by the ranking are matched again on --refine-keypoints "
-                     "keypoints and put first in that order (about 1.5 s a pair at 2,048 "
-                     "on 2 CPU cores, 4x a pair at 1,024; BENCHMARKS.md, More keypoints "
-                     "for the first five). Label-blind [default: off]."),
+                     "first N by the ranking (with fused: of its shortlist) are matched "
+                     "again on --refine-keypoints keypoints and put first in that order "
+                     "(about 1.5 s a pair at 2,048 on 2 CPU cores, 4x a pair at 1,024; "
+                     "BENCHMARKS.md, More keypoints for the first five). Label-blind: on "
+                     "ATRW, near-duplicate frames the protocol removes afterwards take some "
+                     "of the N places [default: off]."),
     ] = None,
     refine_keypoints: Annotated[
-        int,
-        typer.Option(min=3, help="--refine: keypoints kept per image for it (every pair is "
-                     "still matched on the first 1,024)."),
-    ] = 2048,
+        int | None,
+        typer.Option(min=3, help="--refine: keypoints kept per image for it; every pair is "
+                     "still matched on the kind's own number (ALIKED's 1,024) [default: "
+                     "2048]."),
+    ] = None,
 ) -> None:
     """Measure re-identification accuracy of a method on a catalogue.
 
@@ -389,7 +392,14 @@ def eval_(
     if refine is not None and (open_set or method not in LOCAL_METHODS):
         raise ReidError(f"--refine applies to --method {' or '.join(LOCAL_METHODS)}, not to "
                         + ("--open-set" if open_set else f"--method {method}"))
-    refined = None if refine is None else (refine, refine_keypoints)
+    if refine_keypoints is not None and refine is None:
+        raise ReidError("--refine-keypoints applies with --refine N only")
+    if refine is not None:
+        from reid.local.aliked import REFINE_KEYPOINTS
+
+        refined = (refine, refine_keypoints or REFINE_KEYPOINTS)
+    else:
+        refined = None
     if locate and (find_atrw_test(catalogue) or is_atrw_train(catalogue)):
         raise ReidError("--locate does not apply to ATRW: its photos are already boxes around "
                         "the tiger, and its protocol scores them as they are")

