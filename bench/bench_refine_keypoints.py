@@ -2,7 +2,9 @@
 embedding's top k, joined by ``--local-top`` photos by descriptors) is ranked by the
 confident-match count at the default 1,024 keypoints, then its first ``--refine`` are
 matched again with ``--keypoints`` keypoints and put in that order, ahead of the rest
-(BENCHMARKS.md, "More keypoints for the first five").
+(BENCHMARKS.md, "More keypoints for the first five"). The product's version is ``reid eval
+--refine N`` (:func:`reid.methods.sift.refined_ranking`), which picks each query's first
+N by the ranking it makes (``fused``'s, within the shortlist) rather than by the count.
 
 At 2,048 keypoints LightGlue costs about 4x per pair (1.3-1.9 s on the 2-core CPU), too
 much for the whole shortlist here but not for 5 pairs a query; a GPU would take the
