@@ -27,8 +27,8 @@ def check_refine(refine: int | None) -> int:
 
 def with_refinement(config, keypoints: int):
     """``config`` keeping ``keypoints`` per image for the refinement; refused for kinds
-    that cannot (only ALIKED orders its keypoints strongest first, so that its first
-    ``max_keypoints`` are the points a plain extraction gives)."""
+    that cannot (only ALIKED keeps more keypoints than it matches: its plain extraction's
+    ``max_keypoints`` first, then the others of the larger top k)."""
     from dataclasses import replace
 
     if not hasattr(config, "refine_keypoints"):
