@@ -66,13 +66,15 @@ from reid.local import INDEX_KEY, LocalConfig, check_local_features, config_from
 from reid.paths import atomic_write
 from reid.progress import progress_bar
 from reid.side import DEFAULT_SIDE_THRESHOLD, decide_side, head_of
-from reid.verify import LocalFeatures, SiftConfig, extract, verify_many
+from reid.verify import LocalFeatures, SiftConfig, Verification, extract, verify_many
 
 FEATURES_DIR = "features"
 #: query feature sets whose descriptor counts a matcher remembers (Matcher._mutual_counts)
 MUTUAL_MEMO = 16
 #: gallery images whose keypoints are loaded at once for the descriptor shortlist
 MUTUAL_BLOCK = 256
+#: query feature sets whose refined pair results a matcher remembers (Matcher._refined)
+REFINED_MEMO = 16
 CALIBRATION_KEY = "calibration"
 #: A candidate without a runner-up gets this margin (logits are clipped to +-LOGIT_CAP).
 LOGIT_CAP = 20.0
@@ -118,6 +120,15 @@ class MatchConfig:
     # cores), so it is for catalogues of hundreds of photos. None: the value the index's
     # calibration was fitted with (0 for one fitted without).
     local_shortlist: int | None = None
+    # The first N verified candidates (by inlier count, ties: global score) matched again,
+    # each on its best image, with all the keypoints the gallery keeps (ALIKED's
+    # refine_keypoints, e.g. 2,048 where every pair is matched on 1,024), and scored by
+    # that count; 0: none. For species whose right flank the first matching finds but
+    # does not put first (nyala zero-shot, reid eval --refine 5: top-1 0.707 -> 0.740,
+    # BENCHMARKS.md "More keypoints for the first five"). About 1.5 s a pair on 2 CPU
+    # cores at 2,048. Needs an index enrolled with such keypoints (reid enroll --refine).
+    # None: the value the index's calibration was fitted with (0 for one fitted without).
+    refine: int | None = None
     # The kind of local features that verifies (reid.local: rootsift, xfeat, ...); None
     # uses the kind the gallery index caches (a new index: rootsift). A kind other than
     # the index's is refused.
@@ -158,6 +169,8 @@ class Candidate:
     fused_score: float
     probability: float
     evidence: list[Evidence]
+    # local_score counted on all the gallery's kept keypoints (MatchConfig.refine)
+    refined: bool = False
 
 
 @dataclass
@@ -447,6 +460,8 @@ class _Raw:
     evidence: list[Evidence] = field(default_factory=list)
     # hits verified besides the first verify_images: the descriptor shortlist's picks
     also: list[Hit] = field(default_factory=list)
+    # inliers counted on all the kept keypoints (MatchConfig.refine)
+    refined: bool = False
 
 
 def new_gallery_index(manifest: dict, embedding_dim: int, config: MatchConfig | None = None):
@@ -512,6 +527,14 @@ class Matcher:
         self.local_shortlist = check_local_shortlist(shortlist or 0)
         self._mutual: OrderedDict[int, tuple[LocalFeatures, dict[int, float]]] = OrderedDict()
         self._mutual_lock = threading.Lock()
+        refine = self.config.refine
+        if refine is None and self.calibration is not None:
+            refine = self.calibration.stats.get("refine", 0)
+        #: first verified candidates matched again on all kept keypoints (MatchConfig)
+        self.refine = check_refine(refine or 0, self.local)
+        self._refined_memo: OrderedDict[int, tuple[LocalFeatures, dict[int, Verification]]] = (
+            OrderedDict()
+        )
         prior = self.config.new_prior
         if prior is not None:
             check_new_prior(prior)
@@ -746,11 +769,63 @@ class Matcher:
                         exclude_flank,
                     )  # fmt: skip
 
-            self._verify_cascade(ranked[: cfg.verify_top], [lambda i=i: get(i) for i in frames],
+            made: dict[int, LocalFeatures] = {}  # each frame's keypoints made once
+
+            def frame(i: int) -> LocalFeatures:
+                if i not in made:
+                    made[i] = get(i)
+                return made[i]
+
+            self._verify_cascade(ranked[: cfg.verify_top], [lambda i=i: frame(i) for i in frames],
                                  more)  # fmt: skip
             if more is not None:  # picked flanks the search did not return join the list
                 ranked = sorted(flanks.values(), key=lambda c: (-c.global_score, c.key))
+            if self.refine > 0:
+                self._refine_first(ranked, frame(frames[0]))
         return ranked
+
+    def _refine_first(self, raws: Sequence[_Raw], f: LocalFeatures) -> None:
+        """The first :attr:`refine` verified candidates by inliers (ties: global score)
+        matched again against the best frame ``f`` on all their kept keypoints
+        (``local.refined()``), each on its best verified image: the candidate's inliers
+        and that image's evidence become the refined count and matches (label-blind, as
+        ``reid eval --refine`` is; the pair and decision models are fitted on the same
+        counts, :func:`fit_calibration` searching through :meth:`candidates`)."""
+        verified = [c for c in raws if c.verified and c.evidence]
+        first = sorted(verified, key=lambda c: (-c.inliers, -c.global_score, c.key))
+        first = first[: self.refine]
+        if not first:
+            return
+        best = [c.evidence[0] for c in first]  # evidence: most inliers first
+        results = self._refined(f, [e.gallery_id for e in best])
+        for c, e, v in zip(first, best, results, strict=True):
+            dx, dy = (e.bbox[0], e.bbox[1]) if e.bbox else (0, 0)
+            c.evidence[0] = replace(
+                e,
+                inliers=v.inliers,
+                query_points=[(float(x), float(y)) for x, y in v.query_xy],
+                gallery_points=[(float(x) + dx, float(y) + dy) for x, y in v.gallery_xy],
+            )
+            c.inliers, c.refined = v.inliers, True
+            c.evidence.sort(key=lambda e: (-e.inliers, -e.global_score, e.gallery_id))
+
+    def _refined(self, query: LocalFeatures, ids: Sequence[int]) -> list[Verification]:
+        """``query`` verified against gallery ``ids`` on all kept keypoints, remembered
+        for the last few query feature sets (a calibration query is searched up to three
+        times, with different images left out, and refines mostly the same pairs)."""
+        with self._mutual_lock:
+            held = self._refined_memo.get(id(query))
+            known = dict(held[1]) if held is not None and held[0] is query else {}
+        todo = list(dict.fromkeys(i for i in ids if i not in known))
+        if todo:
+            got = verify_many(query, [self.features.get(i) for i in todo], self.local.refined())
+            known.update(zip(todo, got, strict=True))
+        with self._mutual_lock:
+            self._refined_memo[id(query)] = (query, known)
+            self._refined_memo.move_to_end(id(query))
+            while len(self._refined_memo) > REFINED_MEMO:
+                self._refined_memo.popitem(last=False)
+        return [known[i] for i in ids]
 
     def _descriptor_picks(
         self,
@@ -1007,6 +1082,7 @@ def rank(raw: Sequence[_Raw], calibration: MatchCalibration) -> list[Candidate]:
             or [
                 Evidence(h.entry.image, h.entry.bbox, h.id, h.score, 0, [], []) for h in c.hits[:1]
             ],
+            refined=c.refined,
         )
         for c, f, p in zip(raw, fused, probs, strict=True)
     ]
@@ -1207,6 +1283,7 @@ def fit_calibration(
             "temperature": decision.temperature,
             "screen_temperature": screen.temperature,
             "local_shortlist": matcher.local_shortlist,
+            "refine": matcher.refine,
         },
     )
 
@@ -1522,7 +1599,8 @@ def calibrate_gallery(
             "reid calibrate)"
         )
     # the matcher's descriptor shortlist is kept with the index as a fitted one would be
-    stats = {**shipped.stats, "source": "release", "local_shortlist": matcher.local_shortlist}
+    stats = {**shipped.stats, "source": "release", "local_shortlist": matcher.local_shortlist,
+             "refine": matcher.refine}
     if why is not None:
         stats["gallery_refused"] = why
     return replace(shipped, new_prior=new_prior, stats=stats)
@@ -1533,6 +1611,21 @@ def check_local_shortlist(m) -> int:
     if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 0:
         raise ReidError(f"the descriptor shortlist must be a whole number >= 0, got {m!r}")
     return int(m)
+
+
+def check_refine(n, local) -> int:
+    """Refuse a refinement count that is not a whole number >= 0, or one > 0 with local
+    features that keep no more keypoints than they match on (ALIKED's
+    ``refine_keypoints``)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ReidError(f"the refinement count must be a whole number >= 0, got {n!r}")
+    if n > 0 and not getattr(local, "refine_keypoints", 0):
+        raise ReidError(
+            f"refining the first {n} candidates needs a gallery whose keypoints include more "
+            f"than it matches on ({local.name} here): enroll it into a new index with "
+            "reid enroll --local aliked --refine N"
+        )
+    return int(n)
 
 
 def check_new_prior(p: float) -> None:

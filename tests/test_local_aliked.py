@@ -305,3 +305,82 @@ def test_refined_ranking_reorders_each_rows_first_few_by_more_keypoints(monkeypa
     assert out[0, 4] > 9.0 and np.isnan(out[0, 1]) and np.isnan(out[0, 3])  # 4: alone
     assert out[0, 2] == -np.inf and out[0, 0] == 9.0
     assert out[1, 4] > 9.0 and (out[1, [0, 2, 3]] == sim[1, [0, 2, 3]]).all()
+
+
+def test_the_matcher_refines_its_first_candidates_on_all_kept_keypoints(tmp_path, monkeypatch):
+    """MatchConfig.refine: the first N verified candidates by inliers (ties: global score)
+    are matched again, each on its best image, with all the keypoints the gallery keeps;
+    their inliers and that image's evidence become the refined count. It is stored with
+    the index's calibration (fitted on the same counts), refined pairs are remembered
+    per query, and a gallery without the extra keypoints refuses it."""
+    import torch
+
+    import reid.match as match_module
+    from reid.embed import load_record_image
+    from reid.match import Matcher, MatchConfig, check_refine, enroll
+    from reid.model import ModelConfig, build_model
+    from reid.release import save_release
+    from reid.synthetic.catalogue import write_catalogue
+    from reid.verify import extract, verify_many
+
+    records = write_catalogue(
+        tmp_path / "cat", species=("leopard",), individuals=3, images_per_side=2, seed=3, workers=1
+    )
+    torch.manual_seed(0)
+    net = build_model(ModelConfig(backbone="test_efficientnet", embedding_dim=16,
+                                  input_size=(32, 64), pretrained=None)).eval()  # fmt: skip
+    release = save_release(net, tmp_path / "model", name="tiny", training_data="none", metrics={})
+    local = replace(SMALL, max_keypoints=48, refine_keypoints=128)
+    enroll(records, tmp_path / "ix", release, show_progress=False, workers=1,
+           config=MatchConfig(local=local, refine=2))  # fmt: skip
+    m = Matcher.open(tmp_path / "ix", release)  # the index's keypoints and refinement
+    assert m.local == local and m.refine == 2 and m.calibration.stats["refine"] == 2
+    assert len(m.features.get(0)) > local.max_keypoints  # the gallery keeps the extra ones
+    plain = Matcher.open(tmp_path / "ix", release, config=MatchConfig(refine=0))
+    assert plain.refine == 0
+    entries = m.index.entries()
+    q = 0
+    e = entries[q]
+    feats = [extract(load_record_image(records[0]), local)]
+    emb = m.index.vectors([q])
+    where = dict(side=e.side, species=e.species, exclude_ids={q})  # a query from elsewhere
+    before = plain.candidates(emb, feats, **where)
+    verified = [c for c in before if c.verified and c.evidence]
+    first = sorted(verified, key=lambda c: (-c.inliers, -c.global_score, c.key))[:2]
+    calls = []
+    real = match_module.verify_many
+    monkeypatch.setattr(match_module, "verify_many",
+                        lambda f, g, cfg: calls.append((len(g), cfg)) or real(f, g, cfg))  # fmt: skip
+    after = m.candidates(emb, feats, **where)
+    refined = {c.key: c for c in after if c.refined}
+    assert set(refined) == {c.key for c in first}
+    for c in first:
+        best = c.evidence[0].gallery_id  # its image with the most inliers at 48 keypoints
+        (v,) = real(feats[0], [m.features.get(best)], local.refined())
+        got = refined[c.key]
+        assert got.inliers == v.inliers
+        assert [(x.gallery_id, x.inliers) for x in got.evidence if x.gallery_id == best] == [
+            (best, v.inliers)
+        ]
+    assert {c.key: c.inliers for c in after if not c.refined} == {
+        c.key: c.inliers for c in before if c.key not in refined
+    }
+    own = next(c for c in after if c.key == e.flank)  # another photo of the query's flank
+    assert own.refined and own.inliers > next(c for c in before if c.key == e.flank).inliers
+    fine = [n for n, cfg in calls if cfg == local.refined()]
+    assert sum(fine) == 2
+    calls.clear()  # searched again with its flank left out: the refined pairs remembered
+    again = m.candidates(emb, feats, side=e.side, species=e.species, exclude_flank=e.flank)
+    new_ids = {c.evidence[0].gallery_id for c in again if c.refined}
+    old_ids = {c.evidence[0].gallery_id for c in after if c.refined}
+    assert sum(n for n, cfg in calls if cfg == local.refined()) == len(new_ids - old_ids)
+    result = m.match(load_record_image(records[0]), side=e.side, species=e.species)
+    assert result.candidates[0].refined and sum(c.refined for c in result.candidates) <= 2
+    assert result.to_dict()["candidates"][0]["refined"] is True
+    with pytest.raises(ReidError, match="whole number"):
+        Matcher.open(tmp_path / "ix", release, config=MatchConfig(refine=-1))
+    with pytest.raises(ReidError, match="include more than it matches on .*rootsift"):
+        check_refine(1, SiftConfig())
+    assert check_refine(0, SiftConfig()) == 0
+    with pytest.raises(ReidError, match="include more than it matches on"):
+        check_refine(3, AlikedConfig())

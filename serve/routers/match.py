@@ -104,7 +104,7 @@ def match(
         CandidateOut(
             individual=c.individual, species=c.species, side=c.side, organisation=c.organisation,
             global_score=c.global_score, local_score=c.local_score, fused_score=c.fused_score,
-            probability=c.probability,
+            probability=c.probability, refined=c.refined,
             evidence=[
                 EvidenceOut(
                     gallery_id=e.gallery_id, image_url=f"/v1/gallery/{e.gallery_id}/image",

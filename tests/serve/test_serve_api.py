@@ -93,6 +93,7 @@ def test_enrol_then_match_finds_the_new_individual(world, held_out):
     body = _match(world, record).json()
     assert body["candidates"][0]["individual"] == "T-NPO-99"  # the very photo, enrolled
     assert body["candidates"][0]["local_score"] > 0
+    assert body["candidates"][0]["refined"] is False  # a RootSIFT gallery never refines
 
 
 def test_health_metrics_and_openapi(world):
