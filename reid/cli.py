@@ -865,13 +865,16 @@ def enroll(
     and queries to the gallery are then cropped the same way.
     """
     from reid.data.load import load_catalogue
+    from reid.index import is_index
     from reid.local import local_config
     from reid.match import MatchConfig
     from reid.match import enroll as enroll_catalogue
 
     if refine_keypoints is not None and not refine:
         raise ReidError("--refine-keypoints applies with --refine N (N >= 1) only")
-    if refine:
+    if refine and local is None and refine_keypoints is None and is_index(index):
+        chosen = None  # the index's own features: refused below if they keep no more
+    elif refine:
         from reid.local.aliked import REFINE_KEYPOINTS
 
         chosen = _refining(local, (refine, refine_keypoints or REFINE_KEYPOINTS))

@@ -478,6 +478,18 @@ def new_gallery_index(manifest: dict, embedding_dim: int, config: MatchConfig | 
     return index
 
 
+def _with_index_refinement(local: LocalConfig | None, recorded: dict | None):
+    """``local`` (None: None), or the index's own config when ``local`` asks for the same
+    features without the extra keypoints a refining index keeps (``--local aliked`` on an
+    index enrolled with ``--refine``): its keypoints are those plus more."""
+    if local is None or not recorded or not recorded.get("refine_keypoints"):
+        return local
+    if getattr(local, "refine_keypoints", None) != 0:
+        return local
+    theirs = config_from_fingerprint(recorded)
+    return theirs if replace(theirs, refine_keypoints=0) == local else local
+
+
 def decisive_inliers(config: MatchConfig, local) -> int:
     """The inlier count at which verification stops early (0: never), for the kind of
     local features ``local``. Only inliers that one geometry checked are decisive: counts
@@ -512,7 +524,9 @@ class Matcher:
         self.device = device
         recorded = index.attachments.get(INDEX_KEY)
         #: the local features that verify: the configured kind, else the index's own
-        self.local: LocalConfig = self.config.local or config_from_fingerprint(recorded)
+        self.local: LocalConfig = _with_index_refinement(
+            self.config.local, recorded
+        ) or config_from_fingerprint(recorded)
         check_local_features(recorded, self.local, "the gallery index")
         cal = index.attachments.get(CALIBRATION_KEY)
         self.calibration = MatchCalibration.from_dict(cal) if cal else None
@@ -780,24 +794,26 @@ class Matcher:
                                  more)  # fmt: skip
             if more is not None:  # picked flanks the search did not return join the list
                 ranked = sorted(flanks.values(), key=lambda c: (-c.global_score, c.key))
-            if self.refine > 0:
-                self._refine_first(ranked, frame(frames[0]))
+            if self.refine > 0:  # against each frame verified (frames in the order made)
+                self._refine_first(ranked, list(made.values()))
         return ranked
 
-    def _refine_first(self, raws: Sequence[_Raw], f: LocalFeatures) -> None:
+    def _refine_first(self, raws: Sequence[_Raw], frames: Sequence[LocalFeatures]) -> None:
         """The first :attr:`refine` verified candidates by inliers (ties: global score)
-        matched again against the best frame ``f`` on all their kept keypoints
-        (``local.refined()``), each on its best verified image: the candidate's inliers
-        and that image's evidence become the refined count and matches (label-blind, as
-        ``reid eval --refine`` is; the pair and decision models are fitted on the same
-        counts, :func:`fit_calibration` searching through :meth:`candidates`)."""
+        matched again against the verified ``frames`` on all their kept keypoints
+        (``local.refined()``), each on its best verified image (its best count over the
+        frames, as verification keeps): the candidate's inliers and that image's evidence,
+        put first, become the refined count and matches (label-blind, as ``reid eval
+        --refine`` is; the pair and decision models are fitted on the same counts,
+        :func:`fit_calibration` searching through :meth:`candidates`)."""
         verified = [c for c in raws if c.verified and c.evidence]
         first = sorted(verified, key=lambda c: (-c.inliers, -c.global_score, c.key))
         first = first[: self.refine]
-        if not first:
+        if not first or not frames:
             return
         best = [c.evidence[0] for c in first]  # evidence: most inliers first
-        results = self._refined(f, [e.gallery_id for e in best])
+        per_frame = [self._refined(f, [e.gallery_id for e in best]) for f in frames]
+        results = [max(vs, key=lambda v: v.inliers) for vs in zip(*per_frame, strict=True)]
         for c, e, v in zip(first, best, results, strict=True):
             dx, dy = (e.bbox[0], e.bbox[1]) if e.bbox else (0, 0)
             c.evidence[0] = replace(
@@ -807,7 +823,9 @@ class Matcher:
                 gallery_points=[(float(x) + dx, float(y) + dy) for x, y in v.gallery_xy],
             )
             c.inliers, c.refined = v.inliers, True
-            c.evidence.sort(key=lambda e: (-e.inliers, -e.global_score, e.gallery_id))
+            # the refined image first (its count is the candidate's), the rest as before
+            rest = sorted(c.evidence[1:], key=lambda e: (-e.inliers, -e.global_score, e.gallery_id))
+            c.evidence[1:] = rest
 
     def _refined(self, query: LocalFeatures, ids: Sequence[int]) -> list[Verification]:
         """``query`` verified against gallery ``ids`` on all kept keypoints, remembered
@@ -899,9 +917,12 @@ class Matcher:
             held = self._mutual.get(id(query))
             known = dict(held[1]) if held is not None and held[0] is query else {}
         todo = [i for i in ids if i not in known]
+        # counted on the keypoints every pair is matched on (a refining gallery keeps more)
+        first = getattr(self.local, "first", lambda f: f)
         for start in range(0, len(todo), MUTUAL_BLOCK):  # keypoints loaded a block at a time
             block = todo[start : start + MUTUAL_BLOCK]
-            got = mutual_neighbour_counts_to(query, [self.features.get(i) for i in block])
+            gallery = [first(self.features.get(i)) for i in block]
+            got = mutual_neighbour_counts_to(first(query), gallery)
             known.update(zip(block, map(float, got), strict=True))
         with self._mutual_lock:
             self._mutual[id(query)] = (query, known)
@@ -1055,7 +1076,10 @@ class Matcher:
         cos = float(ea @ eb / (np.linalg.norm(ea) * np.linalg.norm(eb) + 1e-12))
         fa = a if isinstance(a, LocalFeatures) else self.local_features(a)
         fb = b if isinstance(b, LocalFeatures) else self.local_features(b)
-        (v,) = verify_many(fa, [fb], self.local)
+        # a refining gallery's pair model saw its likely pairs' counts on all kept
+        # keypoints (MatchConfig.refine): a pair is scored as those were
+        local = self.local.refined() if self.refine > 0 else self.local
+        (v,) = verify_many(fa, [fb], local)
         x = np.array([[cos, math.log1p(v.inliers)]])
         return float(calibration.pair.predict(x)[0])
 
@@ -1587,6 +1611,12 @@ def calibrate_gallery(
         else:
             cal.stats["source"] = "gallery"
             return cal
+    if matcher.refine > 0:  # a release's calibration never saw refined counts
+        raise CannotCalibrate(
+            f"cannot calibrate: {why or 'a release calibration was asked for'}; a gallery "
+            f"that refines its first candidates (--refine {matcher.refine}) is calibrated on "
+            "itself only: enroll at least two flanks with two photos each, taken apart"
+        )
     shipped = load_from_release(release, manifest, matcher.local)
     if shipped is None:
         if source == "release":
@@ -1599,8 +1629,7 @@ def calibrate_gallery(
             "reid calibrate)"
         )
     # the matcher's descriptor shortlist is kept with the index as a fitted one would be
-    stats = {**shipped.stats, "source": "release", "local_shortlist": matcher.local_shortlist,
-             "refine": matcher.refine}
+    stats = {**shipped.stats, "source": "release", "local_shortlist": matcher.local_shortlist}
     if why is not None:
         stats["gallery_refused"] = why
     return replace(shipped, new_prior=new_prior, stats=stats)

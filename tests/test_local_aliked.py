@@ -317,11 +317,11 @@ def test_the_matcher_refines_its_first_candidates_on_all_kept_keypoints(tmp_path
 
     import reid.match as match_module
     from reid.embed import load_record_image
-    from reid.match import Matcher, MatchConfig, check_refine, enroll
+    from reid.match import MatchConfig, Matcher, check_refine, enroll
     from reid.model import ModelConfig, build_model
     from reid.release import save_release
     from reid.synthetic.catalogue import write_catalogue
-    from reid.verify import extract, verify_many
+    from reid.verify import extract
 
     records = write_catalogue(
         tmp_path / "cat", species=("leopard",), individuals=3, images_per_side=2, seed=3, workers=1
@@ -349,8 +349,11 @@ def test_the_matcher_refines_its_first_candidates_on_all_kept_keypoints(tmp_path
     first = sorted(verified, key=lambda c: (-c.inliers, -c.global_score, c.key))[:2]
     calls = []
     real = match_module.verify_many
-    monkeypatch.setattr(match_module, "verify_many",
-                        lambda f, g, cfg: calls.append((len(g), cfg)) or real(f, g, cfg))  # fmt: skip
+    def spy(f, g, cfg):
+        calls.append((len(g), cfg))
+        return real(f, g, cfg)
+
+    monkeypatch.setattr(match_module, "verify_many", spy)
     after = m.candidates(emb, feats, **where)
     refined = {c.key: c for c in after if c.refined}
     assert set(refined) == {c.key for c in first}
@@ -374,9 +377,38 @@ def test_the_matcher_refines_its_first_candidates_on_all_kept_keypoints(tmp_path
     new_ids = {c.evidence[0].gallery_id for c in again if c.refined}
     old_ids = {c.evidence[0].gallery_id for c in after if c.refined}
     assert sum(n for n, cfg in calls if cfg == local.refined()) == len(new_ids - old_ids)
+    for c in after:  # a refined candidate's count is its first evidence image's
+        assert not c.refined or c.evidence[0].inliers == c.inliers
     result = m.match(load_record_image(records[0]), side=e.side, species=e.species)
     assert result.candidates[0].refined and sum(c.refined for c in result.candidates) <= 2
     assert result.to_dict()["candidates"][0]["refined"] is True
+    # a burst: each refined image is matched against every verified frame, the best kept
+    other = next(r for r in records[1:] if r.side == e.side)
+    frames = [load_record_image(other), load_record_image(records[0])]
+    burst = m.match_encounter(frames, side=e.side, species=e.species)
+    made = [extract(f, local) for f in frames]
+    assert any(c.refined for c in burst.candidates)
+    for c in burst.candidates:
+        if c.refined:
+            g = m.features.get(c.evidence[0].gallery_id)
+            assert c.local_score == max(real(f, [g], local.refined())[0].inliers for f in made)
+    # the descriptor shortlist counts on the keypoints every pair is matched on
+    from reid.local.recall import mutual_neighbour_counts_to
+
+    want = mutual_neighbour_counts_to(local.first(feats[0]), [local.first(m.features.get(1))])
+    assert m._mutual_counts(feats[0], [1]).tolist() == want.tolist()
+    # a pair is scored on the counts the refining gallery's pair model saw
+    calls.clear()
+    m.pair_probability(feats[0], m.features.get(1), emb[0], m.index.vectors([1])[0])
+    assert calls == [(1, local.refined())]
+    # --local aliked (no extra keypoints) on this index adopts the index's own
+    assert Matcher.open(tmp_path / "ix", release,
+                        config=MatchConfig(local=replace(local, refine_keypoints=0))).local == local
+    # a release's calibration never saw refined counts: refused, saying why
+    from reid.match import CannotCalibrate, calibrate_gallery
+
+    with pytest.raises(CannotCalibrate, match="calibrated on itself only"):
+        calibrate_gallery(m, release, m.manifest, "release", show_progress=False)
     with pytest.raises(ReidError, match="whole number"):
         Matcher.open(tmp_path / "ix", release, config=MatchConfig(refine=-1))
     with pytest.raises(ReidError, match="include more than it matches on .*rootsift"):

@@ -481,6 +481,19 @@ def test_enroll_stores_the_descriptor_shortlist_with_its_calibration(setup, tmp_
     assert bad.exit_code != 0 and "--shortlist" in bad.output
 
 
+def test_refining_an_index_without_the_extra_keypoints_is_refused(setup):
+    """reid enroll --refine N on an existing index takes the index's local features, and
+    refuses (before anything is written) when they keep no more keypoints than they match
+    on, as every RootSIFT index does."""
+    root, release, *_ = setup
+    saved = {p.name: p.stat().st_mtime_ns for p in (root / "index").iterdir()}
+    out = runner.invoke(app, ["enroll", str(root / "cat"), "--index", str(root / "index"),
+                              "--model", str(release), "--refine", "2"])  # fmt: skip
+    assert out.exit_code != 0
+    assert "include more than it matches on (rootsift here)" in " ".join(out.output.split())
+    assert {p.name: p.stat().st_mtime_ns for p in (root / "index").iterdir()} == saved
+
+
 def test_eval_open_set_reports_baks_baus_and_calibration(setup):
     root, release, *_ = setup
     res = runner.invoke(
