@@ -1007,8 +1007,11 @@ def match(
                    f"{'fused':>8}{'P(same)':>9}  best gallery image")
         for k, c in enumerate(res.candidates, 1):
             best = Path(c.evidence[0].image).name if c.evidence else ""
+            count = f"{c.local_score:.0f}" + ("*" if c.refined else "")
             typer.echo(f"  {k:<3}{c.individual:<16}{c.side:<7}{c.global_score:>8.3f}"
-                       f"{c.local_score:>9.0f}{c.fused_score:>8.2f}{c.probability:>9.2f}  {best}")
+                       f"{count:>9}{c.fused_score:>8.2f}{c.probability:>9.2f}  {best}")
+        if any(c.refined for c in res.candidates):
+            typer.echo("  * inliers counted on all the keypoints the gallery keeps (--refine)")
     typer.echo(f"model {results[0].model_version}")
 
 

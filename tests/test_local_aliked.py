@@ -382,6 +382,15 @@ def test_the_matcher_refines_its_first_candidates_on_all_kept_keypoints(tmp_path
     result = m.match(load_record_image(records[0]), side=e.side, species=e.species)
     assert result.candidates[0].refined and sum(c.refined for c in result.candidates) <= 2
     assert result.to_dict()["candidates"][0]["refined"] is True
+    from typer.testing import CliRunner
+
+    from reid.cli import app
+
+    args = ["match", str(records[0].path), "--index", str(tmp_path / "ix"), "--model",
+            str(release), "--side", e.side, "--no-locate"]
+    shown = CliRunner().invoke(app, args)
+    assert shown.exit_code == 0, shown.output
+    assert "* inliers counted on all the keypoints the gallery keeps" in shown.output
     # a burst: each refined image is matched against every verified frame, the best kept
     other = next(r for r in records[1:] if r.side == e.side)
     frames = [load_record_image(other), load_record_image(records[0])]
