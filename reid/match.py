@@ -501,6 +501,31 @@ def decisive_inliers(config: MatchConfig, local) -> int:
     return config.decisive_inliers
 
 
+class _QueryMemo:
+    """Results per gallery id for the last ``size`` query feature sets, thread-safe: a
+    calibration query is searched up to three times (different images left out), and
+    asks mostly the same gallery images again."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._held: OrderedDict[int, tuple[LocalFeatures, dict]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def known(self, query: LocalFeatures) -> dict:
+        """A copy of what is remembered for ``query`` (the very object), else empty."""
+        with self._lock:
+            held = self._held.get(id(query))
+            return dict(held[1]) if held is not None and held[0] is query else {}
+
+    def store(self, query: LocalFeatures, known: dict) -> None:
+        """Remember ``known`` for ``query``, forgetting the least recent beyond ``size``."""
+        with self._lock:
+            self._held[id(query)] = (query, known)
+            self._held.move_to_end(id(query))
+            while len(self._held) > self.size:
+                self._held.popitem(last=False)
+
+
 class Matcher:
     """A loaded model release, a gallery index and its keypoint cache and calibration."""
 
@@ -539,16 +564,13 @@ class Matcher:
             shortlist = self.calibration.stats.get("local_shortlist", 0)
         #: gallery images added to the verified candidates by descriptors (MatchConfig)
         self.local_shortlist = check_local_shortlist(shortlist or 0)
-        self._mutual: OrderedDict[int, tuple[LocalFeatures, dict[int, float]]] = OrderedDict()
-        self._mutual_lock = threading.Lock()
+        self._mutual = _QueryMemo(MUTUAL_MEMO)  # descriptor counts per query feature set
         refine = self.config.refine
         if refine is None and self.calibration is not None:
             refine = self.calibration.stats.get("refine", 0)
         #: first verified candidates matched again on all kept keypoints (MatchConfig)
         self.refine = check_refine(refine or 0, self.local)
-        self._refined_memo: OrderedDict[int, tuple[LocalFeatures, dict[int, Verification]]] = (
-            OrderedDict()
-        )
+        self._refined_memo = _QueryMemo(REFINED_MEMO)  # refined pairs per query feature set
         prior = self.config.new_prior
         if prior is not None:
             check_new_prior(prior)
@@ -831,18 +853,12 @@ class Matcher:
         """``query`` verified against gallery ``ids`` on all kept keypoints, remembered
         for the last few query feature sets (a calibration query is searched up to three
         times, with different images left out, and refines mostly the same pairs)."""
-        with self._mutual_lock:
-            held = self._refined_memo.get(id(query))
-            known = dict(held[1]) if held is not None and held[0] is query else {}
+        known = self._refined_memo.known(query)
         todo = list(dict.fromkeys(i for i in ids if i not in known))
         if todo:
             got = verify_many(query, [self.features.get(i) for i in todo], self.local.refined())
             known.update(zip(todo, got, strict=True))
-        with self._mutual_lock:
-            self._refined_memo[id(query)] = (query, known)
-            self._refined_memo.move_to_end(id(query))
-            while len(self._refined_memo) > REFINED_MEMO:
-                self._refined_memo.popitem(last=False)
+        self._refined_memo.store(query, known)
         return [known[i] for i in ids]
 
     def _descriptor_picks(
@@ -913,9 +929,7 @@ class Matcher:
         times, with different images left out)."""
         from reid.local.recall import mutual_neighbour_counts_to
 
-        with self._mutual_lock:
-            held = self._mutual.get(id(query))
-            known = dict(held[1]) if held is not None and held[0] is query else {}
+        known = self._mutual.known(query)
         todo = [i for i in ids if i not in known]
         # counted on the keypoints every pair is matched on (a refining gallery keeps more)
         first = getattr(self.local, "first", lambda f: f)
@@ -924,11 +938,7 @@ class Matcher:
             gallery = [first(self.features.get(i)) for i in block]
             got = mutual_neighbour_counts_to(first(query), gallery)
             known.update(zip(block, map(float, got), strict=True))
-        with self._mutual_lock:
-            self._mutual[id(query)] = (query, known)
-            self._mutual.move_to_end(id(query))
-            while len(self._mutual) > MUTUAL_MEMO:
-                self._mutual.popitem(last=False)
+        self._mutual.store(query, known)
         return np.array([known[i] for i in ids], np.float64)
 
     def _verify_cascade(
