@@ -275,15 +275,24 @@ def decide(data: RealSet, matcher, queries: list[int], raws: list, calibration, 
 
 def summarise(d: dict) -> dict:
     """Open-set scores of pooled decisions (:func:`decide`)."""
-    from reid.metrics import expected_calibration_error, open_set_scores, reliability_table
+    from reid.metrics import (
+        calibration_noise,
+        expected_calibration_error,
+        open_set_scores,
+        reliability_table,
+    )
 
     known = {t for t, k in zip(d["truth"], d["known"], strict=True) if k}
     expected = [t if k else "new" for t, k in zip(d["truth"], d["known"], strict=True)]
     correct = np.array([p == e for p, e in zip(d["predicted"], expected, strict=True)])
     conf = np.array(d["confidence"])
     out = dict(open_set_scores(d["truth"], d["predicted"], known, new_label="new"))
+    ece = expected_calibration_error(conf, correct)
+    noise = calibration_noise(conf, observed=ece)
     out.update(
-        ECE=expected_calibration_error(conf, correct),
+        ECE=ece,
+        ECE_floor=noise["floor"],  # a perfectly calibrated matcher's ECE on these queries
+        ECE_p=noise["p_value"],
         ECE_new=expected_calibration_error(np.array(d["p_new"]), ~np.array(d["known"])),
         accuracy=float(correct.mean()),
         mean_confidence=float(conf.mean()),
@@ -427,7 +436,7 @@ def evaluate_set(data: RealSet, release: Path, args) -> list[dict]:
             rows.append(row)
             brief = {k: row[k] for k in ("data", "decisive_inliers", "calibration", "screen",
                                          "BAKS", "BAUS", "gm", "gm_90", "ECE", "ECE_90",
-                                         "ECE_new",
+                                         "ECE_floor", "ECE_p", "ECE_new",
                                          "top1_known", "screened")}  # fmt: skip
             print(json.dumps(brief), flush=True)
         for source, per_fold in clusters.items():

@@ -647,6 +647,10 @@ def _eval_open_set(
                f"({result['n_known']} of enrolled flanks, {result['n_unknown']} of new ones)")
     for key in ("BAKS", "BAUS", "gm", "ECE", "top1_known"):
         typer.echo(f"{key:<9}{result[key]:.3f}")
+        if key == "ECE":
+            typer.echo(f"         (a perfectly calibrated matcher: {result['ECE_floor']:.3f} on "
+                       f"average on {result['queries']} queries, 95 % below "
+                       f"{result['ECE_p95']:.3f}; p = {result['ECE_p']:.2f})")
     typer.echo(f"time     {result['seconds']:.1f} s")
 
 

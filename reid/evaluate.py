@@ -124,7 +124,11 @@ def evaluate_open_set(
 
     Keys: ``BAKS``, ``BAUS``, ``gm`` (their geometric mean), ``AKS``, ``AUS``,
     ``n_known``, ``n_unknown``, ``ECE`` (of the decision probability against whether the
-    decision was right), ``ECE_new`` (of P(new) against the flank being new),
+    decision was right), ``ECE_floor`` and ``ECE_p95`` (the mean and 95th percentile of
+    the ECE that a perfectly calibrated matcher giving the same probabilities would show
+    on this many queries: :func:`reid.metrics.calibration_noise`), ``ECE_p`` (the share
+    of such perfect draws with an ECE at least ``ECE``: small, the miscalibration is
+    real), ``ECE_new`` (of P(new) against the flank being new),
     ``top1_known`` (best candidate right, enrolled flanks), ``mean_confidence`` (of the
     decision probability, against ``accuracy``), ``reliability`` (ECE's bins: see
     :func:`reid.metrics.reliability_table`), ``gallery``, ``queries``,
@@ -149,7 +153,12 @@ def evaluate_open_set(
         new_gallery_index,
         resolve_model,
     )
-    from reid.metrics import expected_calibration_error, open_set_scores, reliability_table
+    from reid.metrics import (
+        calibration_noise,
+        expected_calibration_error,
+        open_set_scores,
+        reliability_table,
+    )
     from reid.release import load_release
     from reid.splits import open_set_split
 
@@ -255,8 +264,13 @@ def evaluate_open_set(
     ]
     out = dict(open_set_scores(truth, predicted, split.known, new_label="new"))
     confidence = np.array([r.probability for r in results])
+    ece = expected_calibration_error(confidence, correct)
+    noise = calibration_noise(confidence, observed=ece, seed=seed)
     out.update(
-        ECE=expected_calibration_error(confidence, correct),
+        ECE=ece,
+        ECE_floor=noise["floor"],
+        ECE_p95=noise["p95"],
+        ECE_p=noise["p_value"],
         ECE_new=expected_calibration_error(np.array([r.new_probability for r in results]), is_new),
         accuracy=float(correct.mean()),
         top1_known=float(np.mean(top1)) if top1 else float("nan"),

@@ -520,6 +520,56 @@ def expected_calibration_error(
     return float(gap[count > 0].sum() / p.size)
 
 
+def calibration_noise(
+    probabilities: np.ndarray,
+    observed: float | None = None,
+    n_bins: int = 15,
+    draws: int = 2000,
+    seed: int = 0,
+) -> dict:
+    """How large :func:`expected_calibration_error` comes out for a *perfectly*
+    calibrated predictor that gave these probabilities: its outcomes are drawn as
+    Bernoulli(p), ``draws`` times (seeded), and the ECE of each draw is measured with
+    the same bins.
+
+    Binned ECE is biased upwards on few samples: a predictor that is exactly right
+    about its chances still shows an ECE of several hundredths on a hundred queries,
+    so an observed ECE only says "miscalibrated" where it is well above this floor.
+
+    Keys: ``floor`` (mean ECE of the draws), ``p95`` (their 95th percentile),
+    ``draws``; with ``observed``, ``p_value``: the share of draws whose ECE is at least
+    ``observed`` (small: the miscalibration is real, not sampling noise). Empty
+    ``probabilities``: ``floor`` and ``p95`` are ``nan``.
+    """
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
+    p, _, bins = _calibration_bins(probabilities, np.zeros(np.size(probabilities)), n_bins)
+    if p.size == 0:
+        out = {"floor": math.nan, "p95": math.nan, "draws": draws}
+        if observed is not None:
+            out["p_value"] = math.nan
+        return out
+    rng = np.random.default_rng(seed)
+    onehot = np.eye(n_bins)[bins]  # (N, bins)
+    expected = p @ onehot
+    eces = np.empty(draws)
+    chunk = max(1, 2_000_000 // p.size)  # bounded memory on large evaluations
+    for start in range(0, draws, chunk):
+        n = min(chunk, draws - start)
+        y = rng.random((n, p.size)) < p  # each row one perfectly calibrated draw
+        got = y.astype(np.float64) @ onehot
+        eces[start : start + n] = np.abs(got - expected).sum(axis=1) / p.size
+    out = {
+        "floor": float(eces.mean()),
+        "p95": float(np.quantile(eces, 0.95)),
+        "draws": draws,
+    }
+    if observed is not None:
+        # the +1s count the observation itself: a p-value is never 0 from finite draws
+        out["p_value"] = float((np.sum(eces >= observed - 1e-12) + 1) / (draws + 1))
+    return out
+
+
 def reliability_table(
     probabilities: np.ndarray, outcomes: np.ndarray, n_bins: int = 15
 ) -> list[dict]:

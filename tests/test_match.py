@@ -507,6 +507,19 @@ def test_eval_open_set_reports_baks_baus_and_calibration(setup):
     assert 0 <= data["ECE"] <= 1 and data["gm"] == pytest.approx(
         np.sqrt(data["BAKS"] * data["BAUS"])
     )
+    # beside the ECE, what a perfectly calibrated matcher would show on these queries
+    assert 0 <= data["ECE_floor"] <= data["ECE_p95"] <= 1
+    assert 0 < data["ECE_p"] <= 1
+    text = runner.invoke(
+        app, ["eval", str(root / "cat"), "--open-set", "--model", str(release), "--workers", "1",
+              "--unknown-ratio", "0.25"],
+    )  # fmt: skip
+    assert text.exit_code == 0, text.output
+    lines = dict(line.split(None, 1) for line in text.output.splitlines()
+                 if line.split()[:1] in (["gm"], ["ECE"]))  # fmt: skip
+    assert float(lines["gm"]) == pytest.approx(data["gm"], abs=1e-3)
+    assert float(lines["ECE"]) == pytest.approx(data["ECE"], abs=1e-3)
+    assert f"a perfectly calibrated matcher: {data['ECE_floor']:.3f} on average" in text.output
 
 
 def test_fused_method_is_cross_fitted_and_ranks_by_both_scores(setup):

@@ -421,6 +421,53 @@ def test_ece_rejects_bad_input():
     assert math.isnan(expected_calibration_error([], []))
 
 
+def test_calibration_noise_is_the_ece_of_a_perfectly_calibrated_predictor():
+    from reid.metrics import calibration_noise
+
+    # four queries at p = .5, one bin: ECE = |k/4 - .5| for k ~ Binomial(4, .5), whose
+    # mean is (2 * .5 + 8 * .25) / 16 = .1875; 95th percentile .5
+    noise = calibration_noise([0.5] * 4, draws=20000, seed=1)
+    assert noise["floor"] == pytest.approx(0.1875, abs=0.005)
+    assert noise["p95"] == pytest.approx(0.5)
+    assert "p_value" not in noise
+    # the floor falls as the queries grow (about 1 / sqrt(N))
+    assert calibration_noise([0.5] * 400, draws=2000)["floor"] < 0.03
+    # certain probabilities have certain outcomes: no noise at all
+    sure = calibration_noise([0.0, 1.0, 1.0], observed=0.0)
+    assert sure["floor"] == 0.0 and sure["p95"] == 0.0 and sure["p_value"] == 1.0
+    # same draws for the same seed, as a benchmark needs
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.3, 1.0, 300)
+    assert calibration_noise(p, seed=3) == calibration_noise(p, seed=3)
+
+
+def test_calibration_noise_tells_real_miscalibration_from_sampling_noise():
+    from reid.metrics import calibration_noise
+
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0.5, 1.0, 200)
+    honest = rng.uniform(0, 1, 200) < p  # outcomes as likely as said
+    boastful = rng.uniform(0, 1, 200) < p - 0.25  # 25 points less likely than said
+    for y, significant in ((honest, False), (boastful, True)):
+        ece = expected_calibration_error(p, y)
+        noise = calibration_noise(p, observed=ece)
+        assert 0 < noise["floor"] < noise["p95"] < 0.2
+        assert (noise["p_value"] < 0.01) is significant, (ece, noise)
+    # an observation above every draw still has p >= 1 / (draws + 1), never 0
+    assert calibration_noise(p, observed=1.0, draws=99)["p_value"] == pytest.approx(0.01)
+
+
+def test_calibration_noise_rejects_bad_input():
+    from reid.metrics import calibration_noise
+
+    with pytest.raises(ValueError, match="draws"):
+        calibration_noise([0.5], draws=0)
+    with pytest.raises(ValueError):
+        calibration_noise([1.5])
+    empty = calibration_noise([], observed=0.1)
+    assert math.isnan(empty["floor"]) and math.isnan(empty["p95"]) and math.isnan(empty["p_value"])
+
+
 def test_reliability_table_is_the_bins_of_ece():
     from reid.metrics import expected_calibration_error, reliability_table
 
