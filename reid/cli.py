@@ -286,6 +286,12 @@ def eval_(
         Path | None,
         typer.Option(help="ATRW test: also write the official submission JSON here."),
     ] = None,
+    reliability: Annotated[
+        Path | None,
+        typer.Option(help="--open-set: also draw the reliability diagram of the decisions "
+                     "(PNG): each probability bin's share of right decisions, with the band "
+                     "a perfectly calibrated matcher's share would fall in."),
+    ] = None,
     near_duplicate_threshold: Annotated[
         float,
         typer.Option(
@@ -394,6 +400,12 @@ def eval_(
                         f"--open-set with --local aliked), not to --method {method}")
     if refine_keypoints is not None and refine is None:
         raise ReidError("--refine-keypoints applies with --refine N only")
+    if reliability is not None:
+        if not open_set:
+            raise ReidError("--reliability applies to --open-set (its decisions' probabilities)")
+        from reid.reliability import check_plot_path
+
+        check_plot_path(reliability)  # refused now, not after the evaluation
     if refine is not None:
         from reid.local.aliked import REFINE_KEYPOINTS
 
@@ -442,7 +454,8 @@ def eval_(
     if open_set:
         _eval_open_set(records, model, gallery_ratio, unknown_ratio, split_seed, verify_top,
                        workers, as_json, new_prior, near_duplicates=is_atrw_train(catalogue),
-                       local=local, local_shortlist=shortlist_local, refined=refined)
+                       local=local, local_shortlist=shortlist_local, refined=refined,
+                       reliability=reliability)
         return
     scorer = _method_with_model(method, workers, model, local, shortlist, shortlist_local,
                                 refined)  # fmt: skip
@@ -616,6 +629,7 @@ def _eval_open_set(
     local: str | None = None,
     local_shortlist: int | None = None,
     refined: tuple[int, int] | None = None,
+    reliability: Path | None = None,
 ) -> None:
     from reid.evaluate import evaluate_open_set
     from reid.match import MatchConfig, check_new_prior
@@ -640,9 +654,27 @@ def _eval_open_set(
         show_progress=not as_json,
         near_duplicates=near_duplicates,
     )
+    failed = None
+    if reliability is not None:
+        from reid.reliability import plot_reliability
+
+        try:  # the results are printed whatever becomes of the drawing
+            plot_reliability(result["reliability"], reliability, ece=result["ECE"],
+                             floor=result["ECE_floor"], p_value=result["ECE_p"],
+                             title=f"open set: {result['queries']} queries, gallery of "
+                             f"{result['gallery']} ({result.get('model') or 'model'})")
+            result["reliability_diagram"] = str(reliability)
+        except (OSError, ReidError) as err:
+            failed = f"the reliability diagram was not written: {err}"
     if as_json:
         typer.echo(json.dumps(result, indent=2))
-        return
+    else:
+        _print_open_set(result, reliability if failed is None else None)
+    if failed is not None:
+        raise ReidError(failed)
+
+
+def _print_open_set(result: dict, diagram: Path | None) -> None:
     typer.echo(f"gallery  {result['gallery']} images; queries {result['queries']} "
                f"({result['n_known']} of enrolled flanks, {result['n_unknown']} of new ones)")
     for key in ("BAKS", "BAUS", "gm", "ECE", "top1_known"):
@@ -652,6 +684,8 @@ def _eval_open_set(
                        f"average on {result['queries']} queries, 95 % below "
                        f"{result['ECE_p95']:.3f}; p = {result['ECE_p']:.2f})")
     typer.echo(f"time     {result['seconds']:.1f} s")
+    if diagram is not None:
+        typer.echo(f"reliability diagram: {diagram}")
 
 
 def _refining(local: str | None, refined: tuple[int, int] | None):

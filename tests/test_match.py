@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from typer.testing import CliRunner
 
 from reid.cli import app
@@ -510,16 +511,30 @@ def test_eval_open_set_reports_baks_baus_and_calibration(setup):
     # beside the ECE, what a perfectly calibrated matcher would show on these queries
     assert 0 <= data["ECE_floor"] <= data["ECE_p95"] <= 1
     assert 0 < data["ECE_p"] <= 1
+    diagram = root / "reliability.png"
     text = runner.invoke(
         app, ["eval", str(root / "cat"), "--open-set", "--model", str(release), "--workers", "1",
-              "--unknown-ratio", "0.25"],
+              "--unknown-ratio", "0.25", "--reliability", str(diagram)],
     )  # fmt: skip
     assert text.exit_code == 0, text.output
+    assert f"reliability diagram: {diagram}" in text.output
+    with Image.open(diagram) as im:
+        assert im.format == "PNG"
     lines = dict(line.split(None, 1) for line in text.output.splitlines()
                  if line.split()[:1] in (["gm"], ["ECE"]))  # fmt: skip
     assert float(lines["gm"]) == pytest.approx(data["gm"], abs=1e-3)
     assert float(lines["ECE"]) == pytest.approx(data["ECE"], abs=1e-3)
     assert f"a perfectly calibrated matcher: {data['ECE_floor']:.3f} on average" in text.output
+    # refused before anything is evaluated: a long run never ends on a lost diagram
+    for extra, words in ((["--reliability", str(root / "nowhere" / "r.png")], "no such folder"),
+                         (["--reliability", str(root / "r.svg")], "PNG"),
+                         (["--method", "embedding", "--reliability", str(diagram)],
+                          "applies to --open-set")):  # fmt: skip
+        args = ["eval", str(root / "cat"), "--model", str(release), *extra]
+        if "--method" not in extra:
+            args.append("--open-set")
+        bad = runner.invoke(app, args)
+        assert bad.exit_code != 0 and words in " ".join(bad.output.split()), bad.output
 
 
 def test_fused_method_is_cross_fitted_and_ranks_by_both_scores(setup):
