@@ -654,38 +654,45 @@ def _eval_open_set(
         show_progress=not as_json,
         near_duplicates=near_duplicates,
     )
+    _report_open_set(result, as_json, reliability)
+
+
+def _report_open_set(result: dict, as_json: bool, diagram: Path | None = None) -> None:
+    """Print an open-set result (text or JSON) and draw its reliability diagram to
+    ``diagram``. The figures are printed whatever becomes of the drawing; a drawing that
+    fails is then reported as an error (exit status 2)."""
     failed = None
-    if reliability is not None:
+    if diagram is not None:
         from reid.reliability import plot_reliability
 
-        try:  # the results are printed whatever becomes of the drawing
-            plot_reliability(result["reliability"], reliability, ece=result["ECE"],
-                             floor=result["ECE_floor"], p_value=result["ECE_p"],
+        try:
+            plot_reliability(result["reliability"], diagram, ece=result["ECE"],
+                             mean=result["ECE_perfect"], p_value=result["ECE_p"],
                              title=f"open set: {result['queries']} queries, gallery of "
                              f"{result['gallery']} ({result.get('model') or 'model'})")
-            result["reliability_diagram"] = str(reliability)
-        except (OSError, ReidError) as err:
-            failed = f"the reliability diagram was not written: {err}"
+            result["reliability_diagram"] = str(diagram)
+        except Exception as err:  # noqa: BLE001 - hours of evaluation must not be lost
+            failed = f"the reliability diagram was not written ({diagram}): {err}"
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
-        _print_open_set(result, reliability if failed is None else None)
+        from reid.metrics import format_p
+
+        typer.echo(f"gallery  {result['gallery']} images; queries {result['queries']} "
+                   f"({result['n_known']} of enrolled flanks, {result['n_unknown']} of new "
+                   "ones)")
+        for key in ("BAKS", "BAUS", "gm", "ECE", "top1_known"):
+            typer.echo(f"{key:<9}{result[key]:.3f}")
+            if key == "ECE":
+                typer.echo(f"         (a perfectly calibrated matcher on these "
+                           f"{result['queries']} queries: {result['ECE_perfect']:.3f} on "
+                           f"average, 95 % below {result['ECE_perfect_p95']:.3f}; "
+                           f"{format_p(result['ECE_p'])})")
+        typer.echo(f"time     {result['seconds']:.1f} s")
+        if "reliability_diagram" in result:
+            typer.echo(f"reliability diagram: {result['reliability_diagram']}")
     if failed is not None:
         raise ReidError(failed)
-
-
-def _print_open_set(result: dict, diagram: Path | None) -> None:
-    typer.echo(f"gallery  {result['gallery']} images; queries {result['queries']} "
-               f"({result['n_known']} of enrolled flanks, {result['n_unknown']} of new ones)")
-    for key in ("BAKS", "BAUS", "gm", "ECE", "top1_known"):
-        typer.echo(f"{key:<9}{result[key]:.3f}")
-        if key == "ECE":
-            typer.echo(f"         (a perfectly calibrated matcher: {result['ECE_floor']:.3f} on "
-                       f"average on {result['queries']} queries, 95 % below "
-                       f"{result['ECE_p95']:.3f}; p = {result['ECE_p']:.2f})")
-    typer.echo(f"time     {result['seconds']:.1f} s")
-    if diagram is not None:
-        typer.echo(f"reliability diagram: {diagram}")
 
 
 def _refining(local: str | None, refined: tuple[int, int] | None):

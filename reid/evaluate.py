@@ -124,11 +124,12 @@ def evaluate_open_set(
 
     Keys: ``BAKS``, ``BAUS``, ``gm`` (their geometric mean), ``AKS``, ``AUS``,
     ``n_known``, ``n_unknown``, ``ECE`` (of the decision probability against whether the
-    decision was right), ``ECE_floor`` and ``ECE_p95`` (the mean and 95th percentile of
-    the ECE that a perfectly calibrated matcher giving the same probabilities would show
-    on this many queries: :func:`reid.metrics.calibration_noise`), ``ECE_p`` (the share
-    of such perfect draws with an ECE at least ``ECE``: small, the miscalibration is
-    real), ``ECE_new`` (of P(new) against the flank being new),
+    decision was right), ``ECE_perfect`` and ``ECE_perfect_p95`` (the mean and 95th
+    percentile of the ECE that a perfectly calibrated matcher giving the same
+    probabilities would show on this many queries: :func:`reid.metrics.calibration_noise`),
+    ``ECE_p`` (the share of such perfect draws with an ECE at least ``ECE``: small, a
+    miscalibration that chance does not explain), ``ECE_new`` (of P(new) against the
+    flank being new),
     ``top1_known`` (best candidate right, enrolled flanks), ``mean_confidence`` (of the
     decision probability, against ``accuracy``), ``reliability`` (ECE's bins: see
     :func:`reid.metrics.reliability_table`), ``gallery``, ``queries``,
@@ -268,8 +269,8 @@ def evaluate_open_set(
     noise = calibration_noise(confidence, observed=ece, seed=seed)
     out.update(
         ECE=ece,
-        ECE_floor=noise["floor"],
-        ECE_p95=noise["p95"],
+        ECE_perfect=noise["mean"],
+        ECE_perfect_p95=noise["p95"],
         ECE_p=noise["p_value"],
         ECE_new=expected_calibration_error(np.array([r.new_probability for r in results]), is_new),
         accuracy=float(correct.mean()),

@@ -5,8 +5,10 @@ A reliability diagram puts, for each probability bin, the share of decisions tha
 right against the mean probability given: on the diagonal, the probabilities mean what
 they say. On the hundred-odd queries of a real evaluation a bin of a perfectly
 calibrated matcher still strays from the diagonal by chance, so each bin is drawn with
-the band (5th to 95th percentile) its rate would fall in if the matcher were perfectly
-calibrated: a point outside its band is miscalibration that sampling does not explain.
+the band its share of right decisions would fall in if the matcher were perfectly
+calibrated. The bands are widened for the number of bins (Bonferroni): a perfectly
+calibrated matcher puts *any* bin outside its band at most 10 % of the time, so a bin
+drawn outside (red) is miscalibration that chance hardly explains.
 """
 
 from __future__ import annotations
@@ -14,37 +16,49 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import numpy as np
-
 from reid.errors import ReidError
 
-__all__ = ["bin_bands", "check_plot_path", "perfect_band", "plot_reliability"]
+__all__ = ["FAMILY_LEVEL", "bin_bands", "check_plot_path", "perfect_band", "plot_reliability"]
+
+FAMILY_LEVEL = 0.10  # chance that a perfectly calibrated matcher shows any bin outside
 
 
-def perfect_band(
-    n: int, confidence: float, quantiles: tuple[float, float] = (0.05, 0.95),
-    draws: int = 4000, seed: int = 0,
-) -> tuple[float, float]:  # fmt: skip
-    """The ``quantiles`` of the share of right decisions in a bin of ``n`` decisions
-    whose mean probability is ``confidence``, for a perfectly calibrated matcher (each
-    right with its probability; the bin's decisions taken as equally likely, which gives
-    a band at least as wide as the exact one). Seeded simulation."""
+def perfect_band(n: int, confidence: float, level: float = FAMILY_LEVEL) -> tuple[float, float]:
+    """The shares of right decisions between which a bin of ``n`` decisions with mean
+    probability ``confidence`` falls with probability about ``1 - level`` for a perfectly
+    calibrated matcher: the ``level / 2`` and ``1 - level / 2`` quantiles of
+    Binomial(n, confidence) / n (exact).
+
+    Taking the bin's decisions as equally likely (the binomial) gives a band at least as
+    wide as that of their own probabilities (a sum of unequal Bernoullis has the smaller
+    variance and, at a decision or more from the mean, thinner tails: Hoeffding 1956),
+    except for rare cases within one decision of the mean."""
+    from scipy.stats import binom
+
     if n < 1:
         raise ValueError(f"a bin needs at least one decision, got {n}")
     if not 0.0 <= confidence <= 1.0:
         raise ValueError(f"confidence must be within [0, 1], got {confidence}")
-    rate = np.random.default_rng(seed).binomial(n, confidence, draws) / n
-    lo, hi = np.quantile(rate, quantiles)
-    return float(lo), float(hi)
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be between 0 and 1, got {level}")
+    lo, hi = binom.ppf([level / 2, 1 - level / 2], n, confidence)
+    return float(lo) / n, float(hi) / n
 
 
-def bin_bands(table: Sequence[Mapping]) -> list[tuple[float, float, bool]]:
+def bin_bands(
+    table: Sequence[Mapping], level: float = FAMILY_LEVEL
+) -> list[tuple[float, float, bool]]:
     """For each bin of a :func:`reid.metrics.reliability_table` that holds decisions:
-    (low, high) of :func:`perfect_band` and whether its rate lies outside it."""
+    (low, high) of its :func:`perfect_band` at ``level`` shared among the bins
+    (Bonferroni: each bin's band at ``level / bins``) and whether its share of right
+    decisions lies outside it."""
+    bins = [b for b in table if int(b["n"]) > 0]
     out = []
-    for k, b in enumerate(b for b in table if int(b["n"]) > 0):
-        lo, hi = perfect_band(int(b["n"]), float(b["confidence"]), seed=k)
-        out.append((lo, hi, not lo <= float(b["rate"]) <= hi))
+    for b in bins:
+        lo, hi = perfect_band(int(b["n"]), float(b["confidence"]), level / len(bins))
+        # the table rounds shares to 4 decimals: compare in whole decisions
+        right = round(float(b["rate"]) * int(b["n"]))
+        out.append((lo, hi, not lo * int(b["n"]) <= right <= hi * int(b["n"])))
     return out
 
 
@@ -66,18 +80,20 @@ def plot_reliability(
     table: Sequence[Mapping],
     path: str | Path,
     ece: float | None = None,
-    floor: float | None = None,
+    mean: float | None = None,
     p_value: float | None = None,
     title: str | None = None,
 ) -> Path:
     """Draw the reliability diagram of a :func:`reid.metrics.reliability_table` (its bins
-    with decisions) to the PNG ``path``: each bin's rate of right decisions against its
-    mean probability, with the band a perfectly calibrated matcher's rate would fall in
-    (:func:`perfect_band`) and the diagonal; below, how many decisions fell in each bin.
-    ``ece``, ``floor`` and ``p_value`` (``reid eval --open-set``'s ``ECE``, ``ECE_floor``,
-    ``ECE_p``) are written in the title when given."""
+    with decisions) to the PNG ``path``: each bin's share of right decisions against its
+    mean probability, with the band a perfectly calibrated matcher's share would fall in
+    (:func:`bin_bands`; outside it: red) and the diagonal; below, how many decisions
+    fell in each bin. ``ece``, ``mean`` and ``p_value`` (``reid eval --open-set``'s
+    ``ECE``, ``ECE_perfect``, ``ECE_p``) are written in the title when given."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+
+    from reid.metrics import format_p
 
     bins = [b for b in table if int(b["n"]) > 0]
     if not bins:
@@ -92,7 +108,8 @@ def plot_reliability(
     bands = bin_bands(bins)
     for k, (b, (lo, hi, _)) in enumerate(zip(bins, bands, strict=True)):
         top.fill_between([float(b["lo"]), float(b["hi"])], lo, hi, color="#bcd4e6", lw=0,
-                         label="5-95 % of a perfect matcher's rate" if k == 0 else None)
+                         label=f"where a perfect matcher's share falls ({1 - FAMILY_LEVEL:.0%} "
+                         "for all bins)" if k == 0 else None)  # fmt: skip
     top.plot(conf, rate, color="#333333", lw=1)
     for off, colour, label in ((False, "#333333", "share right (within band)"),
                                (True, "#c0392b", "share right (outside band)")):  # fmt: skip
@@ -108,9 +125,9 @@ def plot_reliability(
     words = [title] if title else []
     if ece is not None:
         line = f"ECE {ece:.3f}"
-        if floor is not None:
-            line += f" (perfect calibration: {floor:.3f}"
-            line += f", p = {p_value:.2f})" if p_value is not None else ")"
+        if mean is not None:
+            line += f" (a perfectly calibrated matcher: {mean:.3f} on average"
+            line += f", {format_p(p_value)})" if p_value is not None else ")"
         words.append(line)
     if words:
         top.set_title("\n".join(words), fontsize=10)

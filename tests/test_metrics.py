@@ -427,18 +427,34 @@ def test_calibration_noise_is_the_ece_of_a_perfectly_calibrated_predictor():
     # four queries at p = .5, one bin: ECE = |k/4 - .5| for k ~ Binomial(4, .5), whose
     # mean is (2 * .5 + 8 * .25) / 16 = .1875; 95th percentile .5
     noise = calibration_noise([0.5] * 4, draws=20000, seed=1)
-    assert noise["floor"] == pytest.approx(0.1875, abs=0.005)
+    assert noise["mean"] == pytest.approx(0.1875, abs=0.005)
     assert noise["p95"] == pytest.approx(0.5)
     assert "p_value" not in noise
-    # the floor falls as the queries grow (about 1 / sqrt(N))
-    assert calibration_noise([0.5] * 400, draws=2000)["floor"] < 0.03
+    # the mean falls as the queries grow (about 1 / sqrt(N))
+    assert calibration_noise([0.5] * 400, draws=2000)["mean"] < 0.03
     # certain probabilities have certain outcomes: no noise at all
     sure = calibration_noise([0.0, 1.0, 1.0], observed=0.0)
-    assert sure["floor"] == 0.0 and sure["p95"] == 0.0 and sure["p_value"] == 1.0
-    # same draws for the same seed, as a benchmark needs
-    rng = np.random.default_rng(0)
-    p = rng.uniform(0.3, 1.0, 300)
-    assert calibration_noise(p, seed=3) == calibration_noise(p, seed=3)
+    assert sure["mean"] == 0.0 and sure["p95"] == 0.0 and sure["p_value"] == 1.0
+
+
+@pytest.mark.parametrize("n", [300, 1500])  # 1,500 queries: the draws come in two blocks
+def test_calibration_noise_bins_each_draw_as_the_ece_does(n):
+    """Redrawing the same seeded outcomes and scoring each with expected_calibration_error
+    (probabilities spread over all bins, some exactly on bin edges) gives the same
+    figures: same bins, same ECE, same p-value."""
+    from reid.metrics import calibration_noise
+
+    rng = np.random.default_rng(7)
+    p = rng.uniform(0, 1, n)
+    p[:15] = np.arange(15) / 15  # on the edges: (lo, hi] bins
+    draws = 2000
+    y = np.random.default_rng(4).random((draws, n)) < p
+    eces = np.array([expected_calibration_error(p, row) for row in y])
+    observed = float(np.quantile(eces, 0.9))
+    noise = calibration_noise(p, observed=observed, draws=draws, seed=4)
+    assert noise["mean"] == pytest.approx(eces.mean(), abs=1e-12)
+    assert noise["p95"] == pytest.approx(np.quantile(eces, 0.95), abs=1e-12)
+    assert noise["p_value"] == pytest.approx((np.sum(eces >= observed) + 1) / (draws + 1))
 
 
 def test_calibration_noise_tells_real_miscalibration_from_sampling_noise():
@@ -451,21 +467,27 @@ def test_calibration_noise_tells_real_miscalibration_from_sampling_noise():
     for y, significant in ((honest, False), (boastful, True)):
         ece = expected_calibration_error(p, y)
         noise = calibration_noise(p, observed=ece)
-        assert 0 < noise["floor"] < noise["p95"] < 0.2
+        assert 0 < noise["mean"] < noise["p95"] < 0.2
         assert (noise["p_value"] < 0.01) is significant, (ece, noise)
     # an observation above every draw still has p >= 1 / (draws + 1), never 0
     assert calibration_noise(p, observed=1.0, draws=99)["p_value"] == pytest.approx(0.01)
 
 
-def test_calibration_noise_rejects_bad_input():
-    from reid.metrics import calibration_noise
+def test_calibration_noise_rejects_bad_input_and_says_p_plainly():
+    from reid.metrics import calibration_noise, format_p
 
     with pytest.raises(ValueError, match="draws"):
         calibration_noise([0.5], draws=0)
     with pytest.raises(ValueError):
         calibration_noise([1.5])
     empty = calibration_noise([], observed=0.1)
-    assert math.isnan(empty["floor"]) and math.isnan(empty["p95"]) and math.isnan(empty["p_value"])
+    assert math.isnan(empty["mean"]) and math.isnan(empty["p95"]) and math.isnan(empty["p_value"])
+    # no ECE to test (no queries): no p-value, not a tiny one
+    assert math.isnan(calibration_noise([0.6, 0.7], observed=math.nan)["p_value"])
+    assert format_p(0.2299) == "p = 0.23"
+    assert format_p(0.0035) == "p = 0.004"
+    assert format_p(1 / 2001) == "p < 0.001"
+    assert format_p(math.nan) == "p = nan"
 
 
 def test_reliability_table_is_the_bins_of_ece():
