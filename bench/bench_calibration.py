@@ -276,7 +276,7 @@ def decide(data: RealSet, matcher, queries: list[int], raws: list, calibration, 
 def summarise(d: dict) -> dict:
     """Open-set scores of pooled decisions (:func:`decide`)."""
     from reid.metrics import (
-        calibration_noise,
+        calibration_summary,
         expected_calibration_error,
         open_set_scores,
         reliability_table,
@@ -287,13 +287,8 @@ def summarise(d: dict) -> dict:
     correct = np.array([p == e for p, e in zip(d["predicted"], expected, strict=True)])
     conf = np.array(d["confidence"])
     out = dict(open_set_scores(d["truth"], d["predicted"], known, new_label="new"))
-    ece = expected_calibration_error(conf, correct)
-    noise = calibration_noise(conf, observed=ece)
     out.update(
-        ECE=ece,
-        ECE_perfect=noise["mean"],  # a perfectly calibrated matcher's ECE on these queries
-        ECE_perfect_p95=noise["p95"],
-        ECE_p=noise["p_value"],
+        **calibration_summary(conf, correct),  # with a perfectly calibrated matcher's ECE
         ECE_new=expected_calibration_error(np.array(d["p_new"]), ~np.array(d["known"])),
         accuracy=float(correct.mean()),
         mean_confidence=float(conf.mean()),

@@ -155,7 +155,7 @@ def evaluate_open_set(
         resolve_model,
     )
     from reid.metrics import (
-        calibration_noise,
+        calibration_summary,
         expected_calibration_error,
         open_set_scores,
         reliability_table,
@@ -265,13 +265,8 @@ def evaluate_open_set(
     ]
     out = dict(open_set_scores(truth, predicted, split.known, new_label="new"))
     confidence = np.array([r.probability for r in results])
-    ece = expected_calibration_error(confidence, correct)
-    noise = calibration_noise(confidence, observed=ece, seed=seed)
     out.update(
-        ECE=ece,
-        ECE_perfect=noise["mean"],
-        ECE_perfect_p95=noise["p95"],
-        ECE_p=noise["p_value"],
+        **calibration_summary(confidence, correct, seed=seed),
         ECE_new=expected_calibration_error(np.array([r.new_probability for r in results]), is_new),
         accuracy=float(correct.mean()),
         top1_known=float(np.mean(top1)) if top1 else float("nan"),

@@ -575,6 +575,18 @@ def calibration_noise(
     return out
 
 
+def calibration_summary(
+    probabilities: np.ndarray, outcomes: np.ndarray, seed: int = 0
+) -> dict[str, float]:
+    """The ECE of these decisions and what a perfectly calibrated matcher would show on
+    them (:func:`calibration_noise`), as the open-set reports name them: ``ECE``,
+    ``ECE_perfect`` (mean), ``ECE_perfect_p95`` and ``ECE_p``."""
+    ece = expected_calibration_error(probabilities, outcomes)
+    noise = calibration_noise(probabilities, observed=ece, seed=seed)
+    return {"ECE": ece, "ECE_perfect": noise["mean"], "ECE_perfect_p95": noise["p95"],
+            "ECE_p": noise["p_value"]}  # fmt: skip
+
+
 def format_p(p: float) -> str:
     """A Monte Carlo p-value for people: "p = 0.23", "p = 0.004", "p < 0.001"."""
     if math.isnan(p):
