@@ -232,7 +232,8 @@ def eval_(
         ),
     ],
     method: Annotated[
-        str, typer.Option(help="Scoring method: sift, embedding or fused.")
+        str, typer.Option(help="Scoring method: sift, embedding, embedding-rerank, fused or "
+                          "fused-rerank (BENCHMARKS.md, Real photos).")
     ] = "sift",
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     workers: Annotated[int, typer.Option(min=1, help="Parallel worker processes.")] = 2,
@@ -389,8 +390,8 @@ def eval_(
         if not open_set and method not in LOCAL_METHODS:
             raise ReidError(f"--local applies to --method {' or '.join(LOCAL_METHODS)} "
                             f"(and --open-set), not to --method {method}")
-    if (shortlist is not None and (open_set or method != "fused")) or (
-        shortlist_local is not None and not open_set and method != "fused"
+    if (shortlist is not None and (open_set or method not in FUSED_METHODS)) or (
+        shortlist_local is not None and not open_set and method not in FUSED_METHODS
     ):
         raise ReidError("--shortlist and --shortlist-local apply to --method fused "
                         "(--open-set verifies its --verify-top candidates, and "
@@ -502,7 +503,7 @@ def _eval_atrw(
         raise ReidError(f"--submission needs an ATRW test folder (gt_test_plain.json): {catalogue}")
     if test is not None and train_ratio is not None:
         raise ReidError("--train-ratio does not apply to the ATRW test: it has its own protocol")
-    if test is not None and method == "fused" and fusion_fit is None:
+    if test is not None and method in FUSED_METHODS and fusion_fit is None:
         raise ReidError(
             "--method fused on the ATRW test needs weights fitted elsewhere: "
             "--fusion-fit CATALOGUE (e.g. ../shared/data/atrw-train), never the test labels"
@@ -511,7 +512,7 @@ def _eval_atrw(
                                 refined)  # fmt: skip
     echo = (lambda *_: None) if as_json else typer.echo
     if test is not None:
-        if method == "fused":
+        if method in FUSED_METHODS:
             fit = _fusion_records(fusion_fit, exclude=set())
             if atrw_eval.is_atrw_train(fusion_fit):
                 # weights that rank unseen tigers come from tigers the model never saw:
@@ -534,7 +535,7 @@ def _eval_atrw(
         result = atrw_eval.evaluate_atrw_test(
             catalogue, scorer, submission=submission, limit=limit, show_progress=not as_json
         )
-        if method == "fused":
+        if method in FUSED_METHODS:
             result["fusion_weights"] = [float(w) for w in scorer.weights]
         result.update(_scoring_options(local, shortlist, shortlist_local, refined))
         if as_json:
@@ -562,7 +563,7 @@ def _eval_atrw(
     validation = atrw_eval.atrw_validation_set(
         records, ratio, split_seed, threshold, workers=workers, show_progress=not as_json
     )
-    if method == "fused":
+    if method in FUSED_METHODS:
         held = set(validation.heldout_entities)
         if fusion_fit is None:
             fit = [r for r in records if r.individual_id not in held]
@@ -573,7 +574,7 @@ def _eval_atrw(
                                                        if r.individual_id in held})
         _fit_fusion(scorer, fit, fusion_sample, split_seed, as_json, echo)
     result = atrw_eval.evaluate_atrw_validation(validation, scorer, show_progress=not as_json)
-    if method == "fused":
+    if method in FUSED_METHODS:
         result["fusion_weights"] = [float(w) for w in scorer.weights]
     result.update(_scoring_options(local, shortlist, shortlist_local, refined))
     if as_json:
@@ -1098,7 +1099,8 @@ def _scoring_label(
 
 
 #: The ``reid eval`` methods that take ``--local`` (a kind of local features).
-LOCAL_METHODS = ("sift", "fused")
+FUSED_METHODS = ("fused", "fused-rerank")
+LOCAL_METHODS = ("sift", *FUSED_METHODS)
 
 
 def _method_with_model(method: str, workers: int, model: Path | None, local: str | None = None,

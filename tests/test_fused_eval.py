@@ -472,3 +472,39 @@ def test_eval_open_set_and_calibrate_verify_with_the_local_features_asked_for(ti
               "--workers", "1"],
     )  # fmt: skip
     assert res.exit_code == 0, res.output
+
+
+def test_fused_rerank_shortlists_fits_and_orders_by_the_reranked_similarity(tiny):
+    from reid.data.load import load_catalogue
+    from reid.methods import get_method
+    from reid.rerank import k_reciprocal_rerank
+
+    root, release = tiny
+    records = [r for r in load_catalogue(root / "cat") if r.side == "left"]
+    n = len(records)
+    method = get_method("fused-rerank", workers=1, model=release, top=2)
+    sim = method.similarity(records).astype(np.float64)
+    e = method.embedding.embeddings(records)
+    cosine = (e @ e.T).astype(np.float64)
+    reranked = k_reciprocal_rerank(cosine)
+    assert not np.allclose(reranked, cosine)
+    mask = embedding_shortlist(reranked, 2)
+    off = ~mask & ~np.eye(n, dtype=bool)
+    for i in range(n):
+        assert sim[i][mask[i]].min() > sim[i][off[i]].max()
+    # below the shortlist: the re-ranked similarity itself, not the cosine
+    assert np.allclose(sim[off], reranked[off], atol=1e-5)
+    plain = get_method("fused", workers=1, model=release, top=2).similarity(records)
+    assert np.allclose(plain[off], cosine[off], atol=1e-5) and not np.allclose(
+        plain[off], reranked[off], atol=1e-5
+    )
+
+
+def test_eval_fused_rerank_from_the_command_line(tiny):
+    root, release = tiny
+    args = ["eval", str(root / "cat"), "--method", "fused-rerank", "--shortlist", "2"]
+    result = runner.invoke(app, [*args, "--model", str(release), "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["method"] == "fused-rerank" and out["shortlist"] == 2
+    assert 0 <= out["top1"] <= 1 and out["queries"] > 0

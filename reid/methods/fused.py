@@ -207,8 +207,10 @@ class FusedMethod:
         local_top: int | None = None,
         refine: int | None = None,
         refine_keypoints: int = REFINE_KEYPOINTS,
+        rerank: bool = False,
     ) -> None:
         self.embedding = EmbeddingMethod(workers, model, batch_size, device)
+        self.rerank = bool(rerank)
         # local features: rootsift by default; refine: each row's first R by the fused
         # ranking matched again on refine_keypoints (reid.methods.sift.refined_ranking)
         self.sift = SiftMethod(workers, local=local, refine=refine,
@@ -246,6 +248,10 @@ class FusedMethod:
         (0 elsewhere)."""
         e = self.embedding.embeddings(records, progress)
         cosine = (e @ e.T).astype(np.float64)
+        if self.rerank:  # the global score is the re-ranked one: shortlist, fit, order below
+            from reid.rerank import k_reciprocal_rerank
+
+            cosine = k_reciprocal_rerank(cosine)
         if self.top is None and self.local_top is None:
             return cosine, self.sift.similarity(records, progress).astype(np.float64), None, None
         shortlist = np.zeros(cosine.shape, bool)
@@ -319,6 +325,23 @@ class FusedMethod:
             fused = refined_ranking(fused, local, self.sift.config, self.sift.refine,
                                     self.sift.workers, progress, within=shortlist)  # fmt: skip
         return np.asarray(fused, np.float32)
+
+
+class RerankedFusedMethod(FusedMethod):
+    """Method ``fused-rerank``: :class:`FusedMethod` whose global score is the embedding's
+    similarity re-ranked by k-reciprocal neighbours among all the images scored together
+    (as ``embedding-rerank``: :func:`reid.rerank.k_reciprocal_rerank`, no label used).
+    That score chooses the shortlist, is the fit's first feature and orders the images
+    below the shortlist, so the shortlist's local verification and the gallery's own
+    neighbourhoods add up: on ATRW the re-ranking lifts mAP (images beyond the shortlist
+    move up), the local features the first places (BENCHMARKS.md, "Re-ranking, then
+    local features")."""
+
+    name = "fused-rerank"
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("rerank", True)
+        super().__init__(*args, **kwargs)
 
 
 def embedding_shortlist(cosine: np.ndarray, top: int) -> np.ndarray:
