@@ -505,7 +505,7 @@ def _eval_atrw(
         raise ReidError("--train-ratio does not apply to the ATRW test: it has its own protocol")
     if test is not None and method in FUSED_METHODS and fusion_fit is None:
         raise ReidError(
-            "--method fused on the ATRW test needs weights fitted elsewhere: "
+            f"--method {method} on the ATRW test needs weights fitted elsewhere: "
             "--fusion-fit CATALOGUE (e.g. ../shared/data/atrw-train), never the test labels"
         )
     scorer = _method_with_model(method, workers, model, local, shortlist, shortlist_local,

@@ -171,7 +171,8 @@ def test_fused_on_atrw_train_fits_its_weights_on_the_training_entities(tmp_path)
     assert "mAP" in result.output
 
 
-def test_fused_on_the_atrw_test_fits_on_atrw_trains_held_out_entities(tmp_path):
+@pytest.mark.parametrize("method", ["fused", "fused-rerank"])
+def test_fused_on_the_atrw_test_fits_on_atrw_trains_held_out_entities(tmp_path, method):
     """--fusion-fit ATRW_TRAIN fits the weights on the entities reid train holds out (the
     shipped model never saw them, as it never saw the test's): 10 entities, 2 held out."""
     from test_atrw_official import _tiny_test_folder
@@ -184,12 +185,29 @@ def test_fused_on_the_atrw_test_fits_on_atrw_trains_held_out_entities(tmp_path):
     assert len(held) == 2
     release = tiny_release(tmp_path / "model")
     result = runner.invoke(
-        app, ["eval", str(test), "--method", "fused", "--model", str(release),
+        app, ["eval", str(test), "--method", method, "--model", str(release),
               "--fusion-fit", str(train), "--workers", "1"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert f"method {method}" in result.output
     assert "fitted on ATRW train's 2 held-out entities" in result.output
     # 2 entities x 4 photos (not all 40), their consecutive frames one photo each: 3 each
     assert "6 photos, one per near-duplicate group" in result.output
     assert "from 6 images" in result.output
     assert "single-camera mAP" in result.output
+
+
+@pytest.mark.parametrize("method", ["fused", "fused-rerank"])
+def test_fused_on_the_atrw_test_without_weights_from_elsewhere_is_refused(tmp_path, method):
+    from test_atrw_official import _tiny_test_folder
+
+    test = tmp_path / "test"
+    test.mkdir()
+    _tiny_test_folder(test, images_in_test=False)
+    release = tiny_release(tmp_path / "model")
+    result = runner.invoke(
+        app, ["eval", str(test), "--method", method, "--model", str(release), "--workers", "1"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "needs weights fitted elsewhere" in result.output
+    assert "Traceback" not in result.output
