@@ -328,6 +328,9 @@ def main() -> None:
         "feature, order below): reid eval --method fused-rerank",
     )
     args = ap.parse_args()
+    if args.rerank and args.fit_images:
+        ap.error("--rerank fits by cross-fitting only: give --fit-images 0 (the training-photo "
+                 "fit works on the cosine)")  # fmt: skip
     import torch
 
     torch.set_num_threads(args.threads)

