@@ -373,15 +373,16 @@ def eval_(
 
     Every image is a query against all other images of the same species and side; a
     query counts when its individual has another image there. Prints top-1, top-5, mAP
-    and the number of queries (methods: sift, embedding, fused). With --open-set, the
-    matcher's decisions are scored instead (see --open-set).
+    and the number of queries (see --method). With --open-set, the matcher's decisions
+    are scored instead (see --open-set).
 
     ATRW: a folder with gt_test_plain.json (images beside it or in test/) is scored with
     the official plain protocol (every image a query against all others, same tiger and
     camera within 3 frames excluded): single- and cross-camera mAP, top-1, top-5. A
     folder with reid_list_train.csv (ATRW train) is scored on its held-out entities
     (--train-ratio, default 0.8, --split-seed, default 0) with near-duplicates excluded.
-    The method never sees the ATRW labels; --method fused needs --fusion-fit for the test.
+    The method never sees the ATRW labels; --method fused and fused-rerank need
+    --fusion-fit for the test.
     """
     from reid.atrw_eval import find_atrw_test, is_atrw_train
     from reid.data.load import load_catalogue
