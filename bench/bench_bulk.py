@@ -9,7 +9,11 @@ Renders (or reuses) the benchmark season (:data:`reid.synthetic.season.SEASON_BE
 Camtrap DP package), enrols its gallery with ``--model``, then measures, each run in a
 fresh child process (so its peak RSS is its own):
 
-- the model's bare forward throughput (tensors in memory, batch 32, channels_last);
+- the model's bare forward throughput (tensors in memory, batch 32, channels_last),
+  measured again after every bulk run: each run's ratio is taken against the mean of
+  the forward measured just before and just after it (the machine's speed drifts by
+  ±10 % within minutes, enough to move a ratio measured against one early forward from
+  0.72 to 0.83 between two runs of the same code);
 - ``reid bulk`` on the first half (``--part``) of the season and on the whole season, local engine:
   frames/s, ratio to the bare forward (and, free of the machine's drift between two
   measurements, the share of the run's matching time spent in the network), peak RSS
@@ -191,8 +195,14 @@ def main() -> None:
             show_progress=False,
         )
         result["enroll_s"] = round(time.perf_counter() - t, 1)
-    bare = spawn("--child", "forward", "--model", args.model)["images_per_s"]
-    result["forward_images_per_s"] = round(bare, 1)
+    forwards = [spawn("--child", "forward", "--model", args.model)["images_per_s"]]
+    result["forward_images_per_s"] = round(forwards[0], 1)
+
+    def around() -> float:
+        """The bare forward again, after a run: the mean of it and the one before."""
+        forwards.append(spawn("--child", "forward", "--model", args.model)["images_per_s"])
+        return (forwards[-2] + forwards[-1]) / 2
+
     runs = data / "runs"
     shutil.rmtree(runs, ignore_errors=True)
     half = part_source(data, runs / "half-source", args.part)
@@ -209,11 +219,13 @@ def main() -> None:
     main_screen = [] if args.screen is None else ["--screen", str(args.screen)]
     for name, source in (("half", half), ("full", data / "season")):
         r = bulk(source, name, *main_screen)
+        bare = around()
         result[name] = {
             "frames": r["frames"],
             "encounters": r["encounters"],
             "wall_s": round(r["wall_s"], 1),
             "frames_per_s": r["frames_per_s"],
+            "forward_images_per_s": round(bare, 1),
             "over_forward": round(r["frames_per_s"] / bare, 3),
             # the same ratio against the network's speed in this run (no drift between two
             # measurements): the share of the matching time spent in the network
@@ -224,10 +236,12 @@ def main() -> None:
     result["accuracy"] = score_run(data, runs / "full")
     if args.compare_screen >= 0:
         r = bulk(data / "season", "compare", "--screen", str(args.compare_screen))
+        bare = around()
         result["compare"] = {
             "screen": args.compare_screen,
             "wall_s": round(r["wall_s"], 1),
             "frames_per_s": r["frames_per_s"],
+            "forward_images_per_s": round(bare, 1),
             "over_forward": round(r["frames_per_s"] / bare, 3),
             "network_share": round(r["network_s"] / r["seconds"], 3),
             "unverified": unverified(runs / "compare"),
