@@ -11,9 +11,10 @@ fresh child process (so its peak RSS is its own):
 
 - the model's bare forward throughput (tensors in memory, batch 32, channels_last),
   measured again after every bulk run: each run's ratio is taken against the mean of
-  the forward measured just before and just after it (the machine's speed drifts by
-  ±10 % within minutes, enough to move a ratio measured against one early forward from
-  0.72 to 0.83 between two runs of the same code);
+  the forwards measured just before and just after it. The machine's speed drifts by
+  ±10 % within minutes (the same whole-season run gave 0.825 and 0.667 of the forward
+  in two benchmarks 10 minutes apart), so the network share below is the steadier
+  figure;
 - ``reid bulk`` on the first half (``--part``) of the season and on the whole season, local engine:
   frames/s, ratio to the bare forward (and, free of the machine's drift between two
   measurements, the share of the run's matching time spent in the network), peak RSS
