@@ -233,7 +233,8 @@ def movements(
                 from_lat=flat, from_lon=flon,
                 to_country=m.to_country, to_site=tsite, to_time=m.to_time,
                 to_lat=tlat, to_lon=tlon,
-                distance_km=viewer.distance_km(m.distance_km), days=round(m.days, 3),
+                distance_km=viewer.distance_km(m.distance_km, (flat, flon), (tlat, tlon)),
+                days=round(m.days, 3),
             )
         )  # fmt: skip
     return out

@@ -117,10 +117,9 @@ def fit_to_side(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     extracts from it and records the scale in :class:`LocalFeatures`."""
     h, w = image.shape[:2]
     scale = min(1.0, max_side / max(h, w))
-    if scale < 1.0:
-        image = cv2.resize(
-            image, (round(w * scale), round(h * scale)), interpolation=cv2.INTER_AREA
-        )
+    if scale < 1.0:  # a side never rounds to 0 px (an 8000 x 1 upload did, and crashed)
+        size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
     return image, scale
 
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reid.movements import movements as registry_movements
-from reid.privacy import LOCAL_ADMIN
+from reid.privacy import LOCAL_ADMIN, shown_distance_km
 from reid.registry import (
     Individual,
     Organisation,
@@ -216,7 +216,8 @@ def visible_movements(
                                exact=aex),
                 end=Location(country=m.to_country, site=m.to_site, lat=blat, lon=blon, exact=bex),
                 from_time=m.from_time, to_time=m.to_time,
-                distance_km=m.distance_km if exact else float(round(m.distance_km / 10.0) * 10),
+                distance_km=shown_distance_km(m.distance_km, (alat, alon), (blat, blon),
+                                              exact=exact),
                 days=m.days,
             )
         )  # fmt: skip

@@ -169,7 +169,10 @@ class MovementOut(BaseModel):
     end: Location = Field(description="Where it was seen after crossing.")
     from_time: Utc = Field(description="Time of the first sighting (UTC).")
     to_time: Utc = Field(description="Time of the second sighting (UTC).")
-    distance_km: float = Field(description="Straight-line km (rounded to 10 unless exact).")
+    distance_km: float = Field(
+        description="Straight-line km; unless both ends are exact, between the ends as "
+        "shown (cell centres), rounded to 10."
+    )
     days: float = Field(description="Days between the sightings.")
 
 

@@ -3,7 +3,15 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reid.privacy import CELL_DEG, LOCAL_ADMIN, PUBLIC, Viewer, generalise
+from reid.geo import haversine_km
+from reid.privacy import (
+    CELL_DEG,
+    LOCAL_ADMIN,
+    PUBLIC,
+    Viewer,
+    generalise,
+    shown_distance_km,
+)
 
 lats = st.floats(-90, 90, allow_nan=False)
 lons = st.floats(-180, 180, allow_nan=False)
@@ -22,5 +30,27 @@ def test_same_cell_same_answer_and_permission_decides():
     assert PUBLIC.locate(27.51, 84.26) == (27.625, 84.375)
     assert LOCAL_ADMIN.locate(27.51, 84.26) == (27.51, 84.26)
     assert Viewer("NTNC", frozenset({"researcher"})).locate(27.51, 84.26) == (27.625, 84.375)
-    assert PUBLIC.distance_km(23.4) == 20.0 and LOCAL_ADMIN.distance_km(23.44) == 23.4
+    ends = (27.625, 84.375), (27.625, 84.625)  # cell centres 24.6 km apart
+    assert PUBLIC.distance_km(23.4, *ends) == 20.0
+    assert LOCAL_ADMIN.distance_km(23.44, *ends) == 23.4  # cleared: the recorded distance
     assert PUBLIC.uncertainty_m > 10_000 and LOCAL_ADMIN.uncertainty_m is None
+
+
+def test_a_hidden_end_leaves_no_trace_in_the_distance():
+    """A caller places its own end exactly; the other camera is hidden in its cell. The
+    recorded distance, even rounded to 10 km, flips at a known radius from the hidden
+    camera (an API probe triangulated one to 58 m that way). The distance shown is a
+    function of the ends as shown: moving the hidden camera inside its cell, across
+    that radius, changes nothing."""
+    mine = (28.0, 81.375)
+    near, far = (28.30, 81.30), (28.49, 81.49)
+    assert generalise(*near) == generalise(*far)
+    km = [haversine_km(*mine, *p) for p in (near, far)]
+    assert round(km[0] / 10) != round(km[1] / 10)  # the recorded distances round apart
+    shown = [
+        shown_distance_km(k, mine, generalise(*p), exact=False)
+        for k, p in zip(km, (near, far), strict=True)
+    ]
+    cell = generalise(*near)
+    assert shown[0] == shown[1] == float(round(haversine_km(*mine, *cell) / 10) * 10)
+    assert shown_distance_km(km[0], mine, near, exact=True) == round(km[0], 1)

@@ -90,3 +90,15 @@ def test_a_good_photo_with_a_box_is_stored_once(world, held_out):
         assert r.status_code == 200, r.text
     stored = [p for p in world.app.state.reid.settings.media_dir.rglob("*") if p.is_file()]
     assert len(stored) == 1 and stored[0].read_bytes() == data
+
+
+@pytest.mark.parametrize("shape", [(1, 8000, 3), (8000, 1, 3)])
+def test_a_photo_one_pixel_thin_is_matched_not_a_server_error(world, shape):
+    """Shrinking its long side to the keypoints' size once rounded the short side to 0 px,
+    and OpenCV's resize raised (a 500 for any contributor; an API probe found it)."""
+    out = io.BytesIO()
+    Image.fromarray(np.full(shape, 128, np.uint8)).save(out, "PNG")
+    png = {"image": ("q.png", out.getvalue(), "image/png")}
+    r = world.client.post("/v1/match", headers=world.auth("NPO", "contributor"),
+                          data=match_form(), files=png)  # fmt: skip
+    assert r.status_code == 200, r.text
