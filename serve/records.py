@@ -241,15 +241,24 @@ def site_at(session: Session, caller: Caller, country: str, lat: float, lon: flo
     return ensure_site(session, code, country, lat, lon, organisation=org)
 
 
+def caller_site_code(caller: Caller, code: str) -> str:
+    """The code a site named ``code`` by ``caller`` is made under: ``ORG:code`` (kept
+    when already so prefixed). Two organisations' names never collide, so naming a code
+    that another organisation uses neither records at its site nor tells that it exists."""
+    prefix = f"{caller.organisation}:"
+    return code if code.startswith(prefix) else prefix + code
+
+
 def own_site(session: Session, caller: Caller, code: str):
-    """The site ``code`` if it exists; a 404 when it belongs to an organisation the caller
-    cannot see, 403 when to another organisation (a caller records only at its own sites
-    or unowned ones)."""
-    site = session.scalar(select(Site).where(Site.code == code))
-    if site is None:
-        return None
-    owner = site.organisation.code if site.organisation else None
-    if owner not in (None, caller.organisation):
-        raise Problem(403, f"site {code!r} belongs to {owner}: record at your own sites",
-                      field="site", kind="foreign-site")  # fmt: skip
-    return site
+    """The caller's site ``code`` (its own or an unowned one, by the code as given or
+    :func:`caller_site_code`), else None. Another organisation's site is, to this caller,
+    a site that does not exist: a 403 naming its owner would confirm a guessed code and
+    who holds it (the API's rule: 404, never 403, for what a caller may not see)."""
+    for candidate in dict.fromkeys((code, caller_site_code(caller, code))):
+        site = session.scalar(select(Site).where(Site.code == candidate))
+        if site is None:
+            continue
+        owner = site.organisation.code if site.organisation else None
+        if owner in (None, caller.organisation):
+            return site
+    return None

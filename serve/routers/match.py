@@ -15,7 +15,7 @@ from reid.registry.models import Individual
 from serve.access import audit
 from serve.deps import CallerScope, Contributor, DbSession, State
 from serve.problems import COMMON, Problem, responses
-from serve.records import own_site, site_at, visible_individual
+from serve.records import caller_site_code, own_site, site_at, visible_individual
 from serve.schemas import CandidateOut, EvidenceOut, MatchOut
 from serve.uploads import (
     box_of,
@@ -47,7 +47,8 @@ def match(
     site: Annotated[
         str | None,
         Form(min_length=1, max_length=120, pattern=r"^[A-Za-z0-9._:-]+$",
-             description="Site code (an existing one, or a new one with country, lat, lon)."),
+             description="Site code: one of the caller's sites, or a new one with "
+                         "country, lat, lon (made as ORG:code)."),
     ] = None,  # fmt: skip
     country: Annotated[
         str | None, Form(description="ISO 3166-1 alpha-2 code of where it was taken.")
@@ -189,8 +190,12 @@ def _place(session, caller, site, country, lat, lon):
         return row, f"api:{row.code}"
     check_no_coordinates(site, "site")
     org = session.scalar(select(Organisation).where(Organisation.id == caller.organisation_id))
-    row = own_site(session, caller, site) or ensure_site(session, site, country, lat, lon,
-                                                         organisation=org)  # fmt: skip
+    row = own_site(session, caller, site)
+    if row is None:
+        code = caller_site_code(caller, site)
+        row = ensure_site(session, code, country, lat, lon, organisation=org)
+        if row.organisation_id != caller.organisation_id:  # an administrator's import
+            raise Problem(422, f"site code {code!r} is taken: choose another", field="site")
     return row, f"api:{row.code}"
 
 

@@ -5,7 +5,7 @@ One test (or a few) per hole; each failed on the code before its fix.
 
 import pytest
 
-from tests.serve.conftest import match_form, photo_bytes
+from tests.serve.conftest import PLACES, match_form, photo_bytes
 
 EXTREME = "0001-01-01T00:00:00+14:00"
 
@@ -364,3 +364,29 @@ def test_codes_of_other_organisations_can_be_neither_probed_nor_blocked(world, h
                           data={"individual": "T-BTO", "species": "tiger", "side": "left"},
                           files={"image": ("g.png", photo_bytes(record), "image/png")})
     assert r.status_code == 201, r.text
+
+
+def test_naming_another_organisations_site_tells_nothing_and_records_nothing_there(
+    world, held_out
+):
+    """BTO (no agreement with NPO) names NPO's site. It used to get a 403 naming the owner,
+    against a 422 for a code nobody uses: an oracle of guessed codes and their owners."""
+    record = _npo_query(held_out)
+    lat, lon = PLACES["BT"]
+    answers = [
+        _match(world, record, org="BTO", site=code, country=None, lat=None, lon=None)
+        for code in ("site-NPO", "site-nobody-has")
+    ]
+    assert [a.status_code for a in answers] == [422, 422]
+    assert answers[0].json()["detail"] == answers[1].json()["detail"]
+    assert "NPO" not in answers[0].text
+    # with a place, BTO gets a site of its own under its prefix, never NPO's
+    r = _match(world, record, org="BTO", site="site-NPO", country="BT", lat=lat, lon=lon)
+    assert r.status_code == 200, r.text
+    body = world.client.get(f"/v1/sightings/{r.json()['sighting']}",
+                            headers=world.auth("BTO", "viewer")).json()  # fmt: skip
+    assert body["location"]["site"] == "BTO:site-NPO"
+    again = _match(world, record, org="BTO", site="site-NPO", country="BT", lat=lat, lon=lon)
+    body = world.client.get(f"/v1/sightings/{again.json()['sighting']}",
+                            headers=world.auth("BTO", "viewer")).json()  # fmt: skip
+    assert body["location"]["site"] == "BTO:site-NPO"  # found again by the name it gave
