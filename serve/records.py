@@ -241,12 +241,23 @@ def site_at(session: Session, caller: Caller, country: str, lat: float, lon: flo
     return ensure_site(session, code, country, lat, lon, organisation=org)
 
 
+#: The longest site code the registry stores (``Site.code``).
+SITE_CODE_MAX = 128
+
+
 def caller_site_code(caller: Caller, code: str) -> str:
     """The code a site named ``code`` by ``caller`` is made under: ``ORG:code`` (kept
     when already so prefixed). Two organisations' names never collide, so naming a code
-    that another organisation uses neither records at its site nor tells that it exists."""
+    that another organisation uses neither records at its site nor tells that it exists.
+    A 422 when the prefix makes it longer than the registry stores (not the database's
+    error, a 500)."""
     prefix = f"{caller.organisation}:"
-    return code if code.startswith(prefix) else prefix + code
+    out = code if code.startswith(prefix) else prefix + code
+    if len(out) > SITE_CODE_MAX:
+        raise Problem(422, f"site code {code!r} is too long: with your organisation's prefix "
+                      f"it has {len(out)} characters, at most {SITE_CODE_MAX}",
+                      field="site")  # fmt: skip
+    return out
 
 
 def own_site(session: Session, caller: Caller, code: str):

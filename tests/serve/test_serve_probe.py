@@ -390,3 +390,16 @@ def test_naming_another_organisations_site_tells_nothing_and_records_nothing_the
     body = world.client.get(f"/v1/sightings/{again.json()['sighting']}",
                             headers=world.auth("BTO", "viewer")).json()  # fmt: skip
     assert body["location"]["site"] == "BTO:site-NPO"  # found again by the name it gave
+
+
+def test_a_site_code_too_long_with_the_prefix_is_a_422_not_a_database_error():
+    from serve.access import Caller
+    from serve.problems import Problem
+    from serve.records import SITE_CODE_MAX, caller_site_code
+
+    caller = Caller("k1", "O" * 64, 1, "contributor", False)  # the longest organisation code
+    assert caller_site_code(caller, "cam-1") == "O" * 64 + ":cam-1"
+    assert caller_site_code(caller, "O" * 64 + ":cam-1") == "O" * 64 + ":cam-1"
+    with pytest.raises(Problem) as e:
+        caller_site_code(caller, "s" * 100)
+    assert e.value.status == 422 and str(SITE_CODE_MAX) in e.value.detail
