@@ -251,8 +251,7 @@ def caller_site_code(caller: Caller, code: str) -> str:
     that another organisation uses neither records at its site nor tells that it exists.
     A 422 when the prefix makes it longer than the registry stores (not the database's
     error, a 500)."""
-    prefix = f"{caller.organisation}:"
-    out = code if code.startswith(prefix) else prefix + code
+    out = _prefixed(caller, code)
     if len(out) > SITE_CODE_MAX:
         raise Problem(422, f"site code {code!r} is too long: with your organisation's prefix "
                       f"it has {len(out)} characters, at most {SITE_CODE_MAX}",
@@ -260,12 +259,18 @@ def caller_site_code(caller: Caller, code: str) -> str:
     return out
 
 
+def _prefixed(caller: Caller, code: str) -> str:
+    prefix = f"{caller.organisation}:"
+    return code if code.startswith(prefix) else prefix + code
+
+
 def own_site(session: Session, caller: Caller, code: str):
     """The caller's site ``code`` (its own or an unowned one, by the code as given or
     :func:`caller_site_code`), else None. Another organisation's site is, to this caller,
     a site that does not exist: a 403 naming its owner would confirm a guessed code and
     who holds it (the API's rule: 404, never 403, for what a caller may not see)."""
-    for candidate in dict.fromkeys((code, caller_site_code(caller, code))):
+    # the prefixed name unchecked: a lookup must not refuse a name the caller already has
+    for candidate in dict.fromkeys((code, _prefixed(caller, code))):
         site = session.scalar(select(Site).where(Site.code == candidate))
         if site is None:
             continue
