@@ -277,7 +277,7 @@ def _read_layered(path: Path, chain: tuple[Path, ...]) -> dict:
     if base_name is None:
         return data
     if not isinstance(base_name, str) or not base_name.strip():
-        raise ConfigError(f"{path}: 'extends' names one config file, e.g. extends: stage.yaml")
+        raise ConfigError(f"{path}: 'extends' names one config file, e.g. extends: default.yaml")
     base_path = path.parent / base_name
     if not base_path.is_file():
         raise ConfigError(f"{path}: 'extends: {base_name}': no such file {base_path}")
