@@ -88,7 +88,8 @@ def synth(
     preset: Annotated[
         str | None,
         typer.Option(
-            help="A named catalogue (synth-bench-v1, synth-train-v1, synth-train-v2, demo): "
+            help="A named catalogue (synth-bench-v1, synth-val-v1, synth-train-v1, synth-train-v2, "
+            "demo): "
             "sets species, individuals, images per side, seed and mode."
         ),
     ] = None,

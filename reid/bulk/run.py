@@ -107,8 +107,8 @@ class BulkOptions:
     # Frames of a burst whose keypoints are verified, best global score first (the next
     # only when the first is not decisive). 1 for season runs: on the benchmark season with
     # default model v0.13, 0.983 of encounters right against 0.982 with 2, and the run
-    # 6-7 % faster (BENCHMARKS.md); 2 keeps a fallback for a best frame that verifies
-    # poorly. Single queries (reid match, the API) verify 2.
+    # 6-7 % faster (BENCHMARKS.md of 2026-12-05, in git history); 2 keeps a fallback for
+    # a best frame that verifies poorly. Single queries (reid match, the API) verify 2.
     verify_frames: int = 1
     # Expected share of encounters showing a flank not in the gallery (P(new)'s prior);
     # None: the one stored with the gallery's calibration.
