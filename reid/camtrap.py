@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from reid import __version__
 from reid.errors import ReidError
-from reid.privacy import Viewer
+from reid.privacy import Viewer, looks_like_coordinates, opaque_site_code
 from reid.registry.models import Deployment, Individual, Media, Organisation, Sighting, Site
 
 PROFILE = "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0/camtrap-dp-profile.json"
@@ -402,6 +402,8 @@ class ImportStats:
     media: int
     sightings: int
     individuals: int
+    #: Sites whose code looked like coordinates, stored under an opaque code instead.
+    renamed_sites: int = 0
 
 
 def read_package(path: Path) -> tuple[dict, dict[str, list[dict]]]:
@@ -473,6 +475,7 @@ def import_package(
     if country_of is None:
         from reid.geo import country_at as country_of
     n = {"deployments": 0, "media": 0, "sightings": 0, "individuals": 0}
+    renamed: set[str] = set()
     dep_of: dict[str, Deployment] = {}
     for r in tables["deployments"]:
         tags = _parse_tags(r.get("deploymentTags") or "")
@@ -486,6 +489,9 @@ def import_package(
                     session, tags["organisation"], tags.get("organisationCountry") or country
                 )
             site_code = tags.get("site") or r.get("locationID") or r["deploymentID"]
+            if looks_like_coordinates(site_code):  # site codes reach every reader
+                renamed.add(site_code)
+                site_code = opaque_site_code(site_code, country, org.code if org else None)
             site = sv.ensure_site(
                 session, site_code, country,
                 float(tags.get("siteLatitude", r["latitude"])),
@@ -553,4 +559,4 @@ def import_package(
         except ReidError as e:
             raise CamtrapError(f"{r['_where']}: {e}") from None
         n["sightings"] += 1
-    return ImportStats(**n)
+    return ImportStats(**n, renamed_sites=len(renamed))

@@ -369,6 +369,10 @@ def import_camtrap(
         stats = import_package(s, package, decided_by=by or _user())
     typer.echo(f"imported {stats.deployments} deployments, {stats.media} media, "
                f"{stats.sightings} sightings, {stats.individuals} new individuals into {reg.url}")
+    if stats.renamed_sites:
+        typer.echo(f"{stats.renamed_sites} site code(s) looked like coordinates and were stored "
+                   "as CC:site-<hash> (site codes are shown to readers who may not see exact "
+                   "positions)")
 
 
 def map_cmd(

@@ -9,10 +9,12 @@ partner's.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from reid.movements import movements as registry_movements
+from reid.geo import haversine_km
 from reid.privacy import LOCAL_ADMIN, shown_distance_km
 from reid.registry import (
     Individual,
@@ -47,14 +49,6 @@ def sighting_owners(session: Session, codes: list[str] | None = None) -> dict[st
     )
     if codes is not None:
         q = q.where(Sighting.code.in_(codes))
-    return {a: b for a, b in session.execute(q)}
-
-
-def site_owners(session: Session) -> dict[str, str | None]:
-    """site code -> owning organisation code."""
-    q = select(Site.code, Organisation.code).outerjoin(
-        Organisation, Site.organisation_id == Organisation.id
-    )
     return {a: b for a, b in session.execute(q)}
 
 
@@ -133,11 +127,52 @@ def individual_owners(session: Session) -> dict[int, set[str | None]]:
     return out
 
 
-def individual_out(ind: Individual) -> IndividualOut:
+def _confirmed(session: Session, individual: Individual | None = None):
+    """Confirmed sightings of individuals, in the order movements are derived in (by
+    individual, then capture time, then id): (sighting id, individual id, individual
+    code, species, time, country, site code, camera lat, camera lon, site owner)."""
+    q = (
+        select(Sighting.id, Sighting.individual_id, Individual.code, Individual.species,
+               Media.captured_at, Site.country, Site.code, Deployment.lat, Deployment.lon,
+               Organisation.code)
+        .join(Individual, Sighting.individual_id == Individual.id)
+        .join(Media, Sighting.media_id == Media.id)
+        .join(Deployment, Media.deployment_id == Deployment.id)
+        .join(Site, Deployment.site_id == Site.id)
+        .outerjoin(Organisation, Site.organisation_id == Organisation.id)
+        .where(Sighting.status == "confirmed")
+        .order_by(Sighting.individual_id, Media.captured_at, Sighting.id)
+    )  # fmt: skip
+    if individual is not None:
+        q = q.where(Sighting.individual_id == individual.id)
+    return session.execute(q)
+
+
+def visible_seen(
+    session: Session, scope: Scope, individual: Individual | None = None
+) -> dict[int, tuple]:
+    """individual id -> (first, last) capture time of its confirmed sightings that the
+    caller may see. The registry's own ``first_seen``/``last_seen`` span every
+    organisation's sightings, so they would date a partner's sighting that the caller
+    may not read."""
+    out: dict[int, tuple] = {}
+    for row in _confirmed(session, individual):
+        if row[9] in scope.view:
+            first, _ = out.get(row[1], (row[4], row[4]))
+            out[row[1]] = (first, row[4])
+    return out
+
+
+def individual_out(ind: Individual, seen: dict[int, tuple] | None = None) -> IndividualOut:
+    """The API form of an individual; ``seen`` (:func:`visible_seen`) gives its first and
+    last sighting as the caller may see them (none seen: null)."""
+    first, last = (
+        (ind.first_seen, ind.last_seen) if seen is None else seen.get(ind.id, (None, None))
+    )
     return IndividualOut(
         code=ind.code, species=ind.species, sex=ind.sex,
         organisation=ind.organisation.code if ind.organisation else None,
-        first_seen=ind.first_seen, last_seen=ind.last_seen,
+        first_seen=first, last_seen=last,
     )  # fmt: skip
 
 
@@ -195,33 +230,50 @@ def visible_individual(
 
 
 def visible_movements(
-    session: Session, scope: Scope, **filters
+    session: Session,
+    scope: Scope,
+    *,
+    from_country: str | None = None,
+    to_country: str | None = None,
+    since: datetime | None = None,
+    individual: Individual | None = None,
 ) -> tuple[list[MovementOut], set[str]]:
-    """Movements whose both ends the caller may see, exact per owner; and the organisations
-    whose exact coordinates are among them."""
-    owners = site_owners(session)
+    """Cross-border movements between consecutive confirmed sightings *that the caller may
+    see*, oldest arrival first, exact per owner; and the organisations whose exact
+    coordinates are among them.
+
+    Derived from the visible sightings alone, as the registry derives its movements from
+    all of them (:mod:`reid.movements`): filtering the registry's movements instead would
+    drop a crossing between two visible sightings whenever a hidden one lies between them,
+    and that gap would tell the caller when a partner saw the animal."""
     out, exact_owners = [], set()
-    for m in registry_movements(session, LOCAL_ADMIN, **filters):
-        a, b = owners.get(m.from_site), owners.get(m.to_site)
-        if a not in scope.view or b not in scope.view:
+    prev = None
+    for row in _confirmed(session, individual):
+        if row[9] not in scope.view:
             continue
-        alat, alon, aex = scope.locate(a, m.from_lat, m.from_lon)
-        blat, blon, bex = scope.locate(b, m.to_lat, m.to_lon)
-        exact = aex and bex
-        exact_owners |= {o for o, ex in ((a, aex), (b, bex)) if ex}
-        out.append(
-            MovementOut(
-                individual=m.individual, species=m.species,
-                start=Location(country=m.from_country, site=m.from_site, lat=alat, lon=alon,
-                               exact=aex),
-                end=Location(country=m.to_country, site=m.to_site, lat=blat, lon=blon, exact=bex),
-                from_time=m.from_time, to_time=m.to_time,
-                distance_km=shown_distance_km(m.distance_km, (alat, alon), (blat, blon),
-                                              exact=exact),
-                days=m.days,
-            )
-        )  # fmt: skip
+        crossed = prev is not None and prev[1] == row[1] and prev[5] != row[5]
+        if crossed and ((from_country is None or prev[5] == from_country)
+                        and (to_country is None or row[5] == to_country)
+                        and (since is None or row[4] >= since)):  # fmt: skip
+            out.append(_movement(scope, prev, row, exact_owners))
+        prev = row
+    out.sort(key=lambda m: m.to_time)
     return out, exact_owners
+
+
+def _movement(scope: Scope, a, b, exact_owners: set[str]) -> MovementOut:
+    alat, alon, aex = scope.locate(a[9], a[7], a[8])
+    blat, blon, bex = scope.locate(b[9], b[7], b[8])
+    exact_owners |= {o for o, ex in ((a[9], aex), (b[9], bex)) if ex}
+    return MovementOut(
+        individual=b[2], species=b[3],
+        start=Location(country=a[5], site=a[6], lat=alat, lon=alon, exact=aex),
+        end=Location(country=b[5], site=b[6], lat=blat, lon=blon, exact=bex),
+        from_time=a[4], to_time=b[4],
+        distance_km=shown_distance_km(haversine_km(a[7], a[8], b[7], b[8]), (alat, alon),
+                                      (blat, blon), exact=aex and bex),
+        days=round((b[4] - a[4]).total_seconds() / 86400.0, 3),
+    )  # fmt: skip
 
 
 def site_at(session: Session, caller: Caller, country: str, lat: float, lon: float) -> Site:
@@ -265,16 +317,18 @@ def _prefixed(caller: Caller, code: str) -> str:
 
 
 def own_site(session: Session, caller: Caller, code: str):
-    """The caller's site ``code`` (its own or an unowned one, by the code as given or
-    :func:`caller_site_code`), else None. Another organisation's site is, to this caller,
-    a site that does not exist: a 403 naming its owner would confirm a guessed code and
-    who holds it (the API's rule: 404, never 403, for what a caller may not see)."""
+    """The caller's own site ``code`` (by :func:`caller_site_code`'s name first, then by
+    the code as given, for sites named before the prefix), else None.
+
+    Another organisation's site is, to this caller, a site that does not exist: a 403
+    naming its owner would confirm a guessed code and who holds it (the API's rule: 404,
+    never 403, for what a caller may not see). So is a site with no owner (the operator's,
+    from the command line or an import without an organisation): no caller's scope
+    includes it, so a photo recorded there would be a sighting its sender cannot read,
+    and accepting the name would confirm that the site exists and where."""
     # the prefixed name unchecked: a lookup must not refuse a name the caller already has
-    for candidate in dict.fromkeys((code, _prefixed(caller, code))):
+    for candidate in dict.fromkeys((_prefixed(caller, code), code)):
         site = session.scalar(select(Site).where(Site.code == candidate))
-        if site is None:
-            continue
-        owner = site.organisation.code if site.organisation else None
-        if owner in (None, caller.organisation):
+        if site is not None and site.organisation_id == caller.organisation_id:
             return site
     return None

@@ -124,3 +124,25 @@ def test_missing_descriptor_is_named(tmp_path):
     (tmp_path / "pkg" / "datapackage.json").write_text(json.dumps({"resources": []}))
     with pytest.raises(CamtrapError, match="no 'deployments' resource"):
         read_package(tmp_path / "pkg")
+
+
+def test_a_site_code_that_holds_coordinates_is_stored_under_an_opaque_code(registry, tmp_path):
+    """Site codes are shown to every reader (partners, generalised exports): a package
+    whose site is named by its position gets a stable opaque code, not that name."""
+    with registry.session() as s:
+        _fill(s)
+        write_package(s, tmp_path / "pkg", LOCAL_ADMIN)
+    path = tmp_path / "pkg" / "deployments.csv"
+    path.write_text(path.read_text().replace("bardia-1", "27.5123_84.2611"))
+    other = Registry(f"sqlite:///{tmp_path / 'other.sqlite'}")
+    with other.session() as s:
+        stats = import_package(s, tmp_path / "pkg", decided_by="importer")
+        assert stats.renamed_sites == 1 and stats.sightings == 3
+        sites = {v.site for v in list_sightings(s, LOCAL_ADMIN)}
+        assert "katarniaghat-1" in sites
+        (opaque,) = sites - {"katarniaghat-1"}
+        assert opaque.startswith("DNPWC:NP:site-") and "27.51" not in opaque
+    with other.session() as s:  # the same code again: found, nothing added twice
+        again = import_package(s, tmp_path / "pkg", decided_by="importer")
+        assert (again.sightings, again.deployments) == (0, 0)
+        assert {v.site for v in list_sightings(s, LOCAL_ADMIN)} == sites

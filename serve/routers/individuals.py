@@ -17,6 +17,7 @@ from serve.records import (
     individual_owners,
     visible_individual,
     visible_movements,
+    visible_seen,
     visible_sightings,
 )
 from serve.schemas import IndividualDetailOut, IndividualOut, MovementOut
@@ -34,8 +35,9 @@ def list_(
 ) -> list[IndividualOut]:
     """Individuals owned by (or seen by) the caller's organisation or its sharing partners."""
     owners = individual_owners(session)
+    seen = visible_seen(session, scope)
     return [
-        individual_out(i)
+        individual_out(i, seen)
         for i in list_individuals(session, species)
         if owners.get(i.id, set()) & scope.view
     ]
@@ -52,7 +54,8 @@ def read(code: str, session: DbSession, caller: Viewer, scope: CallerScope) -> I
         raise Problem(404, f"no individual {code!r}", field="code", kind="not-found")
     sightings, exact = visible_sightings(session, scope, individual=ind)
     audit_precise(session, caller, f"individual:{ind.code}", exact)
-    return IndividualDetailOut(**individual_out(ind).model_dump(), sightings=sightings)
+    seen = visible_seen(session, scope, ind)
+    return IndividualDetailOut(**individual_out(ind, seen).model_dump(), sightings=sightings)
 
 
 @router.get("/movements", response_model=list[MovementOut], responses=responses(*COMMON, 404))

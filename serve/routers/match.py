@@ -3,13 +3,13 @@ new-individual probability and the evidence; recorded as a proposed sighting."""
 
 from __future__ import annotations
 
-import re
 import time
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, UploadFile
 
+from reid.privacy import looks_like_coordinates
 from reid.registry import add_media, add_sighting, ensure_deployment, ensure_site
 from reid.registry.models import Individual
 from serve.access import audit
@@ -120,9 +120,7 @@ def match(
         for c in result.candidates
     ]  # fmt: skip
     path = keep(photo, s.media_dir)
-    site_row, deployment_code = place
-    dep = ensure_deployment(session, deployment_code + (f":{camera}" if camera else ""),
-                            site_row, camera_id=camera)  # fmt: skip
+    dep = api_deployment(session, place, camera)
     media = add_media(session, dep, path, moment, sha256=photo.sha256, mediatype=photo.mediatype)
     proposed: Individual | None = None
     if result.decision == "known" and result.individual:
@@ -162,8 +160,8 @@ def match(
 
 
 def _place(session, caller, site, country, lat, lon):
-    """(site row, deployment code prefix): an existing own site, or a new one made from
-    country + coordinates (code ``site`` or one derived from the coordinates)."""
+    """The site row: an existing own site, or a new one made from country + coordinates
+    (code ``site`` or one derived from the coordinates)."""
     if country is not None:
         country = check_country_code(country)
         check_place(country, lat, lon)
@@ -175,7 +173,7 @@ def _place(session, caller, site, country, lat, lon):
             if country is not None and country != row.country:
                 raise Problem(422, f"site {site!r} is in {row.country}, not {country}",
                               field="country")  # fmt: skip
-            return row, f"api:{row.code}"
+            return row
     if country is None:
         raise Problem(422, "give an existing site, or country with lat and lon",
                       field="country" if site is None else "site")  # fmt: skip
@@ -186,8 +184,7 @@ def _place(session, caller, site, country, lat, lon):
     from reid.registry import Organisation
 
     if site is None:  # the caller's site there, or a new one with an opaque code
-        row = site_at(session, caller, country, lat, lon)
-        return row, f"api:{row.code}"
+        return site_at(session, caller, country, lat, lon)
     check_no_coordinates(site, "site")
     org = session.scalar(select(Organisation).where(Organisation.id == caller.organisation_id))
     row = own_site(session, caller, site)
@@ -195,18 +192,42 @@ def _place(session, caller, site, country, lat, lon):
         code = caller_site_code(caller, site)
         row = ensure_site(session, code, country, lat, lon, organisation=org)
         if row.organisation_id != caller.organisation_id:  # an administrator's import
-            raise Problem(422, f"site code {code!r} is taken: choose another", field="site")
-    return row, f"api:{row.code}"
+            # worded without saying whose or why: the code is in the caller's own namespace
+            raise Problem(422, f"site {site!r} cannot be made: choose another name",
+                          field="site")  # fmt: skip
+    return row
 
 
-#: A number with two or more decimals (0.01° is about 1 km): a position in a name.
-_COORDINATE = re.compile(r"\d[.,]\d{2,}")
+def api_deployment(session, site, camera: str | None):
+    """The deployment a photo sent to ``site`` with ``camera`` is recorded under.
+
+    Its code is ``api:<site id>[:<camera>]``: one code per (site, camera), whatever the
+    names hold (site and camera names may contain ``:``, so codes built from names could
+    coincide, e.g. site ``a`` with camera ``b`` and site ``a:b``), and short enough for
+    the registry (the id's digits, not a name of up to 128 characters). A deployment made
+    under the older ``api:<site code>[:<camera>]`` is kept when it is at this site. A code
+    held at another site (an administrator's import that chose such a name) is a 422, never
+    a photo recorded at someone else's camera."""
+    from sqlalchemy import select
+
+    from reid.registry.models import Deployment
+
+    suffix = f":{camera}" if camera else ""
+    legacy = session.scalar(select(Deployment).where(Deployment.code == f"api:{site.code}{suffix}"))
+    if legacy is not None and legacy.site_id == site.id:
+        return legacy
+    code = f"api:{site.id}{suffix}"
+    dep = session.scalar(select(Deployment).where(Deployment.code == code))
+    if dep is not None and dep.site_id != site.id:
+        raise Problem(422, f"camera {camera!r} cannot be recorded at this site: choose another "
+                      "camera id", field="camera")  # fmt: skip
+    return ensure_deployment(session, code, site, camera_id=camera)
 
 
 def check_no_coordinates(code: str, field: str) -> None:
     """A 422 for a new site or camera code that looks like it holds coordinates: codes are
     shown to every reader, including those who may see only generalised positions."""
-    if _COORDINATE.search(code):
+    if looks_like_coordinates(code):
         raise Problem(422, f"{field} {code!r} looks like it holds coordinates: codes are "
                       "shown to readers who may not see exact positions; use a name",
                       field=field)  # fmt: skip

@@ -403,3 +403,151 @@ def test_a_site_code_too_long_with_the_prefix_is_a_422_not_a_database_error():
     with pytest.raises(Problem) as e:
         caller_site_code(caller, "s" * 100)
     assert e.value.status == 422 and str(SITE_CODE_MAX) in e.value.detail
+
+
+# -- a review of the site and movement changes (session 15) --------------------------
+
+
+def _location(world, sighting, org="NPO"):
+    r = world.client.get(f"/v1/sightings/{sighting}", headers=world.auth(org, "viewer"))
+    assert r.status_code == 200, r.text
+    return r.json()["location"]
+
+
+def _registry_session(world):
+    return world.app.state.reid.registry.session()
+
+
+def test_site_and_camera_names_never_share_a_deployment(world, held_out):
+    """Site ``a`` with camera ``b`` and site ``a:b`` once made the same deployment code
+    (``api:NPO:a:b``): the second photo, sent from India, was recorded in Nepal."""
+    record = _npo_query(held_out)
+    first = _match(world, record, site="a", camera="b", country="NP", lat=28.40, lon=81.30)
+    lat, lon = PLACES["IN"]
+    second = _match(world, record, site="a:b", country="IN", lat=lat, lon=lon)
+    assert first.status_code == second.status_code == 200, (first.text, second.text)
+    assert _location(world, first.json()["sighting"])["site"] == "NPO:a"
+    where = _location(world, second.json()["sighting"])
+    assert (where["site"], where["country"]) == ("NPO:a:b", "IN")
+    # the same (site, camera) again is the same deployment
+    third = _match(world, record, site="a", camera="b", country="NP", lat=28.40, lon=81.30)
+    from sqlalchemy import func, select
+
+    from reid.registry.models import Deployment
+
+    with _registry_session(world) as s:
+        codes = s.scalars(select(Deployment.code).where(Deployment.code.like("api:%"))).all()
+        assert len(codes) == len(set(codes)) == 2
+        assert s.scalar(select(func.max(func.length(Deployment.code)))) <= 128
+    assert _location(world, third.json()["sighting"])["site"] == "NPO:a"
+
+
+def test_the_longest_site_and_camera_names_are_stored(world, held_out):
+    """A 120-character site and a 100-character camera made a 229-character deployment
+    code: PostgreSQL refused it (a 500), SQLite stored it."""
+    lat, lon = PLACES["NP"]
+    r = _match(world, _npo_query(held_out), site="s" * 120, camera="c" * 100, country="NP",
+               lat=lat, lon=lon)  # fmt: skip
+    assert r.status_code == 200, r.text
+    assert _location(world, r.json()["sighting"])["site"] == "NPO:" + "s" * 120
+
+
+def test_a_site_without_an_owner_is_not_a_callers_site(world, held_out):
+    """The operator's sites (no organisation: the command line, an import without one)
+    were usable by any caller: naming one confirmed it existed (and its country, by the
+    mismatch message), and the photo became a sighting its sender could not read."""
+    from reid.registry import ensure_site
+
+    with _registry_session(world) as s:
+        ensure_site(s, "park-hq", "IN", *PLACES["IN"])
+    record = _npo_query(held_out)
+    answers = [
+        _match(world, record, org="BTO", site=code, country=None, lat=None, lon=None)
+        for code in ("park-hq", "nobody-has-it")
+    ]
+    assert [a.status_code for a in answers] == [422, 422]
+    assert answers[0].json()["detail"].replace("park-hq", "X") == \
+        answers[1].json()["detail"].replace("nobody-has-it", "X")  # fmt: skip
+    lat, lon = PLACES["BT"]
+    r = _match(world, record, org="BTO", site="park-hq", country="BT", lat=lat, lon=lon)
+    assert r.status_code == 200, r.text
+    where = _location(world, r.json()["sighting"], org="BTO")  # its own sighting, readable
+    assert (where["site"], where["country"]) == ("BTO:park-hq", "BT")
+    # a name the caller made keeps its site when the operator later imports the same code
+    with _registry_session(world) as s:
+        ensure_site(s, "trail", "IN", *PLACES["IN"])
+    made = _match(world, record, site="trail", country="NP", lat=28.4, lon=81.3)
+    again = _match(world, record, site="trail", country=None, lat=None, lon=None)
+    assert made.status_code == again.status_code == 200, (made.text, again.text)
+    assert _location(world, again.json()["sighting"])["site"] == "NPO:trail"
+
+
+def test_a_name_held_in_the_callers_prefix_by_another_says_neither_whose_nor_why(
+    world, held_out
+):
+    from reid.registry import ensure_organisation, ensure_site
+
+    with _registry_session(world) as s:  # an administrator's import under NPO's prefix
+        ensure_site(s, "NPO:secret", "BT", *PLACES["BT"],
+                    organisation=ensure_organisation(s, "BTO", "BT"))  # fmt: skip
+    lat, lon = PLACES["NP"]
+    r = _match(world, _npo_query(held_out), site="secret", country="NP", lat=lat, lon=lon)
+    assert r.status_code == 422 and r.json()["field"] == "site", r.text
+    assert "BTO" not in r.text and "BT" not in r.json()["detail"] and "taken" not in r.text
+
+
+def test_first_and_last_seen_are_of_the_sightings_the_caller_may_see(world, held_out):
+    """NPO (sharing nothing with INO) confirms its photo as INO's T-INO: INO's view of
+    T-INO used to move its last_seen to the date of a sighting INO may not read."""
+    h = world.auth("INO", "viewer")
+    before = world.client.get("/v1/individuals/T-INO", headers=h).json()
+    sighting = _match(world, _npo_query(held_out)).json()["sighting"]  # 2025-02-01
+    r = world.client.post(f"/v1/sightings/{sighting}/decision", headers=world.auth("NPO"),
+                          json={"action": "confirm", "individual": "T-INO"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    after = world.client.get("/v1/individuals/T-INO", headers=h).json()
+    assert (after["first_seen"], after["last_seen"]) == (before["first_seen"],
+                                                         before["last_seen"])  # fmt: skip
+    assert after["last_seen"].startswith("2025-01-02")
+    listed = {i["code"]: i for i in world.client.get("/v1/individuals", headers=h).json()}
+    assert listed["T-INO"]["last_seen"] == after["last_seen"]
+    # NPO sees both sightings
+    npo = world.client.get("/v1/individuals/T-INO", headers=world.auth("NPO", "viewer")).json()
+    assert npo["last_seen"].startswith("2025-02-01")
+
+
+def test_a_hidden_sighting_between_two_visible_ones_leaves_no_gap_in_movements(world):
+    """T-NPO: Nepal on day 0 (NPO's), India on day 9 (INO's, shared with NPO). A sighting
+    in Bhutan on day 5 (BTO's, shared with nobody) split the registry's movement in two,
+    neither visible to NPO: the missing crossing told NPO that someone saw it between."""
+    from datetime import timedelta
+
+    from reid.movements import derive_movements
+    from reid.registry import add_media, add_sighting, get_individual
+    from reid.registry.models import Deployment
+    from tests.serve.conftest import T0
+
+    h = world.auth("NPO", "viewer")
+    before = world.client.get("/v1/movements", params={"individual": "T-NPO"}, headers=h).json()
+    assert [(m["start"]["country"], m["end"]["country"]) for m in before] == [("NP", "IN")]
+    from sqlalchemy import select
+
+    with _registry_session(world) as s:
+        dep = s.scalar(select(Deployment).where(Deployment.code == "dep-BTO"))
+        media = add_media(s, dep, "/nonexistent/bhutan.jpg", T0 + timedelta(days=5))
+        add_sighting(s, media, "tiger", side="left", individual=get_individual(s, "T-NPO"),
+                     status="confirmed", decided_by="seed")  # fmt: skip
+        derive_movements(s)
+    after = world.client.get("/v1/movements", params={"individual": "T-NPO"}, headers=h).json()
+    assert after == before
+    everything = world.client.get("/v1/movements", headers=h).json()
+    assert [m for m in everything if m["individual"] == "T-NPO"] == before
+    # BTO sees its own sighting of T-NPO only: no movement at all
+    assert world.client.get("/v1/movements", headers=world.auth("BTO", "viewer")).json() == []
+    # filters apply to the caller's movements
+    assert world.client.get("/v1/movements", params={"from_country": "NP", "to_country": "IN"},
+                            headers=h).json() == before  # fmt: skip
+    assert world.client.get("/v1/movements", params={"from_country": "IN"},
+                            headers=h).json() == []  # fmt: skip
+    assert world.client.get("/v1/movements", params={"since": "2025-01-11T00:00:00Z"},
+                            headers=h).json() == []  # fmt: skip
