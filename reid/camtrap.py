@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session
 
 from reid import __version__
 from reid.errors import ReidError
-from reid.privacy import Viewer, looks_like_coordinates, opaque_site_code
+from reid.privacy import Viewer, looks_like_coordinates
 from reid.registry.models import Deployment, Individual, Media, Organisation, Sighting, Site
 
 PROFILE = "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0/camtrap-dp-profile.json"
@@ -168,10 +168,29 @@ def write_package(session: Session, out: Path, viewer: Viewer, title: str | None
     """Write every deployment, media file and sighting as a Camtrap DP 1.0 package in ``out``.
 
     Coordinates are generalised for viewers without the precise-location permission (and
-    ``coordinateUncertainty`` says by how much).
+    ``coordinateUncertainty`` says by how much); for them, a deployment, site or camera
+    code or a file path that looks like coordinates is written as an opaque name
+    (``deployment-001``, ``site-001``, ``camera-001``, ``media/<mediaID>``), the same
+    throughout the package.
     """
     out.mkdir(parents=True, exist_ok=True)
     deployments, media_rows, observations = [], [], []
+    names: dict[tuple[str, str], str] = {}
+    counts: dict[str, int] = {}
+
+    def shown(kind: str, code: str | None) -> str | None:
+        if code is None or viewer.precise_location or not looks_like_coordinates(code):
+            return code
+        if (kind, code) not in names:
+            counts[kind] = counts.get(kind, 0) + 1
+            names[(kind, code)] = f"{kind}-{counts[kind]:03d}"
+        return names[(kind, code)]
+
+    def path_of(media: Media) -> str:
+        if viewer.precise_location or not looks_like_coordinates(media.file_path):
+            return media.file_path
+        return f"media/{media.code}{Path(media.file_path).suffix}"
+
     for dep, site, org in session.execute(
         select(Deployment, Site, Organisation)
         .join(Site, Deployment.site_id == Site.id)
@@ -185,11 +204,12 @@ def write_package(session: Session, out: Path, viewer: Viewer, title: str | None
         start = dep.start or (min(span) if span else datetime(1970, 1, 1))
         end = dep.end or (max(span) if span else start)
         deployments.append({
-            "deploymentID": dep.code, "locationID": site.code, "locationName": site.code,
+            "deploymentID": shown("deployment", dep.code),
+            "locationID": shown("site", site.code), "locationName": shown("site", site.code),
             "latitude": lat, "longitude": lon, "coordinateUncertainty": viewer.uncertainty_m,
             "deploymentStart": _iso(start), "deploymentEnd": _iso(end),
-            "cameraID": dep.camera_id,
-            "deploymentTags": _tags({"country": site.country, "site": site.code,
+            "cameraID": shown("camera", dep.camera_id),
+            "deploymentTags": _tags({"country": site.country, "site": shown("site", site.code),
                                      "protectedArea": site.protected_area,
                                      "organisation": None if org is None else org.code,
                                      "organisationCountry": None if org is None else org.country,
@@ -204,10 +224,10 @@ def write_package(session: Session, out: Path, viewer: Viewer, title: str | None
         .order_by(Media.captured_at, Media.code)
     ):
         media_rows.append({
-            "mediaID": media.code, "deploymentID": dep.code,
+            "mediaID": media.code, "deploymentID": shown("deployment", dep.code),
             "captureMethod": "activityDetection", "timestamp": _iso(media.captured_at),
-            "filePath": media.file_path, "filePublic": "false",
-            "fileName": Path(media.file_path).name, "fileMediatype": media.mediatype,
+            "filePath": path_of(media), "filePublic": "false",
+            "fileName": Path(path_of(media)).name, "fileMediatype": media.mediatype,
             "mediaComments": _tags({"sha256": media.sha256}),
         })  # fmt: skip
     for sig, media, dep, ind in session.execute(
@@ -218,7 +238,8 @@ def write_package(session: Session, out: Path, viewer: Viewer, title: str | None
         .order_by(Media.captured_at, Sighting.code)
     ):
         observations.append({
-            "observationID": sig.code, "deploymentID": dep.code, "mediaID": media.code,
+            "observationID": sig.code, "deploymentID": shown("deployment", dep.code),
+            "mediaID": media.code,
             "eventStart": _iso(media.captured_at), "eventEnd": _iso(media.captured_at),
             "observationLevel": "media", "observationType": "animal",
             "scientificName": SCIENTIFIC[sig.species], "count": 1,
@@ -454,6 +475,32 @@ def _media_location(root: Path, file_path: str) -> str:
     return str(local.resolve()) if local.is_file() else file_path
 
 
+def _opaque_site(
+    session: Session,
+    country: str,
+    lat: float,
+    lon: float,
+    protected_area: str | None,
+    org: Organisation | None,
+) -> Site:
+    """The site of ``org`` in ``country`` at (lat, lon) to 4 decimals under an opaque code
+    (an import's own code looked like coordinates), else a new one coded
+    ``[ORG:]CC:site-<random>``: random, not derived from the name, which a reader who sees
+    the grid cell could search for; found again by its place on a re-import."""
+    import uuid
+
+    from reid.registry import services as sv
+
+    owner = Site.organisation_id.is_(None) if org is None else Site.organisation_id == org.id
+    for row in session.scalars(select(Site).where(owner, Site.country == country,
+                                                  Site.code.like("%site-%"))):  # fmt: skip
+        if (round(row.lat, 4), round(row.lon, 4)) == (round(lat, 4), round(lon, 4)):
+            return row
+    prefix = f"{org.code}:" if org is not None else ""
+    code = f"{prefix}{country}:site-{uuid.uuid4().hex[:10]}"
+    return sv.ensure_site(session, code, country, lat, lon, protected_area, org)
+
+
 def import_package(
     session: Session,
     path: Path,
@@ -489,15 +536,15 @@ def import_package(
                     session, tags["organisation"], tags.get("organisationCountry") or country
                 )
             site_code = tags.get("site") or r.get("locationID") or r["deploymentID"]
+            site_lat = float(tags.get("siteLatitude", r["latitude"]))
+            site_lon = float(tags.get("siteLongitude", r["longitude"]))
             if looks_like_coordinates(site_code):  # site codes reach every reader
                 renamed.add(site_code)
-                site_code = opaque_site_code(site_code, country, org.code if org else None)
-            site = sv.ensure_site(
-                session, site_code, country,
-                float(tags.get("siteLatitude", r["latitude"])),
-                float(tags.get("siteLongitude", r["longitude"])),
-                tags.get("protectedArea"), org,
-            )  # fmt: skip
+                site = _opaque_site(session, country, site_lat, site_lon,
+                                    tags.get("protectedArea"), org)  # fmt: skip
+            else:
+                site = sv.ensure_site(session, site_code, country, site_lat, site_lon,
+                                      tags.get("protectedArea"), org)  # fmt: skip
             code = r["deploymentID"]
             existing = session.scalar(select(Deployment).where(Deployment.code == code))
             dep_of[r["deploymentID"]] = existing or sv.ensure_deployment(

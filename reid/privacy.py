@@ -26,7 +26,6 @@ along three bearings locates a camera to tens of metres (an API probe did, to 58
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from dataclasses import dataclass, field
@@ -41,13 +40,6 @@ def looks_like_coordinates(code: str) -> bool:
     """Whether a site or camera code seems to hold a position (``27.5123_84.2611``,
     ``cam-27,51``): codes are shown to every reader, cleared for exact positions or not."""
     return COORDINATE_IN_NAME.search(code) is not None
-
-
-def opaque_site_code(code: str, country: str, organisation: str | None = None) -> str:
-    """A code for a site whose own ``code`` looks like coordinates: ``[ORG:]CC:site-<hash>``,
-    the same for the same code every time (a re-import finds the site again)."""
-    digest = hashlib.sha256(code.encode()).hexdigest()[:10]
-    return f"{organisation}:{country}:site-{digest}" if organisation else f"{country}:site-{digest}"
 
 
 #: Grid cell size in degrees for generalised locations.

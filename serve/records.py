@@ -127,10 +127,17 @@ def individual_owners(session: Session) -> dict[int, set[str | None]]:
     return out
 
 
-def _confirmed(session: Session, individual: Individual | None = None):
-    """Confirmed sightings of individuals, in the order movements are derived in (by
-    individual, then capture time, then id): (sighting id, individual id, individual
-    code, species, time, country, site code, camera lat, camera lon, site owner)."""
+def _owned_by(scope: Scope):
+    """SQL condition: the site's owner is one the caller may see."""
+    named = Organisation.code.in_(sorted(o for o in scope.view if o is not None))
+    return named | Site.organisation_id.is_(None) if None in scope.view else named
+
+
+def _confirmed(session: Session, scope: Scope, individual: Individual | None = None):
+    """Confirmed sightings of individuals at sites the caller may see, in the order
+    movements are derived in (by individual, then capture time, then id): (sighting id,
+    individual id, individual code, species, time, country, site code, camera lat, camera
+    lon, site owner)."""
     q = (
         select(Sighting.id, Sighting.individual_id, Individual.code, Individual.species,
                Media.captured_at, Site.country, Site.code, Deployment.lat, Deployment.lon,
@@ -140,7 +147,7 @@ def _confirmed(session: Session, individual: Individual | None = None):
         .join(Deployment, Media.deployment_id == Deployment.id)
         .join(Site, Deployment.site_id == Site.id)
         .outerjoin(Organisation, Site.organisation_id == Organisation.id)
-        .where(Sighting.status == "confirmed")
+        .where(Sighting.status == "confirmed", _owned_by(scope))
         .order_by(Sighting.individual_id, Media.captured_at, Sighting.id)
     )  # fmt: skip
     if individual is not None:
@@ -155,12 +162,21 @@ def visible_seen(
     caller may see. The registry's own ``first_seen``/``last_seen`` span every
     organisation's sightings, so they would date a partner's sighting that the caller
     may not read."""
-    out: dict[int, tuple] = {}
-    for row in _confirmed(session, individual):
-        if row[9] in scope.view:
-            first, _ = out.get(row[1], (row[4], row[4]))
-            out[row[1]] = (first, row[4])
-    return out
+    from sqlalchemy import func
+
+    q = (
+        select(Sighting.individual_id, func.min(Media.captured_at), func.max(Media.captured_at))
+        .join(Media, Sighting.media_id == Media.id)
+        .join(Deployment, Media.deployment_id == Deployment.id)
+        .join(Site, Deployment.site_id == Site.id)
+        .outerjoin(Organisation, Site.organisation_id == Organisation.id)
+        .where(Sighting.status == "confirmed", Sighting.individual_id.is_not(None),
+               _owned_by(scope))
+        .group_by(Sighting.individual_id)
+    )  # fmt: skip
+    if individual is not None:
+        q = q.where(Sighting.individual_id == individual.id)
+    return {iid: (first, last) for iid, first, last in session.execute(q)}
 
 
 def individual_out(ind: Individual, seen: dict[int, tuple] | None = None) -> IndividualOut:
@@ -248,9 +264,7 @@ def visible_movements(
     and that gap would tell the caller when a partner saw the animal."""
     out, exact_owners = [], set()
     prev = None
-    for row in _confirmed(session, individual):
-        if row[9] not in scope.view:
-            continue
+    for row in _confirmed(session, scope, individual):
         crossed = prev is not None and prev[1] == row[1] and prev[5] != row[5]
         if crossed and ((from_country is None or prev[5] == from_country)
                         and (to_country is None or row[5] == to_country)

@@ -1,6 +1,7 @@
 """Camtrap DP: export then import gives the same records; a bad package is refused whole."""
 
 import csv
+import hashlib
 import json
 
 import pytest
@@ -9,7 +10,7 @@ from sqlalchemy import func, select
 from reid.camtrap import CamtrapError, import_package, read_package, species_of, write_package
 from reid.privacy import LOCAL_ADMIN, PUBLIC
 from reid.registry import Registry, list_sightings
-from reid.registry.models import Sighting
+from reid.registry.models import Deployment, Media, Sighting, Site
 from tests.registry.helpers import sight, tiger, world
 
 
@@ -142,7 +143,43 @@ def test_a_site_code_that_holds_coordinates_is_stored_under_an_opaque_code(regis
         assert "katarniaghat-1" in sites
         (opaque,) = sites - {"katarniaghat-1"}
         assert opaque.startswith("DNPWC:NP:site-") and "27.51" not in opaque
-    with other.session() as s:  # the same code again: found, nothing added twice
+        # random, not a hash of the name (a reader who sees the cell could search those)
+        assert hashlib.sha256(b"27.5123_84.2611").hexdigest()[:10] not in opaque
+        n_sites = s.scalar(select(func.count()).select_from(Site))
+    with other.session() as s:  # the same package again: its site found by its place
         again = import_package(s, tmp_path / "pkg", decided_by="importer")
         assert (again.sightings, again.deployments) == (0, 0)
         assert {v.site for v in list_sightings(s, LOCAL_ADMIN)} == sites
+        assert s.scalar(select(func.count()).select_from(Site)) == n_sites
+    # a second package with another deployment at that place lands at the same site
+    path.write_text(path.read_text().replace("dep-np", "dep-np-2"))
+    for table in ("media", "observations"):
+        p = tmp_path / "pkg" / f"{table}.csv"
+        p.write_text(p.read_text().replace("dep-np", "dep-np-2"))
+    with other.session() as s:
+        import_package(s, tmp_path / "pkg", decided_by="importer")
+        assert s.scalar(select(func.count()).select_from(Site)) == n_sites
+
+
+def test_a_generalised_export_names_no_place_in_its_codes(registry, tmp_path):
+    """Deployment, site and camera codes and file paths that spell a position are written
+    as opaque names, consistently across the tables, for a reader without exact places."""
+    with registry.session() as s:
+        _fill(s)
+        dep = s.scalar(select(Deployment).where(Deployment.code == "dep-np"))
+        dep.code, dep.camera_id = "cam_28.4012_81.3021", "28.4012-81.3021"
+        dep.site.code = "28.4012_81.3021"
+        for m in s.scalars(select(Media).where(Media.deployment_id == dep.id)):
+            m.file_path = "/season/28.4012_81.3021/IMG_0001.JPG"
+        s.flush()
+        write_package(s, tmp_path / "public", PUBLIC)
+        write_package(s, tmp_path / "exact", LOCAL_ADMIN)
+    public = "".join(p.read_text() for p in (tmp_path / "public").glob("*.csv"))
+    assert "28.40" not in public and "81.30" not in public
+    exact = "".join(p.read_text() for p in (tmp_path / "exact").glob("*.csv"))
+    assert "cam_28.4012_81.3021" in exact
+    _descriptor, tables = read_package(tmp_path / "public")
+    deps = {r["deploymentID"] for r in tables["deployments"]}
+    assert "deployment-001" in deps
+    assert {r["deploymentID"] for r in tables["media"]} <= deps
+    assert {r["deploymentID"] for r in tables["observations"]} <= deps

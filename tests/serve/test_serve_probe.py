@@ -514,6 +514,24 @@ def test_first_and_last_seen_are_of_the_sightings_the_caller_may_see(world, held
     # NPO sees both sightings
     npo = world.client.get("/v1/individuals/T-INO", headers=world.auth("NPO", "viewer")).json()
     assert npo["last_seen"].startswith("2025-02-01")
+    # a hidden sighting before the first one does not move first_seen either
+    earlier = _match(world, _npo_query(held_out), captured_at="2024-12-01T00:00:00Z")
+    r = world.client.post(f"/v1/sightings/{earlier.json()['sighting']}/decision",
+                          headers=world.auth("NPO"),
+                          json={"action": "confirm", "individual": "T-INO"})  # fmt: skip
+    assert r.status_code == 200, r.text
+    again = world.client.get("/v1/individuals/T-INO", headers=h).json()
+    assert (again["first_seen"], again["last_seen"]) == (before["first_seen"],
+                                                         before["last_seen"])  # fmt: skip
+    npo = world.client.get("/v1/individuals/T-INO", headers=world.auth("NPO", "viewer")).json()
+    assert npo["first_seen"].startswith("2024-12-01")
+    # an individual with no sighting the caller may see: null, not the registry's dates
+    from reid.registry import add_individual, ensure_organisation
+
+    with _registry_session(world) as s:
+        add_individual(s, "T-QUIET", "tiger", organisation=ensure_organisation(s, "INO", "IN"))
+    quiet = world.client.get("/v1/individuals/T-QUIET", headers=h).json()
+    assert quiet["first_seen"] is None and quiet["last_seen"] is None
 
 
 def test_a_hidden_sighting_between_two_visible_ones_leaves_no_gap_in_movements(world):
