@@ -169,33 +169,25 @@ def write_package(session: Session, out: Path, viewer: Viewer, title: str | None
 
     Coordinates are generalised for viewers without the precise-location permission (and
     ``coordinateUncertainty`` says by how much); for them, a deployment, site or camera
-    code or a file path that looks like coordinates is written as an opaque name
-    (``deployment-001``, ``site-001``, ``camera-001``, ``media/<mediaID>``), the same
-    throughout the package.
+    code that might spell a position is written as an opaque name (``deployment-<hash>``,
+    :meth:`~reid.privacy.Viewer.shown_code`), the same throughout the package, deployments
+    are listed in the order they were made rather than by code, and file paths become
+    ``media/<mediaID>.<ext>``.
     """
     out.mkdir(parents=True, exist_ok=True)
     deployments, media_rows, observations = [], [], []
-    names: dict[tuple[str, str], str] = {}
-    counts: dict[str, int] = {}
 
     def shown(kind: str, code: str | None) -> str | None:
-        if code is None or viewer.precise_location or not looks_like_coordinates(code):
-            return code
-        if (kind, code) not in names:
-            counts[kind] = counts.get(kind, 0) + 1
-            names[(kind, code)] = f"{kind}-{counts[kind]:03d}"
-        return names[(kind, code)]
+        return viewer.shown_code(code, kind)
 
     def path_of(media: Media) -> str:
-        if viewer.precise_location or not looks_like_coordinates(media.file_path):
-            return media.file_path
-        return f"media/{media.code}{Path(media.file_path).suffix}"
+        return viewer.shown_path(media.file_path, media.code)
 
     for dep, site, org in session.execute(
         select(Deployment, Site, Organisation)
         .join(Site, Deployment.site_id == Site.id)
         .outerjoin(Organisation, Site.organisation_id == Organisation.id)
-        .order_by(Deployment.code)
+        .order_by(Deployment.code if viewer.precise_location else Deployment.id)
     ):
         lat, lon = viewer.locate(dep.lat, dep.lon)
         span = session.execute(

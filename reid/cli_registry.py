@@ -371,7 +371,7 @@ def import_camtrap(
                f"{stats.sightings} sightings, {stats.individuals} new individuals into {reg.url}")
     if stats.renamed_sites:
         typer.echo(f"{stats.renamed_sites} site code(s) looked like coordinates and were stored "
-                   "as CC:site-<hash> (site codes are shown to readers who may not see exact "
+                   "as CC:site-<random> (site codes are shown to readers who may not see exact "
                    "positions)")
 
 
@@ -417,7 +417,7 @@ def map_cmd(
                 if not views:
                     for site in s.scalars(select(Site).order_by(Site.code)):
                         lat, lon = viewer.locate(site.lat, site.lon)
-                        sites.append((site.code, lat, lon))
+                        sites.append((viewer.shown_code(site.code), lat, lon))
                 shown = (f"{len(views)} confirmed sightings" if views
                          else f"{len(sites)} sites" if sites else "borders only")  # fmt: skip
                 title = f"no cross-border movements ({shown})"

@@ -229,9 +229,10 @@ def movements(
         out.append(
             MovementView(
                 individual=code, species=species,
-                from_country=m.from_country, from_site=fsite, from_time=m.from_time,
+                from_country=m.from_country, from_site=viewer.shown_code(fsite),
+                from_time=m.from_time,
                 from_lat=flat, from_lon=flon,
-                to_country=m.to_country, to_site=tsite, to_time=m.to_time,
+                to_country=m.to_country, to_site=viewer.shown_code(tsite), to_time=m.to_time,
                 to_lat=tlat, to_lon=tlon,
                 distance_km=viewer.distance_km(m.distance_km, (flat, flon), (tlat, tlon)),
                 days=round(m.days, 3),

@@ -26,9 +26,13 @@ along three bearings locates a camera to tens of metres (an API probe did, to 58
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
 import re
+import secrets
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 from reid.geo import haversine_km
 
@@ -40,6 +44,34 @@ def looks_like_coordinates(code: str) -> bool:
     """Whether a site or camera code seems to hold a position (``27.5123_84.2611``,
     ``cam-27,51``): codes are shown to every reader, cleared for exact positions or not."""
     return COORDINATE_IN_NAME.search(code) is not None
+
+
+#: Broader than :data:`COORDINATE_IN_NAME` (which refuses new codes, and must not refuse
+#: names like ``cam-12``): anything a position could be spelt with. A code that matches
+#: is shown to a viewer without exact places under an opaque name (:meth:`Viewer.shown_code`);
+#: a false alarm only costs that viewer a readable label.
+POSITION_HINT = re.compile(
+    r"\d[.,]\d"  # a decimal, even of one digit (0.1 degree is 11 km): 27.6, 27,5123
+    r"|\d{1,3}\s*[°dD]\s*\d"  # degrees then minutes: 27°30', 27d30m
+    r"|(?<!\d)\d{1,3}[_\- ]\d{3,6}(?!\d)"  # integer part, decimals apart: 27_4387, 84-2611
+    r"|\d{6,}"  # a run of digits: 2751238426
+)
+#: Opaque site codes this package makes (``[ORG:]CC:site-<random>``): nothing to hide.
+_OPAQUE_SITE = re.compile(r"(^|:)site-[0-9a-f]{10}$")
+#: Per process: opaque names are stable within one export or one server's life, unlinkable
+#: across them, and cannot be searched for without it.
+_NAME_KEY = secrets.token_bytes(32)
+
+
+def may_hold_position(code: str) -> bool:
+    """Whether ``code`` might spell a position (:data:`POSITION_HINT`)."""
+    return POSITION_HINT.search(code) is not None and not _OPAQUE_SITE.search(code)
+
+
+def opaque_name(kind: str, code: str) -> str:
+    """``<kind>-<8 hex>``: a keyed hash of ``code`` (:data:`_NAME_KEY`), not reversible."""
+    digest = hmac.new(_NAME_KEY, f"{kind}\0{code}".encode(), hashlib.sha256).hexdigest()
+    return f"{kind}-{digest[:8]}"
 
 
 #: Grid cell size in degrees for generalised locations.
@@ -69,6 +101,21 @@ class Viewer:
         when cleared, else :func:`shown_distance_km` between ``start`` and ``end`` as this
         viewer sees them (:meth:`locate`)."""
         return shown_distance_km(km, start, end, exact=self.precise_location)
+
+    def shown_code(self, code: str | None, kind: str = "site") -> str | None:
+        """A site, deployment or camera code as this viewer may see it: as it is when
+        cleared for exact places or when it cannot spell a position, else an opaque name
+        (:func:`opaque_name`, the same for the same code throughout one process)."""
+        if code is None or self.precise_location or not may_hold_position(code):
+            return code
+        return opaque_name(kind, code)
+
+    def shown_path(self, path: str, media: str) -> str:
+        """A photo's file path as this viewer may see it: as it is when cleared, else
+        ``media/<media code><suffix>`` (folders and file names may name the place)."""
+        if self.precise_location:
+            return path
+        return f"media/{media}{PurePath(path).suffix}"
 
     @property
     def uncertainty_m(self) -> int | None:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from reid.geo import haversine_km
-from reid.privacy import LOCAL_ADMIN, shown_distance_km
+from reid.privacy import LOCAL_ADMIN, PUBLIC, shown_distance_km
 from reid.registry import (
     Individual,
     Organisation,
@@ -55,10 +55,11 @@ def sighting_owners(session: Session, codes: list[str] | None = None) -> dict[st
 def sighting_out(view: SightingView, owner: str | None, scope: Scope) -> tuple[SightingOut, bool]:
     """The API form of a sighting (read with exact coordinates) and whether it stays exact."""
     lat, lon, exact = scope.locate(owner, view.lat, view.lon)
+    site = view.site if exact else PUBLIC.shown_code(view.site)
     return SightingOut(
         code=view.code, individual=view.individual, species=view.species, side=view.side,
         status=view.status, captured_at=view.captured_at, organisation=owner,
-        location=Location(country=view.country, site=view.site, lat=lat, lon=lon, exact=exact),
+        location=Location(country=view.country, site=site, lat=lat, lon=lon, exact=exact),
         image_url=f"/v1/media/{view.code}/thumbnail", box=list(view.box) if view.box else None,
     ), exact  # fmt: skip
 
@@ -281,8 +282,10 @@ def _movement(scope: Scope, a, b, exact_owners: set[str]) -> MovementOut:
     exact_owners |= {o for o, ex in ((a[9], aex), (b[9], bex)) if ex}
     return MovementOut(
         individual=b[2], species=b[3],
-        start=Location(country=a[5], site=a[6], lat=alat, lon=alon, exact=aex),
-        end=Location(country=b[5], site=b[6], lat=blat, lon=blon, exact=bex),
+        start=Location(country=a[5], site=a[6] if aex else PUBLIC.shown_code(a[6]), lat=alat,
+                       lon=alon, exact=aex),
+        end=Location(country=b[5], site=b[6] if bex else PUBLIC.shown_code(b[6]), lat=blat,
+                     lon=blon, exact=bex),
         from_time=a[4], to_time=b[4],
         distance_km=shown_distance_km(haversine_km(a[7], a[8], b[7], b[8]), (alat, alon),
                                       (blat, blon), exact=aex and bex),

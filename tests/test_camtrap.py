@@ -180,6 +180,7 @@ def test_a_generalised_export_names_no_place_in_its_codes(registry, tmp_path):
     assert "cam_28.4012_81.3021" in exact
     _descriptor, tables = read_package(tmp_path / "public")
     deps = {r["deploymentID"] for r in tables["deployments"]}
-    assert "deployment-001" in deps
+    assert any(d.startswith("deployment-") for d in deps) and "dep-in" in deps
+    assert all(r["filePath"].startswith("media/") for r in tables["media"])
     assert {r["deploymentID"] for r in tables["media"]} <= deps
     assert {r["deploymentID"] for r in tables["observations"]} <= deps

@@ -1,5 +1,6 @@
 """Generalised locations: grid-cell centres, stable, and only for callers without permission."""
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -54,3 +55,35 @@ def test_a_hidden_end_leaves_no_trace_in_the_distance():
     cell = generalise(*near)
     assert shown[0] == shown[1] == float(round(haversine_km(*mine, *cell) / 10) * 10)
     assert shown_distance_km(km[0], mine, near, exact=True) == round(km[0], 1)
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["cam_27.5123_84.2611", "cam-27.6-84.3", "valmiki_27_4387_84_1942", "27-5123-84-2611",
+     "N27d30m44s_E84d15m40s", "27°30'44\"N", "2751238426", "waterhole N27.6271 E84.3388"],
+)  # fmt: skip
+def test_codes_that_may_spell_a_position_are_opaque_to_a_generalised_viewer(code):
+    from reid.privacy import LOCAL_ADMIN, PUBLIC, may_hold_position
+
+    assert may_hold_position(code)
+    shown = PUBLIC.shown_code(code, "site")
+    assert shown.startswith("site-") and not any(ch in shown for ch in ".°_ ")
+    assert PUBLIC.shown_code(code, "site") == shown  # stable within the process
+    assert PUBLIC.shown_code(code, "camera") != shown
+    assert LOCAL_ADMIN.shown_code(code) == code
+
+
+@pytest.mark.parametrize("code", ["bardia-1", "site-NPO", "katarniaghat-1", "NPO:trail",
+                                  "NPO:NP:site-3f9a0c1234", "cam-12", None])  # fmt: skip
+def test_names_without_a_position_are_shown_as_they_are(code):
+    from reid.privacy import PUBLIC
+
+    assert PUBLIC.shown_code(code) == code
+
+
+def test_a_generalised_viewer_sees_no_file_path():
+    from reid.privacy import LOCAL_ADMIN, PUBLIC
+
+    path = "/season/cam_27.5123_84.2611/IMG_0001.JPG"
+    assert PUBLIC.shown_path(path, "M-7") == "media/M-7.JPG"
+    assert LOCAL_ADMIN.shown_path(path, "M-7") == path

@@ -532,12 +532,12 @@ def list_sightings(
                 status=sig.status,
                 captured_at=media.captured_at,
                 country=site.country,
-                site=site.code,
+                site=viewer.shown_code(site.code),
                 protected_area=site.protected_area,
                 lat=lat,
                 lon=lon,
                 media=media.code,
-                file_path=media.file_path,
+                file_path=viewer.shown_path(media.file_path, media.code),
                 box=box,
             )
         )

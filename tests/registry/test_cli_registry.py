@@ -85,3 +85,36 @@ def test_map_of_movements_without_any_draws_what_there_is(home):
     assert (tmp / "seen.png").stat().st_size > 1000
     one = run("map", "T-9", "--out", tmp / "t9.png")
     assert one.exit_code == 0 and "no movements of T-9" in one.output
+
+
+def test_generalised_outputs_name_no_place(home):
+    """Site codes and photo folders that spell a camera's position (the operator's own
+    names) never reach a generalised output: listings, movements, CSV, GeoJSON, Camtrap DP."""
+    tmp, _ = home
+    folder = tmp / "cam_27.5123_84.2611"
+    folder.mkdir()
+    photo = folder / "IMG_0001.jpg"
+    photo.write_bytes(b"hashed all the same")
+    common = ["sightings", "add", photo, "--species", "tiger", "--individual", "T-9"]
+    assert run(*common, "--site", "cam_27.5123_84.2611", "--country", "NP", "--lat", 27.5123,
+               "--lon", 84.2611, "--at", "2025-01-01T06:00:00Z").exit_code == 0  # fmt: skip
+    assert run(*common, "--site", "waterhole N27.3712 E84.0208", "--country", "IN",
+               "--lat", 27.3712, "--lon", 84.0208, "--at", "2025-01-05T06:00:00Z").exit_code == 0
+    outputs = [
+        run("sightings", "list", "--generalise", "--json").output,
+        run("sightings", "list", "--generalise").output,
+        run("movements", "--generalise", "--json").output,
+        run("individuals", "show", "T-9", "--generalise").output,
+    ]
+    assert run("export", "csv", "--generalise", "--out", tmp / "g").exit_code == 0
+    assert run("export", "geojson", "--generalise", "--out", tmp / "g.geojson").exit_code == 0
+    assert run("export", "camtrap-dp", "--generalise", "--out", tmp / "gpkg").exit_code == 0
+    files = [tmp / "g-sightings.csv", tmp / "g-movements.csv", tmp / "g.geojson",
+             *(tmp / "gpkg").glob("*")]  # fmt: skip
+    outputs += [f.read_text() for f in files]
+    assert len(outputs) >= 9 and all(outputs)
+    for text in outputs:
+        for digits in ("5123", "2611", "3712", "0208"):
+            assert digits not in text, (digits, text[:300])
+    # the operator's own exact view keeps the names
+    assert "cam_27.5123_84.2611" in run("sightings", "list", "--json").output

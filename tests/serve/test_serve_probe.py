@@ -569,3 +569,35 @@ def test_a_hidden_sighting_between_two_visible_ones_leaves_no_gap_in_movements(w
                             headers=h).json() == []  # fmt: skip
     assert world.client.get("/v1/movements", params={"since": "2025-01-11T00:00:00Z"},
                             headers=h).json() == []  # fmt: skip
+
+
+def test_a_partners_site_code_that_may_spell_its_place_is_opaque(world):
+    """An imported site named by its position (``valmiki_27_4387_84_1942``: decimals
+    behind underscores, which the new-code check does not refuse) is shown to a reader
+    who sees that place generalised under an opaque name; to its owner, exactly."""
+    from datetime import timedelta
+
+    from reid.registry import (
+        add_media,
+        add_sighting,
+        ensure_deployment,
+        ensure_organisation,
+        ensure_site,
+        get_individual,
+    )
+    from tests.serve.conftest import T0
+
+    with _registry_session(world) as s:
+        site = ensure_site(s, "valmiki_27_4387_84_1942", "IN", 27.4387, 84.1942,
+                           organisation=ensure_organisation(s, "INO", "IN"))  # fmt: skip
+        dep = ensure_deployment(s, "dep-valmiki", site)
+        media = add_media(s, dep, "/nonexistent/v.jpg", T0 + timedelta(days=20))
+        code = add_sighting(s, media, "tiger", side="left", individual=get_individual(s, "T-INO"),
+                            status="confirmed", decided_by="seed").code  # fmt: skip
+    partner = _location(world, code, org="NPO")  # INO shares sightings, not exact places
+    assert not partner["exact"] and partner["site"].startswith("site-")
+    assert "4387" not in partner["site"]
+    listed = world.client.get("/v1/sightings", headers=world.auth("NPO", "viewer")).text
+    assert "4387" not in listed and "1942" not in listed
+    owner = world.client.get(f"/v1/sightings/{code}", headers=world.auth("INO", "viewer", True))
+    assert owner.json()["location"]["site"] == "valmiki_27_4387_84_1942"
