@@ -349,4 +349,31 @@ def test_generalised_projection_is_centred_on_the_cells_not_the_stations(tmp_pat
     proj = projection_for([43.125], [131.125])
     lat, lon = generalise(43.11, 131.31)
     x, y = proj.forward(lat, lon)[0]
-    assert [float(v) for v in trap[0][1:3]] == [round(x, 1), round(y, 1)]
+    # (rows are listed by cell, then a keyed hash: find the station's cell among them)
+    assert [round(x, 1), round(y, 1)] in [[float(v) for v in t[1:3]] for t in trap]
+
+
+def test_generalised_detectors_are_not_listed_in_station_code_order(tmp_path):
+    """Station codes may spell places (``st_43.3640_131.1758``): a generalised export
+    numbered and listed its detectors in code order, so within a shared grid cell the
+    numbers sorted the stations by their exact latitude."""
+    from reid.scr.exports import detector_names, detector_order, write_camtrapr
+
+    stations = [(f"st_43.{1300 + i:04d}_131.1100", 43.13 + i / 10_000, 131.11) for i in range(12)]
+    rows = [CameraDeployment(f"dep-{code}", code, la, lo, T0, T0 + timedelta(days=30), "RU",
+                             f"cam-{i}")  # fmt: skip
+            for i, (code, la, lo) in enumerate(stations)]
+    b = build_history(rows, [], occasion_days=5)
+    order = detector_order(b, exact=False)
+    assert order != list(range(len(stations)))  # by a keyed hash within the one cell
+    names = detector_names(b, exact=False)
+    assert sorted(names) == [f"D{k + 1:03d}" for k in range(len(stations))]
+    assert [names[k] for k in order] == sorted(names)
+    files = write_secr(b, tmp_path / "secr", exact=False)
+    trap = [ln.split()[0] for ln in Path(files["traps"]).read_text().splitlines()
+            if ln[0] != "#"]  # fmt: skip
+    assert trap == sorted(trap)  # rows in number order, which is not the codes' order
+    ct = write_camtrapr(b, tmp_path / "camtrapr", exact=False)["stations"]
+    text = Path(ct).read_text() + Path(files["traps"]).read_text()
+    assert "43.13" not in text and "st_" not in text
+    assert detector_order(b, exact=True) == list(range(len(stations)))

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reid.privacy import CELL_UNCERTAINTY_M, generalise
+from reid.privacy import CELL_UNCERTAINTY_M, generalise, opaque_name
 from reid.scr.histories import HistoryBuild, projection_for
 
 _BAD = re.compile(r"[\s,_#]+")
@@ -46,10 +46,26 @@ def secr_id(text: str) -> str:
     return out or "x"
 
 
+def detector_order(build: HistoryBuild, exact: bool) -> list[int]:
+    """The order detectors are listed and numbered in: the history's own (by station
+    code) when exact; generalised, by grid cell and then by a keyed hash of the code, so
+    that neither the numbers nor the rows sort stations within a cell by their codes
+    (which may spell their places)."""
+    if exact:
+        return list(range(len(build.stations)))
+    cells = station_latlon(build, exact=False)
+    return sorted(range(len(build.stations)),
+                  key=lambda k: (cells[k], opaque_name("station", build.stations[k].id)))
+
+
 def detector_names(build: HistoryBuild, exact: bool) -> list[str]:
-    """Station codes made secr-safe (exact), or opaque ``D001``... (generalised)."""
+    """Station codes made secr-safe (exact), or opaque ``D001``... numbered in
+    :func:`detector_order` (generalised); indexed as the history's stations."""
     if not exact:
-        return [f"D{k + 1:03d}" for k in range(len(build.stations))]
+        out = [""] * len(build.stations)
+        for rank, k in enumerate(detector_order(build, exact)):
+            out[k] = f"D{rank + 1:03d}"
+        return out
     names = [secr_id(s.id) for s in build.stations]
     seen: dict[str, int] = {}
     out = []
@@ -96,9 +112,12 @@ def write_secr(build: HistoryBuild, out_dir: Path, exact: bool, session: str = "
     session = secr_id(session)
     lines = ["# Session ID Occasion Detector"]
     ind_names = [secr_id(i) for i in ch.individuals]
-    for i, k, s in zip(*np.nonzero(ch.counts), strict=True):
-        for _ in range(int(ch.counts[i, k, s])):
-            lines.append(f"{session} {ind_names[i]} {s + 1} {names[k]}")
+    captures = [(i, s, names[k], int(ch.counts[i, k, s]))
+                for i, k, s in zip(*np.nonzero(ch.counts), strict=True)]  # fmt: skip
+    if not exact:  # not in station-code order
+        captures.sort(key=lambda c: (c[0], c[1], c[2]))
+    for i, s, name, n in captures:
+        lines.extend([f"{session} {ind_names[i]} {s + 1} {name}"] * n)
     capt = out_dir / "capt.txt"
     capt.write_text("\n".join(lines) + "\n", encoding="utf-8")
     where = "exact" if exact else f"generalised to 0.25 degree cells (+-{CELL_UNCERTAINTY_M} m)"
@@ -107,9 +126,9 @@ def write_secr(build: HistoryBuild, out_dir: Path, exact: bool, session: str = "
         f"{ch.detectors.n_occasions} occasions from {build.start:%Y-%m-%d});",
         f"# x, y: metres, {projection(build, exact).description}; coordinates {where}",
     ]
-    for k, name in enumerate(names):
+    for k in detector_order(build, exact):
         usage = " ".join(_fmt(float(u)) for u in ch.detectors.usage[k])
-        tl.append(f"{name} {xy[k, 0]:.1f} {xy[k, 1]:.1f} {usage}")
+        tl.append(f"{names[k]} {xy[k, 0]:.1f} {xy[k, 1]:.1f} {usage}")
     trap = out_dir / "trap.txt"
     trap.write_text("\n".join(tl) + "\n", encoding="utf-8")
     rcode = out_dir / "read.R"
@@ -212,15 +231,16 @@ def write_camtrapr(build: HistoryBuild, out_dir: Path, exact: bool) -> dict:
     with op.open("w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["", *days])
-        for name, cells in zip(names, rows, strict=True):
-            w.writerow([name, *cells])
+        for k in detector_order(build, exact):
+            w.writerow([names[k], *rows[k]])
     ct = out_dir / "CTtable.csv"
     latlon = station_latlon(build, exact)
     xy = detector_xy(build, exact)
     with ct.open("w", encoding="utf-8", newline="") as f:
         w = csv.writer(f, lineterminator="\n")
         w.writerow(["Station", "x", "y", "lat", "lon", "Country", "Cameras"])
-        for k, st in enumerate(build.stations):
+        for k in detector_order(build, exact):
+            st = build.stations[k]
             w.writerow([names[k], f"{xy[k, 0]:.1f}", f"{xy[k, 1]:.1f}", f"{latlon[k][0]:.6f}",
                         f"{latlon[k][1]:.6f}", st.country or "",
                         len(st.cameras)])  # fmt: skip

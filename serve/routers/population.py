@@ -28,6 +28,7 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from reid.privacy import generalise
+from reid.scr.exports import detector_order
 from serve.access import audit_precise
 from serve.deps import CallerScope, DbSession, State, Viewer
 from serve.problems import COMMON, Problem, responses
@@ -182,12 +183,14 @@ def population(
     for d in deployments:
         owner_of.setdefault(d.station, d.owner)
     stations, exact_owners = [], set()
-    for k, st in enumerate(build.stations):
+    # by grid cell, then a keyed hash: not by station code, which may spell the place
+    for rank, k in enumerate(detector_order(build, exact=False)):
+        st = build.stations[k]
         owner = owner_of.get(st.id)
         lat, lon, exact = scope.locate(owner, st.lat, st.lon)
         if exact:
             exact_owners.add(owner)
-        stations.append(StationOut(detector=st.id if exact else f"D{k + 1:03d}",
+        stations.append(StationOut(detector=st.id if exact else f"D{rank + 1:03d}",
                                    country=st.country, lat=lat, lon=lon, exact=exact,
                                    organisation=owner))  # fmt: skip
     all_exact = all(owner_of.get(s.id) in scope.precise for s in build.stations)
