@@ -21,6 +21,7 @@ from PIL import Image
 
 from reid.errors import ImageError, ReidError
 from reid.images import decode_image_bytes
+from reid.privacy import looks_like_coordinates
 from serve.problems import Problem, image_problem
 
 #: Clock skew tolerated for capture times "in the future".
@@ -196,3 +197,13 @@ def scale_of(path: str | Path, box: tuple | None, size: int) -> tuple[float, int
         w, h = oriented_size(path)
     factor = min(1.0, size / max(w, h))
     return factor, max(1, round(w * factor)), max(1, round(h * factor))
+
+
+def check_no_coordinates(code: str, field: str) -> None:
+    """A 422 for a new site, camera or individual code that looks like it holds
+    coordinates: codes are shown to every reader, including those who may see only
+    generalised positions."""
+    if looks_like_coordinates(code):
+        raise Problem(422, f"{field} {code!r} looks like it holds coordinates: codes are "
+                      "shown to readers who may not see exact positions; use a name",
+                      field=field)  # fmt: skip

@@ -15,7 +15,7 @@ from serve.deps import AppState, CallerScope, Contributor, DbSession, State, Vie
 from serve.problems import COMMON, Problem, responses
 from serve.records import visible_individual
 from serve.schemas import CODE_PATTERN, GalleryOut
-from serve.uploads import box_of, cropped, keep, read_upload, thumbnail
+from serve.uploads import box_of, check_no_coordinates, cropped, keep, read_upload, thumbnail
 
 router = APIRouter(prefix="/v1/gallery", tags=["gallery"])
 CACHE = {"Cache-Control": "private, max-age=3600"}
@@ -146,6 +146,7 @@ def enrol(
     _matcher(state)
     ind = visible_individual(session, scope, individual)
     if ind is None:  # new for the caller's organisation (codes are per organisation)
+        check_no_coordinates(individual, "individual")
         org = session.get(Organisation, caller.organisation_id)
         ind = add_individual(session, individual, species, organisation=org)
     elif ind.species != species:

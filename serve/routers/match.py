@@ -9,7 +9,6 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, UploadFile
 
-from reid.privacy import looks_like_coordinates
 from reid.registry import add_media, add_sighting, ensure_deployment, ensure_site
 from reid.registry.models import Individual
 from serve.access import audit
@@ -20,6 +19,7 @@ from serve.schemas import CandidateOut, EvidenceOut, MatchOut
 from serve.uploads import (
     box_of,
     check_country_code,
+    check_no_coordinates,
     check_place,
     check_time,
     cropped,
@@ -223,11 +223,3 @@ def api_deployment(session, site, camera: str | None):
                       "camera id", field="camera")  # fmt: skip
     return ensure_deployment(session, code, site, camera_id=camera)
 
-
-def check_no_coordinates(code: str, field: str) -> None:
-    """A 422 for a new site or camera code that looks like it holds coordinates: codes are
-    shown to every reader, including those who may see only generalised positions."""
-    if looks_like_coordinates(code):
-        raise Problem(422, f"{field} {code!r} looks like it holds coordinates: codes are "
-                      "shown to readers who may not see exact positions; use a name",
-                      field=field)  # fmt: skip

@@ -23,7 +23,7 @@ from serve.records import (
     visible_sightings,
 )
 from serve.schemas import DecisionIn, SightingDetailOut, SightingOut
-from serve.uploads import to_utc
+from serve.uploads import check_no_coordinates, to_utc
 
 router = APIRouter(prefix="/v1/sightings", tags=["sightings"])
 
@@ -181,6 +181,7 @@ def _new(session, caller: Caller, code: str | None, species: str) -> Individual:
     if code is None:
         prefix = {"tiger": "T", "leopard": "L"}[species]
         code = f"{prefix}-{caller.organisation}-{uuid.uuid4().hex[:6]}"
+    check_no_coordinates(code, "individual")
     # codes are unique per organisation: only the caller's own can be in the way
     if session.scalar(select(Individual.id).where(
             Individual.code == code, Individual.organisation_id == org.id)) is not None:

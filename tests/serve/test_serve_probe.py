@@ -601,3 +601,24 @@ def test_a_partners_site_code_that_may_spell_its_place_is_opaque(world):
     assert "4387" not in listed and "1942" not in listed
     owner = world.client.get(f"/v1/sightings/{code}", headers=world.auth("INO", "viewer", True))
     assert owner.json()["location"]["site"] == "valmiki_27_4387_84_1942"
+
+
+def test_a_new_individual_code_that_holds_coordinates_is_refused(world, held_out):
+    """Individual codes reach every reader, like site codes: ``T-27.5123`` is refused
+    where a new individual is named (a decision, an enrolment), as a site code would be."""
+    record = _npo_query(held_out)
+    sighting = _match(world, record).json()["sighting"]
+    r = world.client.post(f"/v1/sightings/{sighting}/decision", headers=world.auth("NPO"),
+                          json={"action": "new", "individual": "T-27.5123"})  # fmt: skip
+    assert r.status_code == 422 and r.json()["field"] == "individual", r.text
+    r = world.client.post("/v1/gallery", headers=world.auth("NPO", "contributor"),
+                          data={"individual": "T-84.2611", "species": "tiger",
+                                "side": record.side},
+                          files={"image": ("g.png", photo_bytes(record), "image/png")})
+    assert r.status_code == 422 and r.json()["field"] == "individual", r.text
+    listed = {i["code"] for i in world.client.get("/v1/individuals",
+                                                  headers=world.auth("NPO")).json()}
+    assert not listed & {"T-27.5123", "T-84.2611"}
+    ok = world.client.post(f"/v1/sightings/{sighting}/decision", headers=world.auth("NPO"),
+                           json={"action": "new", "individual": "T-NPO-7"})  # fmt: skip
+    assert ok.status_code == 200, ok.text
