@@ -33,7 +33,8 @@ from sqlalchemy.orm import Session
 
 from reid import __version__
 from reid.errors import ReidError
-from reid.privacy import Viewer, looks_like_coordinates
+from reid.privacy import Viewer, looks_like_coordinates, may_hold_position, opaque_name
+from reid.registry.db import utc
 from reid.registry.models import Deployment, Individual, Media, Organisation, Sighting, Site
 
 PROFILE = "https://raw.githubusercontent.com/tdwg/camtrap-dp/1.0/camtrap-dp-profile.json"
@@ -171,7 +172,7 @@ def write_package(session: Session, out: Path, viewer: Viewer, title: str | None
     ``coordinateUncertainty`` says by how much); for them, a deployment, site or camera
     code that might spell a position is written as an opaque name (``deployment-<hash>``,
     :meth:`~reid.privacy.Viewer.shown_code`), the same throughout the package, deployments
-    are listed in the order they were made rather than by code, and file paths become
+    are listed by grid cell and then a keyed hash rather than by code, and file paths become
     ``media/<mediaID>.<ext>``.
     """
     out.mkdir(parents=True, exist_ok=True)
@@ -183,12 +184,16 @@ def write_package(session: Session, out: Path, viewer: Viewer, title: str | None
     def path_of(media: Media) -> str:
         return viewer.shown_path(media.file_path, media.code)
 
-    for dep, site, org in session.execute(
+    rows = session.execute(
         select(Deployment, Site, Organisation)
         .join(Site, Deployment.site_id == Site.id)
         .outerjoin(Organisation, Site.organisation_id == Organisation.id)
-        .order_by(Deployment.code if viewer.precise_location else Deployment.id)
-    ):
+        .order_by(Deployment.code)
+    ).all()
+    if not viewer.precise_location:  # by cell, then a keyed hash: not by code within a cell
+        rows.sort(key=lambda row: (viewer.locate(row[0].lat, row[0].lon),
+                                   opaque_name("deployment", row[0].code)))  # fmt: skip
+    for dep, site, org in rows:
         lat, lon = viewer.locate(dep.lat, dep.lon)
         span = session.execute(
             select(Media.captured_at).where(Media.deployment_id == dep.id)
@@ -550,13 +555,22 @@ def import_package(
     root = Path(path)
     root = root.parent if root.is_file() else root
     for r in tables["media"]:
-        existing = session.scalar(select(Media).where(Media.code == r["mediaID"]))
+        # an ID made from a folder name (e.g. reid bulk's) may spell the camera's place:
+        # such a photo gets a random code, found again on a re-import by where it is kept
+        opaque = may_hold_position(r["mediaID"])
+        where = _media_location(root, r["filePath"])
+        if opaque:
+            existing = session.scalar(select(Media).where(
+                Media.deployment_id == dep_of[r["deploymentID"]].id,
+                Media.captured_at == utc(r["timestamp"]), Media.file_path == str(where)))
+        else:
+            existing = session.scalar(select(Media).where(Media.code == r["mediaID"]))
         if existing is None:
             sha = _parse_tags(r.get("mediaComments") or "").get("sha256")
             existing = sv.add_media(
-                session, dep_of[r["deploymentID"]], _media_location(root, r["filePath"]),
-                r["timestamp"],
-                sha256=sha or None, code=r["mediaID"], mediatype=r["fileMediatype"],
+                session, dep_of[r["deploymentID"]], where, r["timestamp"],
+                sha256=sha or None, code=None if opaque else r["mediaID"],
+                mediatype=r["fileMediatype"],
             )  # fmt: skip
             n["media"] += 1
         media_of[r["mediaID"]] = existing
@@ -566,9 +580,15 @@ def import_package(
             continue
         if r["observationID"] in skip:
             continue
-        if session.scalar(select(Sighting.id).where(Sighting.code == r["observationID"])):
-            continue
         tags = _parse_tags(r.get("observationTags") or "")
+        opaque = may_hold_position(r["observationID"])  # as media IDs above
+        if opaque:
+            if session.scalar(select(Sighting.id).where(
+                    Sighting.media_id == media_of[r["mediaID"]].id, Sighting.species == species,
+                    Sighting.side == tags.get("side", "unknown"))):  # fmt: skip
+                continue
+        elif session.scalar(select(Sighting.id).where(Sighting.code == r["observationID"])):
+            continue
         try:
             ind = None
             if r.get("individualID"):
@@ -593,7 +613,7 @@ def import_package(
                 session, media_of[r["mediaID"]], species, side=tags.get("side", "unknown"),
                 box=box, individual=ind, status=status, decided_by=decided_by,
                 reason=f"imported from Camtrap DP ({r.get('classifiedBy') or 'unknown'})",
-                code=r["observationID"],
+                code=None if opaque else r["observationID"],
             )  # fmt: skip
         except ReidError as e:
             raise CamtrapError(f"{r['_where']}: {e}") from None

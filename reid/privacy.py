@@ -52,12 +52,14 @@ def looks_like_coordinates(code: str) -> bool:
 #: a false alarm only costs that viewer a readable label.
 POSITION_HINT = re.compile(
     r"\d[.,]\d"  # a decimal, even of one digit (0.1 degree is 11 km): 27.6, 27,5123
-    r"|\d{1,3}\s*[°dD]\s*\d"  # degrees then minutes: 27°30', 27d30m
-    r"|(?<!\d)\d{1,3}[_\- ]\d{3,6}(?!\d)"  # integer part, decimals apart: 27_4387, 84-2611
-    r"|\d{6,}"  # a run of digits: 2751238426
+    r"|\d{1,3}\s*[°dD]\s*\d{1,2}\s*['′mM]"  # degrees and minutes: 27°30', 27d30m
+    # an integer part and its decimals apart (27_4387, 84-2611), not inside a hex string
+    # or a longer number (a date: 2025-01-01, 20240102)
+    r"|(?<![\da-f])\d{1,3}[_\- ]\d{3,6}(?!\d)"
 )
-#: Opaque site codes this package makes (``[ORG:]CC:site-<random>``): nothing to hide.
-_OPAQUE_SITE = re.compile(r"(^|:)site-[0-9a-f]{10}$")
+#: Opaque site codes this package makes (``[ORG:]CC:site-<random>``, the whole code): nothing
+#: to hide.
+_OPAQUE_SITE = re.compile(r"^(?:[^:]+:)?[A-Z]{2}:site-[0-9a-f]{10}$")
 #: Per process: opaque names are stable within one export or one server's life, unlinkable
 #: across them, and cannot be searched for without it.
 _NAME_KEY = secrets.token_bytes(32)

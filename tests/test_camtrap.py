@@ -184,3 +184,51 @@ def test_a_generalised_export_names_no_place_in_its_codes(registry, tmp_path):
     assert all(r["filePath"].startswith("media/") for r in tables["media"])
     assert {r["deploymentID"] for r in tables["media"]} <= deps
     assert {r["deploymentID"] for r in tables["observations"]} <= deps
+
+
+def test_photo_and_observation_ids_that_spell_a_place_get_random_codes(registry, tmp_path):
+    """``reid bulk`` names photos and encounters after their folders
+    (``<tag>-cam_27.5123_84.2611@<time>``); such IDs are not kept as registry codes, which
+    partners see (a sighting's code), and a re-import still adds nothing."""
+    with registry.session() as s:
+        _fill(s)
+        write_package(s, tmp_path / "pkg", LOCAL_ADMIN)
+    for table in ("media", "observations"):
+        p = tmp_path / "pkg" / f"{table}.csv"
+        with open(p, newline="") as f:
+            rows = list(csv.DictReader(f))
+        for r in rows:
+            for key in ("mediaID", "observationID"):
+                if key in r:
+                    r[key] = f"s1-cam_27.5123_84.2611@{r[key]}"
+        with open(p, "w", newline="") as f:
+            w = csv.DictWriter(f, list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    other = Registry(f"sqlite:///{tmp_path / 'other.sqlite'}")
+    with other.session() as s:
+        stats = import_package(s, tmp_path / "pkg", decided_by="importer")
+        assert (stats.media, stats.sightings) == (3, 3)
+        codes = [(v.code, v.media) for v in list_sightings(s, LOCAL_ADMIN)]
+        assert len(codes) == 3 and not any("27.51" in c or "27.51" in m for c, m in codes)
+    with other.session() as s:
+        again = import_package(s, tmp_path / "pkg", decided_by="importer")
+        assert (again.media, again.sightings) == (0, 0)
+        assert s.scalar(select(func.count()).select_from(Sighting)) == 3
+
+
+def test_a_generalised_export_lists_deployments_in_no_order_of_their_codes(registry, tmp_path):
+    """Eight cameras in one grid cell, coded by their place: listed by code (or in the
+    order they were made, usually the same), the rows would rank them by latitude."""
+    from reid.registry import ensure_deployment, ensure_site
+
+    with registry.session() as s:
+        site = ensure_site(s, "block-7", "NP", 27.51, 84.26)
+        codes = [f"cam_27.{5110 + i:04d}_84.2611" for i in range(8)]
+        for code in codes:
+            ensure_deployment(s, code, site, float(code[4:11]), 84.2611)
+        write_package(s, tmp_path / "public", PUBLIC)
+    _descriptor, tables = read_package(tmp_path / "public")
+    listed = [r["deploymentID"] for r in tables["deployments"]]
+    assert len(listed) == 8 and all(d.startswith("deployment-") for d in listed)
+    assert listed != [PUBLIC.shown_code(c, "deployment") for c in codes]  # 1 in 40,320

@@ -60,7 +60,8 @@ def test_a_hidden_end_leaves_no_trace_in_the_distance():
 @pytest.mark.parametrize(
     "code",
     ["cam_27.5123_84.2611", "cam-27.6-84.3", "valmiki_27_4387_84_1942", "27-5123-84-2611",
-     "N27d30m44s_E84d15m40s", "27°30'44\"N", "2751238426", "waterhole N27.6271 E84.3388"],
+     "N27d30m44s_E84d15m40s", "27°30'44\"N", "waterhole N27.6271 E84.3388",
+     "x_27_4387:site-0123456789"],
 )  # fmt: skip
 def test_codes_that_may_spell_a_position_are_opaque_to_a_generalised_viewer(code):
     from reid.privacy import LOCAL_ADMIN, PUBLIC, may_hold_position
@@ -74,7 +75,9 @@ def test_codes_that_may_spell_a_position_are_opaque_to_a_generalised_viewer(code
 
 
 @pytest.mark.parametrize("code", ["bardia-1", "site-NPO", "katarniaghat-1", "NPO:trail",
-                                  "NPO:NP:site-3f9a0c1234", "cam-12", None])  # fmt: skip
+                                  "NPO:NP:site-3f9a0c1234", "cam-12", "cam-2023-001",
+                                  "job-3f2a7d3e91c04b55-dep-1", "3f2a9c01-CN-CH-01b",
+                                  "s1-KNP-C12@20240102T030405Z", None])  # fmt: skip
 def test_names_without_a_position_are_shown_as_they_are(code):
     from reid.privacy import PUBLIC
 

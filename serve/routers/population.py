@@ -183,8 +183,9 @@ def population(
     for d in deployments:
         owner_of.setdefault(d.station, d.owner)
     stations, exact_owners = [], set()
-    # by grid cell, then a keyed hash: not by station code, which may spell the place
-    for rank, k in enumerate(detector_order(build, exact=False)):
+    all_exact = all(owner_of.get(s.id) in scope.precise for s in build.stations)
+    # generalised: by grid cell, then a keyed hash, not by station code (it may spell places)
+    for rank, k in enumerate(detector_order(build, exact=all_exact)):
         st = build.stations[k]
         owner = owner_of.get(st.id)
         lat, lon, exact = scope.locate(owner, st.lat, st.lon)
@@ -193,7 +194,6 @@ def population(
         stations.append(StationOut(detector=st.id if exact else f"D{rank + 1:03d}",
                                    country=st.country, lat=lat, lon=lon, exact=exact,
                                    organisation=owner))  # fmt: skip
-    all_exact = all(owner_of.get(s.id) in scope.precise for s in build.stations)
     cells: dict[tuple[float, float], int] = {}
     for lat, lon in a.centres_latlon():
         key = (round(lat, 6), round(lon, 6)) if all_exact else generalise(lat, lon)
