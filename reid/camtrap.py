@@ -177,13 +177,7 @@ def write_package(session: Session, out: Path, viewer: Viewer, title: str | None
     """
     out.mkdir(parents=True, exist_ok=True)
     deployments, media_rows, observations = [], [], []
-
-    def shown(kind: str, code: str | None) -> str | None:
-        return viewer.shown_code(code, kind)
-
-    def path_of(media: Media) -> str:
-        return viewer.shown_path(media.file_path, media.code)
-
+    shown = viewer.shown_code
     rows = session.execute(
         select(Deployment, Site, Organisation)
         .join(Site, Deployment.site_id == Site.id)
@@ -200,13 +194,14 @@ def write_package(session: Session, out: Path, viewer: Viewer, title: str | None
         ).scalars().all()  # fmt: skip
         start = dep.start or (min(span) if span else datetime(1970, 1, 1))
         end = dep.end or (max(span) if span else start)
+        site_code = shown(site.code, "site")
         deployments.append({
-            "deploymentID": shown("deployment", dep.code),
-            "locationID": shown("site", site.code), "locationName": shown("site", site.code),
+            "deploymentID": shown(dep.code, "deployment"),
+            "locationID": site_code, "locationName": site_code,
             "latitude": lat, "longitude": lon, "coordinateUncertainty": viewer.uncertainty_m,
             "deploymentStart": _iso(start), "deploymentEnd": _iso(end),
-            "cameraID": shown("camera", dep.camera_id),
-            "deploymentTags": _tags({"country": site.country, "site": shown("site", site.code),
+            "cameraID": shown(dep.camera_id, "camera"),
+            "deploymentTags": _tags({"country": site.country, "site": site_code,
                                      "protectedArea": site.protected_area,
                                      "organisation": None if org is None else org.code,
                                      "organisationCountry": None if org is None else org.country,
@@ -220,11 +215,12 @@ def write_package(session: Session, out: Path, viewer: Viewer, title: str | None
         .join(Deployment, Media.deployment_id == Deployment.id)
         .order_by(Media.captured_at, Media.code)
     ):
+        path = viewer.shown_path(media.file_path, media.code)
         media_rows.append({
-            "mediaID": media.code, "deploymentID": shown("deployment", dep.code),
+            "mediaID": media.code, "deploymentID": shown(dep.code, "deployment"),
             "captureMethod": "activityDetection", "timestamp": _iso(media.captured_at),
-            "filePath": path_of(media), "filePublic": "false",
-            "fileName": Path(path_of(media)).name, "fileMediatype": media.mediatype,
+            "filePath": path, "filePublic": "false",
+            "fileName": Path(path).name, "fileMediatype": media.mediatype,
             "mediaComments": _tags({"sha256": media.sha256}),
         })  # fmt: skip
     for sig, media, dep, ind in session.execute(
@@ -235,7 +231,7 @@ def write_package(session: Session, out: Path, viewer: Viewer, title: str | None
         .order_by(Media.captured_at, Sighting.code)
     ):
         observations.append({
-            "observationID": sig.code, "deploymentID": shown("deployment", dep.code),
+            "observationID": sig.code, "deploymentID": shown(dep.code, "deployment"),
             "mediaID": media.code,
             "eventStart": _iso(media.captured_at), "eventEnd": _iso(media.captured_at),
             "observationLevel": "media", "observationType": "animal",
@@ -472,32 +468,6 @@ def _media_location(root: Path, file_path: str) -> str:
     return str(local.resolve()) if local.is_file() else file_path
 
 
-def _opaque_site(
-    session: Session,
-    country: str,
-    lat: float,
-    lon: float,
-    protected_area: str | None,
-    org: Organisation | None,
-) -> Site:
-    """The site of ``org`` in ``country`` at (lat, lon) to 4 decimals under an opaque code
-    (an import's own code looked like coordinates), else a new one coded
-    ``[ORG:]CC:site-<random>``: random, not derived from the name, which a reader who sees
-    the grid cell could search for; found again by its place on a re-import."""
-    import uuid
-
-    from reid.registry import services as sv
-
-    owner = Site.organisation_id.is_(None) if org is None else Site.organisation_id == org.id
-    for row in session.scalars(select(Site).where(owner, Site.country == country,
-                                                  Site.code.like("%site-%"))):  # fmt: skip
-        if (round(row.lat, 4), round(row.lon, 4)) == (round(lat, 4), round(lon, 4)):
-            return row
-    prefix = f"{org.code}:" if org is not None else ""
-    code = f"{prefix}{country}:site-{uuid.uuid4().hex[:10]}"
-    return sv.ensure_site(session, code, country, lat, lon, protected_area, org)
-
-
 def import_package(
     session: Session,
     path: Path,
@@ -537,8 +507,8 @@ def import_package(
             site_lon = float(tags.get("siteLongitude", r["longitude"]))
             if looks_like_coordinates(site_code):  # site codes reach every reader
                 renamed.add(site_code)
-                site = _opaque_site(session, country, site_lat, site_lon,
-                                    tags.get("protectedArea"), org)  # fmt: skip
+                site = sv.site_at_place(session, org, country, site_lat, site_lon,
+                                        tags.get("protectedArea"), opaque_only=True)
             else:
                 site = sv.ensure_site(session, site_code, country, site_lat, site_lon,
                                       tags.get("protectedArea"), org)  # fmt: skip

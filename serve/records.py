@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from reid.geo import haversine_km
@@ -38,15 +38,20 @@ from serve.schemas import (
 )
 
 
-def sighting_owners(session: Session, codes: list[str] | None = None) -> dict[str, str | None]:
-    """sighting code -> owning organisation code (the site's)."""
-    q = (
-        select(Sighting.code, Organisation.code)
-        .join(Media, Sighting.media_id == Media.id)
+def _placed(query):
+    """``query`` (over sightings) joined to each sighting's photo, camera, site and the
+    site's owner (absent for an unowned site)."""
+    return (
+        query.join(Media, Sighting.media_id == Media.id)
         .join(Deployment, Media.deployment_id == Deployment.id)
         .join(Site, Deployment.site_id == Site.id)
         .outerjoin(Organisation, Site.organisation_id == Organisation.id)
     )
+
+
+def sighting_owners(session: Session, codes: list[str] | None = None) -> dict[str, str | None]:
+    """sighting code -> owning organisation code (the site's)."""
+    q = _placed(select(Sighting.code, Organisation.code))
     if codes is not None:
         q = q.where(Sighting.code.in_(codes))
     return {a: b for a, b in session.execute(q)}
@@ -140,14 +145,12 @@ def _confirmed(session: Session, scope: Scope, individual: Individual | None = N
     individual id, individual code, species, time, country, site code, camera lat, camera
     lon, site owner)."""
     q = (
-        select(Sighting.id, Sighting.individual_id, Individual.code, Individual.species,
-               Media.captured_at, Site.country, Site.code, Deployment.lat, Deployment.lon,
-               Organisation.code)
-        .join(Individual, Sighting.individual_id == Individual.id)
-        .join(Media, Sighting.media_id == Media.id)
-        .join(Deployment, Media.deployment_id == Deployment.id)
-        .join(Site, Deployment.site_id == Site.id)
-        .outerjoin(Organisation, Site.organisation_id == Organisation.id)
+        _placed(
+            select(Sighting.id, Sighting.individual_id, Individual.code, Individual.species,
+                   Media.captured_at, Site.country, Site.code, Deployment.lat, Deployment.lon,
+                   Organisation.code)
+            .join(Individual, Sighting.individual_id == Individual.id)
+        )
         .where(Sighting.status == "confirmed", _owned_by(scope))
         .order_by(Sighting.individual_id, Media.captured_at, Sighting.id)
     )  # fmt: skip
@@ -163,14 +166,9 @@ def visible_seen(
     caller may see. The registry's own ``first_seen``/``last_seen`` span every
     organisation's sightings, so they would date a partner's sighting that the caller
     may not read."""
-    from sqlalchemy import func
-
     q = (
-        select(Sighting.individual_id, func.min(Media.captured_at), func.max(Media.captured_at))
-        .join(Media, Sighting.media_id == Media.id)
-        .join(Deployment, Media.deployment_id == Deployment.id)
-        .join(Site, Deployment.site_id == Site.id)
-        .outerjoin(Organisation, Site.organisation_id == Organisation.id)
+        _placed(select(Sighting.individual_id, func.min(Media.captured_at),
+                       func.max(Media.captured_at)))
         .where(Sighting.status == "confirmed", Sighting.individual_id.is_not(None),
                _owned_by(scope))
         .group_by(Sighting.individual_id)
@@ -294,20 +292,12 @@ def _movement(scope: Scope, a, b, exact_owners: set[str]) -> MovementOut:
 
 
 def site_at(session: Session, caller: Caller, country: str, lat: float, lon: float) -> Site:
-    """The caller's site in ``country`` at (lat, lon) to 4 decimals, else a new one. Its
-    code never carries the coordinates (every reader of a site code sees it, cleared for
-    exact positions or not): ``ORG:CC:site-<random>``."""
-    import uuid
+    """The caller's site in ``country`` at (lat, lon) to 4 decimals, else a new one coded
+    ``ORG:CC:site-<random>`` (:func:`reid.registry.site_at_place`)."""
+    from reid.registry import site_at_place
 
-    from reid.registry import ensure_site
-
-    for row in session.scalars(select(Site).where(
-            Site.organisation_id == caller.organisation_id, Site.country == country)):
-        if (round(row.lat, 4), round(row.lon, 4)) == (round(lat, 4), round(lon, 4)):
-            return row
     org = session.get(Organisation, caller.organisation_id)
-    code = f"{caller.organisation}:{country}:site-{uuid.uuid4().hex[:10]}"
-    return ensure_site(session, code, country, lat, lon, organisation=org)
+    return site_at_place(session, org, country, lat, lon)
 
 
 #: The longest site code the registry stores (``Site.code``).

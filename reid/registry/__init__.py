@@ -64,6 +64,7 @@ from reid.registry.services import (
     list_sightings,
     merge,
     reject,
+    site_at_place,
     split,
 )
 
@@ -96,5 +97,6 @@ __all__ = [
     "merge",
     "migrate",
     "reject",
+    "site_at_place",
     "split",
 ]

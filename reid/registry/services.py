@@ -115,6 +115,36 @@ def ensure_site(
     return site
 
 
+def site_at_place(
+    session: Session,
+    organisation: Organisation | None,
+    country: str,
+    lat: float,
+    lon: float,
+    protected_area: str | None = None,
+    *,
+    opaque_only: bool = False,
+) -> Site:
+    """The site of ``organisation`` (None: unowned) in ``country`` at (lat, lon) to 4
+    decimals (with ``opaque_only``, only among sites under an opaque code), else a new one
+    coded ``[ORG:]CC:site-<random>``: random, never derived from a name or the place, which
+    a reader who sees the grid cell could search for (every reader of a site code sees it,
+    cleared for exact positions or not)."""
+    import uuid
+
+    owner = (Site.organisation_id.is_(None) if organisation is None
+             else Site.organisation_id == organisation.id)  # fmt: skip
+    query = select(Site).where(owner, Site.country == country)
+    if opaque_only:
+        query = query.where(Site.code.like("%site-%"))
+    for row in session.scalars(query):
+        if (round(row.lat, 4), round(row.lon, 4)) == (round(lat, 4), round(lon, 4)):
+            return row
+    prefix = f"{organisation.code}:" if organisation is not None else ""
+    code = f"{prefix}{country}:site-{uuid.uuid4().hex[:10]}"
+    return ensure_site(session, code, country, lat, lon, protected_area, organisation)
+
+
 def ensure_deployment(
     session: Session,
     code: str,
