@@ -7,11 +7,17 @@ Builds a synthetic registry (4 countries, 40 sites along their borders, each ind
 walking between neighbouring sites over two years, all sightings confirmed), then times
 a full derivation, an incremental one after 100 individuals got a new sighting, and 200
 movement queries by random country pair (arrivals in the last 90 days).
+
+Then the API's query (``GET /v1/movements``, :func:`serve.records.visible_movements`):
+the sites belong to two organisations in turn, and a caller who may see one of them
+asks for the crossings between the sightings it may see (derived per request, since
+they differ from the registry's), by random country pair and by individual.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import statistics
 import tempfile
 import time
@@ -35,11 +41,13 @@ def build(reg: Registry, n_sightings: int, n_individuals: int, seed: int = 0) ->
     """Fill ``reg`` with sites, deployments, individuals and confirmed sightings."""
     rng = np.random.default_rng(seed)
     with reg.session() as s:
-        s.execute(sa.insert(Organisation), [{"id": 1, "code": "org", "name": "org",
-                                             "country": "NP"}])  # fmt: skip
+        s.execute(sa.insert(Organisation), [
+            {"id": 1, "code": "org", "name": "org", "country": "NP"},
+            {"id": 2, "code": "partner", "name": "partner", "country": "IN"},
+        ])  # fmt: skip
         sites = [{"id": i + 1, "code": f"site-{i}", "country": COUNTRIES[i % 4],
                   "lat": 26.0 + (i // 4) * 0.1, "lon": 85.0 + (i % 4) * 0.2,
-                  "organisation_id": 1} for i in range(40)]  # fmt: skip
+                  "organisation_id": 1 + (i // 4) % 2} for i in range(40)]  # fmt: skip
         s.execute(sa.insert(Site), sites)
         s.execute(sa.insert(Deployment), [{"id": x["id"], "code": f"dep-{x['id']}",
                                            "site_id": x["id"], "lat": x["lat"],
@@ -84,6 +92,9 @@ def main() -> None:
     ap.add_argument("--sightings", type=int, default=1_000_000)
     ap.add_argument("--individuals", type=int, default=10_000)
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--api-queries", type=int, default=20,
+                    help="GET /v1/movements queries by country pair (each reads every "
+                    "confirmed sighting the caller may see)")
     args = ap.parse_args()
     tmp = tempfile.TemporaryDirectory()
     schema = None
@@ -136,12 +147,89 @@ def main() -> None:
         p95 = float(np.percentile(latencies, 95)) * 1000
         print(f"movements query by country pair (last 90 days, {statistics.mean(sizes):.0f} rows "
               f"on average): p50 {p50:.1f} ms, p95 {p95:.1f} ms")  # fmt: skip
+        api_queries(reg, args.api_queries, args.individuals, since, rng)
     finally:
         reg.close()
         if schema is not None:
             with admin.begin() as c:
                 c.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
         tmp.cleanup()
+
+
+def api_queries(reg: Registry, n: int, individuals: int, since: datetime, rng) -> None:
+    """Time the API's per-caller reads: movements (``n`` by country pair, ``n`` by
+    individual code), the individuals list, pages of sightings and one sighting."""
+    from serve.access import Caller, Scope
+    from serve.problems import Problem
+    from serve.records import sighting_detail, visible_individual, visible_movements
+    from serve.routers import sightings
+    from serve.routers.individuals import list_
+
+    own = frozenset({"org"})
+    scope = Scope(match=own, view=own, precise=own, own="org")
+    with reg.session() as s:
+        visible = s.scalar(
+            sa.select(sa.func.count()).select_from(Sighting)
+            .join(Media, Sighting.media_id == Media.id)
+            .join(Deployment, Media.deployment_id == Deployment.id)
+            .join(Site, Deployment.site_id == Site.id)
+            .where(Site.organisation_id == 1, Sighting.status == "confirmed")
+        )  # fmt: skip
+
+    def pair() -> dict:
+        a, b = (str(c) for c in rng.choice(COUNTRIES, 2, replace=False))
+        return {"from_country": a, "to_country": b, "since": since}
+
+    for label, kwargs_of in (
+        ("by country pair, last 90 days", pair),
+        ("by individual code", lambda: {"individual": f"T-{rng.integers(individuals):05d}"}),
+    ):
+        latencies, sizes = [], []
+        for _ in range(n):
+            kwargs = kwargs_of()
+            t = time.perf_counter()
+            with reg.session() as s:
+                if "individual" in kwargs:  # the router's lookup, then the query
+                    kwargs["individual"] = visible_individual(s, scope, kwargs["individual"])
+                out, _ = visible_movements(s, scope, **kwargs)
+            latencies.append(time.perf_counter() - t)
+            sizes.append(len(out))
+        print(f"API movements {label} ({visible:,} sightings visible, "
+              f"{statistics.mean(sizes):.0f} rows on average): "
+              f"p50 {statistics.median(latencies) * 1000:.1f} ms, "
+              f"p95 {float(np.percentile(latencies, 95)) * 1000:.1f} ms")  # fmt: skip
+    latencies = []
+    for _ in range(max(1, n // 4)):
+        t = time.perf_counter()
+        with reg.session() as s:
+            listed = list_(s, None, scope, None)
+        latencies.append(time.perf_counter() - t)
+    print(f"API individuals list ({len(listed):,} individuals visible): "
+          f"p50 {statistics.median(latencies) * 1000:.1f} ms")  # fmt: skip
+    with reg.session() as s:
+        last = s.scalar(sa.select(sa.func.max(Sighting.id)).where(Sighting.code.like("s%")))
+    caller = Caller(key_id="bench", organisation="org", organisation_id=1, role="viewer",
+                    precise_location=True)  # fmt: skip
+    for label, kwargs_of in (
+        ("GET /v1/sightings, first page of 100", lambda: {}),
+        ("GET /v1/sightings, 100 from a random day", lambda: {
+            "since": T0 + timedelta(days=int(rng.integers(700)))}),
+        ("GET /v1/sightings/{code}", lambda: {"code": f"s{rng.integers(1, last)}"}),
+    ):  # fmt: skip
+        latencies = []
+        for _ in range(max(1, n // 4)):
+            kwargs = kwargs_of()
+            t = time.perf_counter()
+            with reg.session() as s:
+                if "code" in kwargs:  # a partner's sighting: a 404, as the API answers
+                    with contextlib.suppress(Problem):
+                        sighting_detail(s, scope, kwargs["code"])
+                else:
+                    got = sightings.list_(s, caller, scope, None, None, "confirmed",
+                                          kwargs.get("since"), 100)  # fmt: skip
+                    assert len(got) == 100
+            latencies.append(time.perf_counter() - t)
+        print(f"API {label}: p50 {statistics.median(latencies) * 1000:.1f} ms")
 
 
 if __name__ == "__main__":

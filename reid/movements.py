@@ -25,7 +25,15 @@ from sqlalchemy.orm import Session, aliased
 from reid.geo import haversine_km
 from reid.privacy import Viewer
 from reid.registry.db import utc
-from reid.registry.models import Deployment, Individual, Media, Movement, Sighting, Site
+from reid.registry.models import (
+    Deployment,
+    Individual,
+    Media,
+    Movement,
+    Organisation,
+    Sighting,
+    Site,
+)
 from reid.registry.services import check_country
 
 _BATCH = 10_000
@@ -39,42 +47,88 @@ class DeriveStats:
     movements: int
 
 
-def _ordered_sightings(stale_only: bool):
-    """Confirmed sightings with their place and the previous one of the same individual."""
+def crossings(
+    stale_only: bool = False,
+    where: Iterable = (),
+    individual_id: int | None = None,
+    places: bool = False,
+):
+    """The registry's one derivation of cross-border movements, as a subquery: each
+    confirmed sighting whose individual's previous one (SQL ``LAG`` over the individual's
+    sightings by capture time, then id) is in another country. Columns ``individual_id``,
+    ``sighting_id``, ``captured_at``, ``country`` and their ``prev_`` twins; with
+    ``places`` also ``site_id``, ``lat`` and ``lon`` (the camera's), carried through the
+    window (cheaper than joining them back when most crossings are wanted, as in a
+    derivation; :func:`with_places` joins them for a few).
+
+    ``where``: further conditions on the sightings taken into the window (a reader's
+    visibility, say, over :class:`~reid.registry.models.Site`: the previous sighting is
+    then the previous one *that reader may see*, so a crossing between two visible
+    sightings is found whatever lies between them)."""
     order = (Media.captured_at, Sighting.id)
     part = Sighting.individual_id
+    carried = [
+        ("sighting_id", Sighting.id),
+        ("captured_at", Media.captured_at),
+        ("country", Site.country),
+    ]
+    if places:
+        carried += [("site_id", Site.id), ("lat", Deployment.lat), ("lon", Deployment.lon)]
     base = (
         select(
-            Sighting.id.label("sighting_id"),
             Sighting.individual_id,
-            Media.captured_at,
-            Site.country,
-            Site.id.label("site_id"),
-            Deployment.lat,
-            Deployment.lon,
+            *[col.label(name) for name, col in carried],
             *[
                 func.lag(col, type_=col.type)
                 .over(partition_by=part, order_by=order)
                 .label(f"prev_{name}")
-                for name, col in (
-                    ("sighting_id", Sighting.id),
-                    ("captured_at", Media.captured_at),
-                    ("country", Site.country),
-                    ("site_id", Site.id),
-                    ("lat", Deployment.lat),
-                    ("lon", Deployment.lon),
-                )
+                for name, col in carried
             ],
         )
         .join(Media, Sighting.media_id == Media.id)
         .join(Deployment, Media.deployment_id == Deployment.id)
         .join(Site, Deployment.site_id == Site.id)
-        .where(Sighting.status == "confirmed", Sighting.individual_id.is_not(None))
+        .where(Sighting.status == "confirmed", Sighting.individual_id.is_not(None), *where)
     )
     if stale_only:
         stale = select(Individual.id).where(Individual.stale == true())
         base = base.where(Sighting.individual_id.in_(stale))
-    return base.subquery()
+    if individual_id is not None:
+        base = base.where(Sighting.individual_id == individual_id)
+    rows = base.subquery()
+    return (
+        select(rows)
+        .where(rows.c.prev_country.is_not(None), rows.c.prev_country != rows.c.country)
+        .subquery()
+    )
+
+
+def with_places(moves):
+    """Select :func:`crossings` ``moves`` (without ``places``) with each end's place,
+    joined by key: ``lat`` and ``lon`` (the camera's), ``site_code``, ``owner`` (the
+    site owner's organisation code; none for an unowned site) and their ``prev_`` twins,
+    and the individual's ``individual_code`` and ``species``."""
+    columns = [*moves.c, Individual.code.label("individual_code"), Individual.species]
+    query = (
+        select(*columns)
+        .select_from(moves)
+        .join(Individual, Individual.id == moves.c.individual_id)
+    )
+    for prefix, sighting_id in (("prev_", moves.c.prev_sighting_id), ("", moves.c.sighting_id)):
+        sig, media, dep, site, org = (
+            aliased(m) for m in (Sighting, Media, Deployment, Site, Organisation)
+        )
+        query = (
+            query.add_columns(dep.lat.label(f"{prefix}lat"), dep.lon.label(f"{prefix}lon"),
+                              site.code.label(f"{prefix}site_code"),
+                              org.code.label(f"{prefix}owner"))
+            .join(sig, sig.id == sighting_id)
+            .join(media, media.id == sig.media_id)
+            .join(dep, dep.id == media.deployment_id)
+            .join(site, site.id == dep.site_id)
+            .outerjoin(org, org.id == site.organisation_id)
+        )  # fmt: skip
+    return query
 
 
 def derive_movements(session: Session, full: bool = False) -> DeriveStats:
@@ -88,10 +142,7 @@ def derive_movements(session: Session, full: bool = False) -> DeriveStats:
     else:
         stale = select(Individual.id).where(Individual.stale == true())
         session.execute(delete(Movement).where(Movement.individual_id.in_(stale)))
-    rows = _ordered_sightings(stale_only=not full)
-    query = select(rows).where(
-        rows.c.prev_country.is_not(None), rows.c.prev_country != rows.c.country
-    )
+    query = select(crossings(stale_only=not full, places=True))
     n_movements = 0
     batch: list[dict] = []
     for r in session.execute(query).mappings():

@@ -22,7 +22,7 @@ from reid.registry import (
     Sighting,
     Site,
     decisions_of,
-    list_sightings,
+    sighting_views,
 )
 from reid.registry.models import Deployment, Media
 from reid.registry.services import SightingView
@@ -70,19 +70,20 @@ def sighting_out(view: SightingView, owner: str | None, scope: Scope) -> tuple[S
 
 
 def visible_sightings(
-    session: Session, scope: Scope, **filters
+    session: Session, scope: Scope, *, where=None, **filters
 ) -> tuple[list[SightingOut], set[str]]:
-    """Sightings the caller may see (filters as :func:`reid.registry.list_sightings`), and
-    the organisations whose exact coordinates are among them (empty: none)."""
-    owners = sighting_owners(session)
+    """Sightings the caller may see (filters as :func:`reid.registry.sighting_views`, all
+    applied by the database: visibility, ``limit`` and paging included), and the
+    organisations whose exact coordinates are among them (empty: none)."""
+    visible = _owned_by(scope)
     out, exact_owners = [], set()
-    for v in list_sightings(session, LOCAL_ADMIN, **filters):
-        owner = owners.get(v.code)
-        if owner in scope.view:
-            s, exact = sighting_out(v, owner, scope)
-            out.append(s)
-            if exact:
-                exact_owners.add(owner)
+    views = sighting_views(session, LOCAL_ADMIN,
+                           where=visible if where is None else visible & where, **filters)
+    for v, owner in views:
+        s, exact = sighting_out(v, owner, scope)
+        out.append(s)
+        if exact:
+            exact_owners.add(owner)
     return out, exact_owners
 
 
@@ -94,13 +95,25 @@ def visible_sighting(session: Session, scope: Scope, code: str) -> tuple[Sightin
     return session.scalar(select(Sighting).where(Sighting.code == code)), owner  # type: ignore[return-value]
 
 
+def sighting_key(session: Session, scope: Scope, code: str, field: str) -> tuple[datetime, int]:
+    """(capture time, id) of the sighting ``code`` that the caller may see: a page's last
+    sighting, to continue after. A 422 on ``field`` when there is none (absent and hidden
+    alike: the answer tells nothing of other organisations' sightings)."""
+    row = session.execute(
+        _placed(select(Media.captured_at, Sighting.id))
+        .where(Sighting.code == code, _owned_by(scope))
+    ).first()  # fmt: skip
+    if row is None:
+        raise Problem(422, f"no sighting {code!r} to continue after", field=field)
+    return row[0], row[1]
+
+
 def sighting_detail(session: Session, scope: Scope, code: str) -> tuple[SightingDetailOut, bool]:
     sig, owner = visible_sighting(session, scope, code)
-    (view,) = [v for v in list_sightings(session, LOCAL_ADMIN, individual=None)
-               if v.code == code] or [None]  # fmt: skip
-    if view is None:  # pragma: no cover - the sighting exists
+    found = sighting_views(session, LOCAL_ADMIN, code=code)
+    if not found:  # pragma: no cover - the sighting exists
         raise Problem(404, f"no sighting {code!r}", field="code", kind="not-found")
-    base, exact = sighting_out(view, owner, scope)
+    base, exact = sighting_out(found[0][0], owner, scope)
     trail = [
         DecisionOut(action=d.action, decided_by=d.decided_by, decided_at=d.decided_at,
                     reason=d.reason, model_version=d.model_version)  # fmt: skip
@@ -109,54 +122,35 @@ def sighting_detail(session: Session, scope: Scope, code: str) -> tuple[Sighting
     return SightingDetailOut(**base.model_dump(), decisions=trail), exact
 
 
-def individual_owners(session: Session) -> dict[int, set[str | None]]:
-    """individual id -> organisations that own it or one of its sightings (codes are
-    unique per organisation only, so never key this by code)."""
-    out: dict[int, set[str | None]] = {}
-    for iid, org in session.execute(
-        select(Individual.id, Organisation.code).outerjoin(
-            Organisation, Individual.organisation_id == Organisation.id
-        )
-    ):
-        out.setdefault(iid, set()).add(org)
-    q = (
-        select(Individual.id, Organisation.code)
-        .join(Sighting, Sighting.individual_id == Individual.id)
+def visible_individual_condition(scope: Scope):
+    """SQL condition: the caller may see this individual. An individual belongs to its
+    organisation; one without an organisation belongs to those of its sightings' sites
+    (and to the unowned registry, which a caller sees when ``None`` is in its view).
+    Evaluated in the database, per individual, through the sightings' individual index:
+    no request reads every sighting to decide."""
+    named = sorted(o for o in scope.view if o is not None)
+    orgs = select(Organisation.id).where(Organisation.code.in_(named))
+    through_sightings = (
+        select(Sighting.id)
         .join(Media, Sighting.media_id == Media.id)
         .join(Deployment, Media.deployment_id == Deployment.id)
         .join(Site, Deployment.site_id == Site.id)
-        .join(Organisation, Site.organisation_id == Organisation.id)
-        .where(Individual.organisation_id.is_(None))
+        .where(Sighting.individual_id == Individual.id, Site.organisation_id.in_(orgs))
+        .exists()
     )
-    for iid, org in session.execute(q):
-        out.setdefault(iid, set()).add(org)
-    return out
+    unowned = Individual.organisation_id.is_(None)
+    condition = Individual.organisation_id.in_(orgs) | (unowned & through_sightings)
+    return condition | unowned if None in scope.view else condition
 
 
 def _owned_by(scope: Scope):
-    """SQL condition: the site's owner is one the caller may see."""
-    named = Organisation.code.in_(sorted(o for o in scope.view if o is not None))
-    return named | Site.organisation_id.is_(None) if None in scope.view else named
-
-
-def _confirmed(session: Session, scope: Scope, individual: Individual | None = None):
-    """Confirmed sightings of individuals at sites the caller may see, in the order
-    movements are derived in (by individual, then capture time, then id): (sighting id,
-    individual id, individual code, species, time, country, site code, camera lat, camera
-    lon, site owner)."""
-    q = (
-        _placed(
-            select(Sighting.id, Sighting.individual_id, Individual.code, Individual.species,
-                   Media.captured_at, Site.country, Site.code, Deployment.lat, Deployment.lon,
-                   Organisation.code)
-            .join(Individual, Sighting.individual_id == Individual.id)
-        )
-        .where(Sighting.status == "confirmed", _owned_by(scope))
-        .order_by(Sighting.individual_id, Media.captured_at, Sighting.id)
+    """SQL condition on :class:`Site` alone (no join to its owner needed): the site's
+    owner is one the caller may see."""
+    named = Site.organisation_id.in_(
+        select(Organisation.id).where(Organisation.code.in_(sorted(o for o in scope.view
+                                                                   if o is not None)))
     )  # fmt: skip
-    if individual is not None:
-        q = q.where(Sighting.individual_id == individual.id)
-    return session.execute(q)
+    return named | Site.organisation_id.is_(None) if None in scope.view else named
 
 
 def visible_seen(
@@ -224,11 +218,13 @@ def visible_individual(
     codes can be neither blocked nor detected."""
     rows = session.scalars(select(Individual).where(Individual.code == code)
                            .order_by(Individual.id))  # fmt: skip
-    owners = individual_owners(session)
+    visible = visible_individual_condition(scope)
     seen = []
     for ind in rows:
         ind = _follow(session, ind)
-        if owners.get(ind.id, set()) & scope.view and ind not in seen:
+        if ind not in seen and session.scalar(
+            select(Individual.id).where(Individual.id == ind.id, visible)
+        ):
             seen.append(ind)
     if not seen:
         return None
@@ -257,37 +253,45 @@ def visible_movements(
     see*, oldest arrival first, exact per owner; and the organisations whose exact
     coordinates are among them.
 
-    Derived from the visible sightings alone, as the registry derives its movements from
-    all of them (:mod:`reid.movements`): filtering the registry's movements instead would
-    drop a crossing between two visible sightings whenever a hidden one lies between them,
-    and that gap would tell the caller when a partner saw the animal."""
-    out, exact_owners = [], set()
-    prev = None
-    for row in _confirmed(session, scope, individual):
-        crossed = prev is not None and prev[1] == row[1] and prev[5] != row[5]
-        if crossed and ((from_country is None or prev[5] == from_country)
-                        and (to_country is None or row[5] == to_country)
-                        and (since is None or row[4] >= since)):  # fmt: skip
-            out.append(_movement(scope, prev, row, exact_owners))
-        prev = row
-    out.sort(key=lambda m: m.to_time)
+    Derived in SQL from the visible sightings alone, by the registry's own derivation
+    (:func:`reid.movements.crossings` with the caller's visibility as a condition):
+    filtering the registry's movements instead would drop a crossing between two visible
+    sightings whenever a hidden one lies between them, and that gap would tell the caller
+    when a partner saw the animal."""
+    from reid.movements import crossings, with_places
+
+    moves = crossings(where=[_owned_by(scope)],
+                      individual_id=None if individual is None else individual.id)
+    q = with_places(moves).order_by(moves.c.captured_at, moves.c.individual_id,
+                                                 moves.c.sighting_id)  # fmt: skip
+    if from_country is not None:
+        q = q.where(moves.c.prev_country == from_country)
+    if to_country is not None:
+        q = q.where(moves.c.country == to_country)
+    if since is not None:
+        q = q.where(moves.c.captured_at >= since)
+    exact_owners: set[str] = set()
+    out = [_movement(scope, r, exact_owners) for r in session.execute(q).mappings()]
     return out, exact_owners
 
 
-def _movement(scope: Scope, a, b, exact_owners: set[str]) -> MovementOut:
-    alat, alon, aex = scope.locate(a[9], a[7], a[8])
-    blat, blon, bex = scope.locate(b[9], b[7], b[8])
-    exact_owners |= {o for o, ex in ((a[9], aex), (b[9], bex)) if ex}
+def _movement(scope: Scope, r, exact_owners: set[str]) -> MovementOut:
+    """The API form of one crossing (a row of :func:`reid.movements.crossings`)."""
+    alat, alon, aex = scope.locate(r["prev_owner"], r["prev_lat"], r["prev_lon"])
+    blat, blon, bex = scope.locate(r["owner"], r["lat"], r["lon"])
+    exact_owners |= {o for o, ex in ((r["prev_owner"], aex), (r["owner"], bex)) if ex}
+    a_site, b_site = r["prev_site_code"], r["site_code"]
     return MovementOut(
-        individual=b[2], species=b[3],
-        start=Location(country=a[5], site=a[6] if aex else PUBLIC.shown_code(a[6]), lat=alat,
-                       lon=alon, exact=aex),
-        end=Location(country=b[5], site=b[6] if bex else PUBLIC.shown_code(b[6]), lat=blat,
-                     lon=blon, exact=bex),
-        from_time=a[4], to_time=b[4],
-        distance_km=shown_distance_km(haversine_km(a[7], a[8], b[7], b[8]), (alat, alon),
-                                      (blat, blon), exact=aex and bex),
-        days=round((b[4] - a[4]).total_seconds() / 86400.0, 3),
+        individual=r["individual_code"], species=r["species"],
+        start=Location(country=r["prev_country"], site=a_site if aex else PUBLIC.shown_code(a_site),
+                       lat=alat, lon=alon, exact=aex),
+        end=Location(country=r["country"], site=b_site if bex else PUBLIC.shown_code(b_site),
+                     lat=blat, lon=blon, exact=bex),
+        from_time=r["prev_captured_at"], to_time=r["captured_at"],
+        distance_km=shown_distance_km(haversine_km(r["prev_lat"], r["prev_lon"], r["lat"],
+                                                   r["lon"]),
+                                      (alat, alon), (blat, blon), exact=aex and bex),
+        days=round((r["captured_at"] - r["prev_captured_at"]).total_seconds() / 86400.0, 3),
     )  # fmt: skip
 
 

@@ -64,6 +64,7 @@ from reid.registry.services import (
     list_sightings,
     merge,
     reject,
+    sighting_views,
     site_at_place,
     split,
 )
@@ -94,6 +95,7 @@ __all__ = [
     "history_of",
     "list_individuals",
     "list_sightings",
+    "sighting_views",
     "merge",
     "migrate",
     "reject",

@@ -96,7 +96,7 @@ class Media(Base):
     deployment_id: Mapped[int] = mapped_column(ForeignKey("deployments.id"), index=True)
     file_path: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str | None] = mapped_column(String(64), index=True)
-    captured_at: Mapped[datetime] = mapped_column(DateTime)
+    captured_at: Mapped[datetime] = mapped_column(DateTime, index=True)  # time order, pages
     mediatype: Mapped[str] = mapped_column(String(64), default="image/jpeg")
     deployment: Mapped[Deployment] = relationship()
 

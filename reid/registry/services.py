@@ -527,13 +527,43 @@ def list_sightings(
     limit: int | None = None,
 ) -> list[SightingView]:
     """Sightings, oldest first, filtered; coordinates as ``viewer`` may see them."""
+    return [
+        view
+        for view, _ in sighting_views(session, viewer, individual=individual, country=country,
+                                      status=status, since=since, until=until, limit=limit)
+    ]  # fmt: skip
+
+
+def sighting_views(
+    session: Session,
+    viewer: Viewer,
+    *,
+    individual: str | Individual | None = None,
+    country: str | None = None,
+    status: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    limit: int | None = None,
+    code: str | None = None,
+    where=None,
+    after: tuple[datetime, int] | None = None,
+    newest_first: bool = False,
+) -> list[tuple[SightingView, str | None]]:
+    """(sighting, code of the site's owner or None) pairs, oldest first (``newest_first``:
+    the other way), filtered as :func:`list_sightings` and further by the sighting's
+    ``code``, an SQL condition ``where`` (over the sighting, its photo, camera and site: a
+    reader's visibility, say) and ``after``, a (capture time, sighting id) the results
+    follow in their order (a page's last sighting: keyset paging). Every filter and the
+    ``limit`` are applied by the database."""
+    order = (Media.captured_at, Sighting.id)
     query = (
-        select(Sighting, Media, Deployment, Site, Individual.code)
+        select(Sighting, Media, Deployment, Site, Individual.code, Organisation.code)
         .join(Media, Sighting.media_id == Media.id)
         .join(Deployment, Media.deployment_id == Deployment.id)
         .join(Site, Deployment.site_id == Site.id)
         .outerjoin(Individual, Sighting.individual_id == Individual.id)
-        .order_by(Media.captured_at, Sighting.id)
+        .outerjoin(Organisation, Site.organisation_id == Organisation.id)
+        .order_by(*(c.desc() for c in order) if newest_first else order)
     )
     if individual is not None:
         if not isinstance(individual, Individual):
@@ -547,36 +577,49 @@ def list_sightings(
         query = query.where(Media.captured_at >= utc(since))
     if until is not None:
         query = query.where(Media.captured_at < utc(until))
+    if code is not None:
+        query = query.where(Sighting.code == code)
+    if where is not None:
+        query = query.where(where)
+    if after is not None:
+        at, sighting_id = after
+        beyond = (Media.captured_at < at) if newest_first else (Media.captured_at > at)
+        tie = (Sighting.id < sighting_id) if newest_first else (Sighting.id > sighting_id)
+        query = query.where(beyond | ((Media.captured_at == at) & tie))
     if limit is not None:
         query = query.limit(limit)
     out = []
-    for sig, media, dep, site, ind_code in session.execute(query):
+    for sig, media, dep, site, ind_code, owner in session.execute(query):
         lat, lon = viewer.locate(dep.lat, dep.lon)
         box = None if sig.bbox_x is None else (sig.bbox_x, sig.bbox_y, sig.bbox_w, sig.bbox_h)
-        out.append(
-            SightingView(
-                code=sig.code,
-                individual=ind_code,
-                species=sig.species,
-                side=sig.side,
-                status=sig.status,
-                captured_at=media.captured_at,
-                country=site.country,
-                site=viewer.shown_code(site.code),
-                protected_area=site.protected_area,
-                lat=lat,
-                lon=lon,
-                media=media.code,
-                file_path=viewer.shown_path(media.file_path, media.code),
-                box=box,
-            )
+        view = SightingView(
+            code=sig.code,
+            individual=ind_code,
+            species=sig.species,
+            side=sig.side,
+            status=sig.status,
+            captured_at=media.captured_at,
+            country=site.country,
+            site=viewer.shown_code(site.code),
+            protected_area=site.protected_area,
+            lat=lat,
+            lon=lon,
+            media=media.code,
+            file_path=viewer.shown_path(media.file_path, media.code),
+            box=box,
         )
+        out.append((view, owner))
     return out
 
 
-def list_individuals(session: Session, species: str | None = None) -> list[Individual]:
-    """Current individuals (merged-away ones left out), by code."""
+def list_individuals(
+    session: Session, species: str | None = None, where=None
+) -> list[Individual]:
+    """Current individuals (merged-away ones left out), by code; ``where``: a further SQL
+    condition (a reader's visibility, say)."""
     query = select(Individual).where(Individual.merged_into_id.is_(None)).order_by(Individual.code)
+    if where is not None:
+        query = query.where(where)
     if species is not None:
         query = query.where(Individual.species == _choice(species, SPECIES, "species"))
     return list(session.scalars(query))

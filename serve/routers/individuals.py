@@ -14,8 +14,8 @@ from serve.problems import COMMON, Problem, responses
 from serve.records import (
     filter_individual,
     individual_out,
-    individual_owners,
     visible_individual,
+    visible_individual_condition,
     visible_movements,
     visible_seen,
     visible_sightings,
@@ -34,12 +34,10 @@ def list_(
     species: Annotated[Literal["tiger", "leopard"] | None, Query(description="Species.")] = None,
 ) -> list[IndividualOut]:
     """Individuals owned by (or seen by) the caller's organisation or its sharing partners."""
-    owners = individual_owners(session)
     seen = visible_seen(session, scope)
     return [
         individual_out(i, seen)
-        for i in list_individuals(session, species)
-        if owners.get(i.id, set()) & scope.view
+        for i in list_individuals(session, species, visible_individual_condition(scope))
     ]
 
 

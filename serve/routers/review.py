@@ -22,8 +22,9 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
+from sqlalchemy import select
 
-from reid.registry import decisions_of
+from reid.registry import Organisation, Site, decisions_of
 from serve.access import (
     SESSION_HOURS,
     Caller,
@@ -112,10 +113,13 @@ def index(request: Request, state: State, session: DbSession) -> HTMLResponse:
     if caller is None:
         return _login(request)
     scope = scope_of(session, caller)
-    pending, _ = visible_sightings(session, scope, status="proposed")
-    pending = [s for s in pending if s.organisation == caller.organisation]
+    own = Site.organisation_id.in_(
+        select(Organisation.id).where(Organisation.code == caller.organisation)
+    )
+    pending, _ = visible_sightings(session, scope, status="proposed", where=own, limit=200,
+                                   newest_first=True)  # fmt: skip
     return templates.TemplateResponse(request, "queue.html",
-                                      {"caller": caller, "pending": pending[-200:],
+                                      {"caller": caller, "pending": pending[::-1],
                                        "csrf": row.csrf if row else None})  # fmt: skip
 
 

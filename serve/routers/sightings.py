@@ -18,6 +18,7 @@ from serve.problems import COMMON, Problem, responses
 from serve.records import (
     filter_individual,
     sighting_detail,
+    sighting_key,
     visible_individual,
     visible_sighting,
     visible_sightings,
@@ -40,9 +41,16 @@ def list_(
     ] = None,
     since: Annotated[datetime | None, Query(description="Captured at or after (UTC).")] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="At most this many.")] = 100,
+    after: Annotated[
+        str | None,
+        Query(max_length=128, description="The code of the last sighting of the previous "
+              "page: the next page starts after it (same filters)."),
+    ] = None,
 ) -> list[SightingOut]:
-    """Sightings of the caller's organisation and of those sharing theirs, oldest first;
-    exact coordinates only where the key and the owner allow (every such read audited)."""
+    """Sightings of the caller's organisation and of those sharing theirs, oldest first,
+    a page of ``limit`` at a time (the next: ``after`` = the last code received; a page
+    shorter than ``limit`` is the last); exact coordinates only where the key and the
+    owner allow (every such read audited)."""
     ind = filter_individual(session, scope, individual)
     if country is not None:
         try:
@@ -51,9 +59,9 @@ def list_(
             raise Problem(422, str(e), field="country") from None
     views, exact = visible_sightings(
         session, scope, individual=ind, country=country, status=status,
-        since=None if since is None else to_utc(since, "since"),
+        since=None if since is None else to_utc(since, "since"), limit=limit,
+        after=None if after is None else sighting_key(session, scope, after, "after"),
     )  # fmt: skip
-    views = views[:limit]
     for owner in {v.organisation for v in views if v.location.exact}:
         audit_precise(session, caller, "sightings", [owner],
                       count=sum(v.location.exact and v.organisation == owner for v in views))
