@@ -24,6 +24,7 @@ from reid.registry import (
     decisions_of,
     sighting_views,
 )
+from reid.registry.db import utc
 from reid.registry.models import Deployment, Media
 from reid.registry.services import SightingView
 from serve.access import Caller, Scope
@@ -269,7 +270,7 @@ def visible_movements(
     if to_country is not None:
         q = q.where(moves.c.country == to_country)
     if since is not None:
-        q = q.where(moves.c.captured_at >= since)
+        q = q.where(moves.c.captured_at >= utc(since))  # stored as naive UTC
     exact_owners: set[str] = set()
     out = [_movement(scope, r, exact_owners) for r in session.execute(q).mappings()]
     return out, exact_owners

@@ -44,7 +44,9 @@ def list_(
     after: Annotated[
         str | None,
         Query(max_length=128, description="The code of the last sighting of the previous "
-              "page: the next page starts after it (same filters)."),
+              "page: the next page starts after it (same filters). Pages follow capture "
+              "time, so this walks one listing; it is not a feed of what was added since "
+              "(a sighting recorded later with an earlier capture time comes before it)."),
     ] = None,
 ) -> list[SightingOut]:
     """Sightings of the caller's organisation and of those sharing theirs, oldest first,

@@ -62,6 +62,19 @@ def test_pages_give_every_visible_sighting_once_in_order(world, db_url):
                             headers=auth).json()  # fmt: skip
     later = [s["code"] for s in whole.json() if s["captured_at"] >= since]
     assert [s["code"] for s in first + rest] == later
+    # and the individual filter: a partner's tiger, two at a time
+    theirs = world.client.get("/v1/sightings", params={"individual": "T-INO", "limit": 1000},
+                              headers=auth).json()  # fmt: skip
+    assert {s["code"] for s in theirs} >= set(codes["INO"])
+    got, after = [], None
+    while True:
+        page = world.client.get("/v1/sightings", headers=auth, params={
+            "individual": "T-INO", "limit": 2, **({"after": after} if after else {})}).json()
+        got += [s["code"] for s in page]
+        if len(page) < 2:
+            break
+        after = page[-1]["code"]
+    assert got == [s["code"] for s in theirs]
 
 
 def test_a_cursor_naming_a_hidden_sighting_answers_as_an_absent_one(world, db_url):
