@@ -264,7 +264,7 @@ def visible_movements(
     moves = crossings(where=[_owned_by(scope)],
                       individual_id=None if individual is None else individual.id)
     q = with_places(moves).order_by(moves.c.captured_at, moves.c.individual_id,
-                                                 moves.c.sighting_id)  # fmt: skip
+                                    moves.c.sighting_id)  # fmt: skip
     if from_country is not None:
         q = q.where(moves.c.prev_country == from_country)
     if to_country is not None:
@@ -277,7 +277,7 @@ def visible_movements(
 
 
 def _movement(scope: Scope, r, exact_owners: set[str]) -> MovementOut:
-    """The API form of one crossing (a row of :func:`reid.movements.crossings`)."""
+    """The API form of one crossing (a row of :func:`reid.movements.with_places`)."""
     alat, alon, aex = scope.locate(r["prev_owner"], r["prev_lat"], r["prev_lon"])
     blat, blon, bex = scope.locate(r["owner"], r["lat"], r["lon"])
     exact_owners |= {o for o, ex in ((r["prev_owner"], aex), (r["owner"], bex)) if ex}
