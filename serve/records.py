@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from reid.geo import haversine_km
+from reid.movements import crossings, with_places
 from reid.privacy import LOCAL_ADMIN, PUBLIC, shown_distance_km
 from reid.registry import (
     Individual,
@@ -23,6 +24,7 @@ from reid.registry import (
     Site,
     decisions_of,
     sighting_views,
+    site_at_place,
 )
 from reid.registry.db import utc
 from reid.registry.models import Deployment, Media
@@ -48,14 +50,6 @@ def _placed(query):
         .join(Site, Deployment.site_id == Site.id)
         .outerjoin(Organisation, Site.organisation_id == Organisation.id)
     )
-
-
-def sighting_owners(session: Session, codes: list[str] | None = None) -> dict[str, str | None]:
-    """sighting code -> owning organisation code (the site's)."""
-    q = _placed(select(Sighting.code, Organisation.code))
-    if codes is not None:
-        q = q.where(Sighting.code.in_(codes))
-    return {a: b for a, b in session.execute(q)}
 
 
 def sighting_out(view: SightingView, owner: str | None, scope: Scope) -> tuple[SightingOut, bool]:
@@ -88,22 +82,27 @@ def visible_sightings(
     return out, exact_owners
 
 
+def _visible_row(session: Session, scope: Scope, code: str, *columns):
+    """``columns`` of the sighting ``code`` (and its photo, camera, site and owner) when
+    the caller may see it, else None (absent and hidden alike)."""
+    return session.execute(
+        _placed(select(*columns)).where(Sighting.code == code, _owned_by(scope))
+    ).first()
+
+
 def visible_sighting(session: Session, scope: Scope, code: str) -> tuple[Sighting, str]:
     """The sighting ``code`` and its owner, or 404 when absent or not visible."""
-    owner = sighting_owners(session, [code]).get(code, "\0absent")
-    if owner not in scope.view:
+    row = _visible_row(session, scope, code, Sighting, Organisation.code)
+    if row is None:
         raise Problem(404, f"no sighting {code!r}", field="code", kind="not-found")
-    return session.scalar(select(Sighting).where(Sighting.code == code)), owner  # type: ignore[return-value]
+    return row[0], row[1]
 
 
 def sighting_key(session: Session, scope: Scope, code: str, field: str) -> tuple[datetime, int]:
     """(capture time, id) of the sighting ``code`` that the caller may see: a page's last
     sighting, to continue after. A 422 on ``field`` when there is none (absent and hidden
     alike: the answer tells nothing of other organisations' sightings)."""
-    row = session.execute(
-        _placed(select(Media.captured_at, Sighting.id))
-        .where(Sighting.code == code, _owned_by(scope))
-    ).first()  # fmt: skip
+    row = _visible_row(session, scope, code, Media.captured_at, Sighting.id)
     if row is None:
         raise Problem(422, f"no sighting {code!r} to continue after", field=field)
     return row[0], row[1]
@@ -111,10 +110,8 @@ def sighting_key(session: Session, scope: Scope, code: str, field: str) -> tuple
 
 def sighting_detail(session: Session, scope: Scope, code: str) -> tuple[SightingDetailOut, bool]:
     sig, owner = visible_sighting(session, scope, code)
-    found = sighting_views(session, LOCAL_ADMIN, code=code)
-    if not found:  # pragma: no cover - the sighting exists
-        raise Problem(404, f"no sighting {code!r}", field="code", kind="not-found")
-    base, exact = sighting_out(found[0][0], owner, scope)
+    ((view, _),) = sighting_views(session, LOCAL_ADMIN, code=code)  # codes are unique
+    base, exact = sighting_out(view, owner, scope)
     trail = [
         DecisionOut(action=d.action, decided_by=d.decided_by, decided_at=d.decided_at,
                     reason=d.reason, model_version=d.model_version)  # fmt: skip
@@ -129,28 +126,35 @@ def visible_individual_condition(scope: Scope):
     (and to the unowned registry, which a caller sees when ``None`` is in its view).
     Evaluated in the database, per individual, through the sightings' individual index:
     no request reads every sighting to decide."""
-    named = sorted(o for o in scope.view if o is not None)
-    orgs = select(Organisation.id).where(Organisation.code.in_(named))
+    # (an unowned site among them only matters where None is in view, and then every
+    # individual without an organisation is visible anyway)
     through_sightings = (
         select(Sighting.id)
         .join(Media, Sighting.media_id == Media.id)
         .join(Deployment, Media.deployment_id == Deployment.id)
         .join(Site, Deployment.site_id == Site.id)
-        .where(Sighting.individual_id == Individual.id, Site.organisation_id.in_(orgs))
+        .where(Sighting.individual_id == Individual.id, _owned_by(scope))
         .exists()
     )
     unowned = Individual.organisation_id.is_(None)
-    condition = Individual.organisation_id.in_(orgs) | (unowned & through_sightings)
+    condition = Individual.organisation_id.in_(_visible_organisations(scope)) | (
+        unowned & through_sightings
+    )
     return condition | unowned if None in scope.view else condition
+
+
+def _visible_organisations(scope: Scope):
+    """SQL: the ids of the organisations the caller may see (``None``, the unowned
+    registry, is each condition's own business)."""
+    return select(Organisation.id).where(
+        Organisation.code.in_(sorted(o for o in scope.view if o is not None))
+    )
 
 
 def _owned_by(scope: Scope):
     """SQL condition on :class:`Site` alone (no join to its owner needed): the site's
     owner is one the caller may see."""
-    named = Site.organisation_id.in_(
-        select(Organisation.id).where(Organisation.code.in_(sorted(o for o in scope.view
-                                                                   if o is not None)))
-    )  # fmt: skip
+    named = Site.organisation_id.in_(_visible_organisations(scope))
     return named | Site.organisation_id.is_(None) if None in scope.view else named
 
 
@@ -259,8 +263,6 @@ def visible_movements(
     filtering the registry's movements instead would drop a crossing between two visible
     sightings whenever a hidden one lies between them, and that gap would tell the caller
     when a partner saw the animal."""
-    from reid.movements import crossings, with_places
-
     moves = crossings(where=[_owned_by(scope)],
                       individual_id=None if individual is None else individual.id)
     q = with_places(moves).order_by(moves.c.captured_at, moves.c.individual_id,
@@ -299,8 +301,6 @@ def _movement(scope: Scope, r, exact_owners: set[str]) -> MovementOut:
 def site_at(session: Session, caller: Caller, country: str, lat: float, lon: float) -> Site:
     """The caller's site in ``country`` at (lat, lon) to 4 decimals, else a new one coded
     ``ORG:CC:site-<random>`` (:func:`reid.registry.site_at_place`)."""
-    from reid.registry import site_at_place
-
     org = session.get(Organisation, caller.organisation_id)
     return site_at_place(session, org, country, lat, lon)
 

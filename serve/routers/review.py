@@ -22,9 +22,8 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
-from sqlalchemy import select
 
-from reid.registry import Organisation, Site, decisions_of
+from reid.registry import Site, decisions_of
 from serve.access import (
     SESSION_HOURS,
     Caller,
@@ -113,9 +112,7 @@ def index(request: Request, state: State, session: DbSession) -> HTMLResponse:
     if caller is None:
         return _login(request)
     scope = scope_of(session, caller)
-    own = Site.organisation_id.in_(
-        select(Organisation.id).where(Organisation.code == caller.organisation)
-    )
+    own = Site.organisation_id == caller.organisation_id
     pending, _ = visible_sightings(session, scope, status="proposed", where=own, limit=200,
                                    newest_first=True)  # fmt: skip
     return templates.TemplateResponse(request, "queue.html",
